@@ -1,0 +1,50 @@
+# Two commands work on a fresh machine with only Python: `make demo` and `make test`.
+# Each creates .venv when missing and installs the pinned dependencies it needs.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.base: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) -e ".[dev,spark]"
+	touch $@
+
+.PHONY: help install install-dev demo test check lint format typecheck clean
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.base ## Install the pipeline (pinned) into .venv
+
+install-dev: $(VENV)/.dev ## Install the pipeline with test, lint and Spark extras
+
+demo: install ## Simulated world -> validate -> train -> backtest -> score -> report (local MLflow)
+	$(BIN)/churn demo
+
+test: install-dev ## Run the test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+format: install-dev ## Format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lint: install-dev ## ruff format --check, ruff check and the import layers contract
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+typecheck: install-dev ## mypy
+	$(BIN)/mypy
+
+check: lint typecheck test ## Everything: format, lint, import layers, mypy, tests
+
+clean: ## Remove generated data, MLflow runs and caches (keeps .venv)
+	rm -rf data/demo mlruns .pytest_cache .mypy_cache .ruff_cache

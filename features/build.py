@@ -1,0 +1,301 @@
+"""Point-in-time feature queries, written once in Ibis and run by DuckDB or Spark.
+
+Every query joins a source table to the snapshots on ``account_id`` with the strict filter
+``time < as_of``, then aggregates per snapshot. Events are first rolled up to one row per
+user-day (and per event-day), which is what the windowed counts need and is far smaller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import ibis
+import ibis.expr.types as ir
+
+from features.catalog import Feature, _slug, catalog
+from features.config import FeatureConfig
+from features.snapshots import SECONDS_PER_DAY, epoch_day
+
+#: The longest look-back of any event feature (the champion's window).
+LOOKBACK_DAYS = 180
+SLOPE_WEEKS = 13
+SENTIMENT_SCORE = {"red": 0, "yellow": 1, "green": 2}
+
+
+def before(t: ir.Table, day: ir.IntegerValue, snaps: ir.Table, lookback: int | None) -> ir.Table:
+    """Join ``t`` to the snapshots of its account, keeping rows strictly before ``as_of``.
+
+    ``day`` is the row's day number; ``lookback`` bounds how far back rows are kept. The
+    result has ``age``: 1 for the day before the snapshot, 2 for the day before that, ...
+    """
+    t = t.mutate(_day=day)
+    s = snaps.select("snapshot_id", "as_of_day", _acc="account_id")
+    cond = [t.account_id == s._acc, t._day < s.as_of_day]
+    if lookback is not None:
+        cond.append(t._day >= s.as_of_day - lookback)
+    j = t.join(s, cond)
+    return j.mutate(age=j.as_of_day - j._day)
+
+
+def _in(age: ir.IntegerValue, w: int, start: int = 0) -> ir.BooleanValue:
+    return (age > start) & (age <= w)
+
+
+def _ratio(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
+    return (den > 0).ifelse(num.cast("float64") / den.nullif(0), ibis.null("float64"))
+
+
+def usage_features(
+    events: ir.Table, snaps: ir.Table, cfg: FeatureConfig
+) -> ir.Table:
+    """Frequency, breadth, depth, trend and concentration, from a user-day roll-up."""
+    key = events.event.isin(list(cfg.key_events)) if cfg.key_events else ibis.literal(False)
+    ud = (
+        events.mutate(day=epoch_day(events.ts), k=key.cast("int64"))
+        .group_by(["account_id", "user_id", "day"])
+        .aggregate(n=ibis._.count(), k=ibis._.k.sum())
+    )
+    j = before(ud, ud.day, snaps, LOOKBACK_DAYS)
+    a, n, k = j.age, j.n, j.k
+    # Per snapshot and user: enough to count users, user-days and find the champion.
+    per_user = {
+        **{f"n{w}": n.sum(where=_in(a, w)) for w in (*cfg.windows, 30)},
+        **{f"k{w}": k.sum(where=_in(a, w)) for w in (*cfg.windows, 30)},
+        **{f"d{w}": a.count(where=_in(a, w)) for w in (*cfg.windows, 30)},
+        "n_prev30": n.sum(where=_in(a, 60, 30)),
+        "k_prev30": k.sum(where=_in(a, 60, 30)),
+        "d_prev30": a.count(where=_in(a, 60, 30)),
+        "d_prior60": a.count(where=_in(a, 90, 30)),
+        "n_all": n.sum(),
+        "last_age": a.min(),
+        "slope": (n * (6 - (a - 1) // 7)).sum(where=_in(a, SLOPE_WEEKS * 7)),
+        "n_slope": n.sum(where=_in(a, SLOPE_WEEKS * 7)),
+    }
+    u = j.group_by(["snapshot_id", "user_id"]).aggregate(**per_user)
+    u = u.mutate(**{c: u[c].fill_null(0) for c in per_user if c != "last_age"})
+    champion_order = ibis.window(
+        group_by=u.snapshot_id, order_by=[ibis.desc(u.n_all), u.user_id]
+    )
+    u = u.mutate(_rank=ibis.row_number().over(champion_order))
+    out: dict[str, ir.Value] = {}
+    for w in cfg.windows:
+        out[f"events_{w}d"] = u[f"n{w}"].sum()
+        out[f"user_days_{w}d"] = u[f"d{w}"].sum()
+        out[f"active_users_{w}d"] = u[f"d{w}"].count(where=u[f"d{w}"] > 0)
+        out[f"key_events_{w}d"] = u[f"k{w}"].sum()
+    out |= {
+        "_n30": u.n30.sum(),
+        "_k30": u.k30.sum(),
+        "_u30": u.d30.count(where=u.d30 > 0),
+        "_ud30": u.d30.sum(),
+        "_n_prev30": u.n_prev30.sum(),
+        "_k_prev30": u.k_prev30.sum(),
+        "_u_prev30": u.d_prev30.count(where=u.d_prev30 > 0),
+        "key_users_30d": u.k30.count(where=u.k30 > 0),
+        "new_users_30d": u.d30.count(where=(u.d30 > 0) & (u.d_prior60 == 0)),
+        "lost_users_30d": u.d_prev30.count(where=(u.d_prev30 > 0) & (u.d30 == 0)),
+        "_top_n30": u.n30.max(),
+        "days_since_last_event": u.last_age.min(),
+        "days_since_champion": u.last_age.min(where=u._rank == 0),
+        "_slope": u.slope.sum(),
+        "_n_slope": u.n_slope.sum(),
+    }
+    s = u.group_by("snapshot_id").aggregate(**out)
+    derived = {
+        **{f"key_share_{w}d": _ratio(s[f"key_events_{w}d"], s[f"events_{w}d"]) for w in cfg.windows},
+        "stickiness_30d": _ratio(s._ud30, s._u30 * 30),
+        "events_change_30d": (s._n30 + 1).cast("float64") / (s._n_prev30 + 1) - 1,
+        "active_users_change_30d": (s._u30 + 1).cast("float64") / (s._u_prev30 + 1) - 1,
+        "key_events_change_30d": (s._k30 + 1).cast("float64") / (s._k_prev30 + 1) - 1,
+        # Least-squares slope of 13 weekly counts: sum((w - 6) * c_w) / sum((w - 6)^2), with
+        # sum((w - 6)^2) = 182; weeks without events add nothing to the numerator.
+        "events_slope_90d": (s._slope / 182.0) / (s._n_slope / SLOPE_WEEKS + 1),
+        "top_user_share_30d": _ratio(s._top_n30, s._n30),
+    }
+    s = s.mutate(**derived)
+    return s.drop(*[c for c in s.columns if c.startswith("_")])
+
+
+def active_day_features(events: ir.Table, snaps: ir.Table, cfg: FeatureConfig) -> ir.Table:
+    """Days with any event, per window, from an account-day roll-up."""
+    ad = events.select("account_id", day=epoch_day(events.ts)).distinct()
+    j = before(ad, ad.day, snaps, max(cfg.windows))
+    return j.group_by("snapshot_id").aggregate(
+        **{f"active_days_{w}d": j.age.count(where=_in(j.age, w)) for w in cfg.windows}
+    )
+
+
+def event_mix_features(
+    events: ir.Table, snaps: ir.Table, cfg: FeatureConfig, top_events: Sequence[str]
+) -> ir.Table:
+    """Distinct events used per window and counts of the most common events (30 days)."""
+    ed = (
+        events.mutate(day=epoch_day(events.ts))
+        .group_by(["account_id", "event", "day"])
+        .aggregate(n=ibis._.count())
+    )
+    j = before(ed, ed.day, snaps, max(cfg.windows))
+    aggs: dict[str, ir.Value] = {
+        f"distinct_events_{w}d": j.event.nunique(where=_in(j.age, w)) for w in cfg.windows
+    }
+    for e in top_events:
+        aggs[f"event_{_slug(e)}_30d"] = j.n.sum(where=_in(j.age, 30) & (j.event == e))
+    return j.group_by("snapshot_id").aggregate(**aggs)
+
+
+def _sec(col: ir.Value) -> ir.IntegerValue:
+    return col.epoch_seconds().cast("int64")
+
+
+def _since(t: ir.Table, col: str, snaps: ir.Table) -> ir.Table:
+    """Join on account, rows whose ``col`` is strictly before ``as_of``; adds ``as_of_sec``."""
+    t = t.mutate(_sec=_sec(t[col]))
+    s = snaps.select("snapshot_id", "as_of_day", _acc="account_id")
+    j = t.join(s, [t.account_id == s._acc, t._sec < s.as_of_day * SECONDS_PER_DAY])
+    return j.mutate(as_of_sec=j.as_of_day * SECONDS_PER_DAY)
+
+
+def _known(col: ir.Value, as_of_sec: ir.IntegerValue) -> ir.IntegerValue:
+    """Epoch seconds of ``col`` if it happened before the snapshot, else NULL (not yet)."""
+    sec = _sec(col)
+    return (sec < as_of_sec).ifelse(sec, ibis.null("int64"))
+
+
+def support_features(tickets: ir.Table, snaps: ir.Table) -> ir.Table:
+    """Tickets opened, open at the snapshot, response and resolution times, CSAT."""
+    j = _since(tickets, "created_at", snaps)
+    now = j.as_of_sec
+    answered, resolved = _known(j.first_response_at, now), _known(j.resolved_at, now)
+    age_days = (now - j._sec) / SECONDS_PER_DAY
+    is_open = resolved.isnull()
+    hours = 3600.0
+    return j.group_by("snapshot_id").aggregate(
+        tickets_30d=j._sec.count(where=age_days <= 30),
+        tickets_90d=j._sec.count(where=age_days <= 90),
+        urgent_open=j._sec.count(where=is_open & (j.priority == "urgent")),
+        high_open=j._sec.count(where=is_open & (j.priority == "high")),
+        first_response_hours_90d=((answered - j._sec) / hours).median(
+            where=answered >= now - 90 * SECONDS_PER_DAY
+        ),
+        resolution_hours_90d=((resolved - j._sec) / hours).median(
+            where=resolved >= now - 90 * SECONDS_PER_DAY
+        ),
+        oldest_open_ticket_days=age_days.max(where=is_open),
+        ticket_csat_180d=j.csat.cast("float64").mean(
+            where=resolved >= now - 180 * SECONDS_PER_DAY
+        ),
+    )
+
+
+def voice_features(surveys: ir.Table, snaps: ir.Table) -> ir.Table:
+    """NPS, CSAT and CES answers before the snapshot."""
+    j = _since(surveys, "ts", snaps)
+    year = j._sec >= j.as_of_sec - 365 * SECONDS_PER_DAY
+    nps = j.kind == "nps"
+    return j.group_by("snapshot_id").aggregate(
+        nps_last=j.score.argmax(j._sec, where=nps),
+        nps_mean_365d=j.score.mean(where=nps & year),
+        nps_detractor_share_365d=(j.score <= 6).cast("float64").mean(where=nps & year),
+        nps_responses_365d=j._sec.count(where=nps & year),
+        days_since_nps=(j.as_of_sec.max() - j._sec.max(where=nps)) / SECONDS_PER_DAY,
+        csat_mean_365d=j.score.mean(where=(j.kind == "csat") & year),
+        ces_mean_365d=j.score.mean(where=(j.kind == "ces") & year),
+    )
+
+
+def sentiment_features(sentiment: ir.Table, snaps: ir.Table) -> ir.Table:
+    """The CSM's latest sentiment, its age, and its change over 90 days."""
+    j = _since(sentiment, "ts", snaps)
+    score = j.sentiment.cases(*SENTIMENT_SCORE.items()).cast("float64")
+    old = j._sec < j.as_of_sec - 90 * SECONDS_PER_DAY
+    s = j.group_by("snapshot_id").aggregate(
+        sentiment_last=score.argmax(j._sec),
+        _old=score.argmax(j._sec, where=old),
+        _last_sec=j._sec.max(),
+        _as_of_sec=j.as_of_sec.max(),
+    )
+    return s.select(
+        "snapshot_id",
+        "sentiment_last",
+        days_since_sentiment=(s._as_of_sec - s._last_sec) / SECONDS_PER_DAY,
+        sentiment_change_90d=s.sentiment_last - s._old,
+    )
+
+
+def billing_features(invoices: ir.Table, snaps: ir.Table) -> ir.Table:
+    """Invoices overdue at the snapshot and late payments in the last year."""
+    j = _since(invoices, "issued_at", snaps)
+    now = j.as_of_sec
+    due, paid = _sec(j.due_at), _known(j.paid_at, now)
+    overdue = (due < now) & paid.isnull()
+    return j.group_by("snapshot_id").aggregate(
+        invoices_overdue=j._sec.count(where=overdue),
+        days_overdue_max=((now - due) / SECONDS_PER_DAY).max(where=overdue),
+        late_payments_365d=j._sec.count(where=(paid >= now - 365 * SECONDS_PER_DAY) & (paid > due)),
+    )
+
+
+#: Counts are 0, not missing, when a snapshot has no source rows.
+ZERO_WHEN_ABSENT = (
+    "events_", "user_days_", "active_users_", "key_events_", "active_days_", "distinct_events_",
+    "event_", "key_users_", "new_users_", "lost_users_", "tickets_", "urgent_open", "high_open",
+    "oldest_open_ticket_days", "nps_responses_", "invoices_overdue", "days_overdue_max",
+    "late_payments_",
+)
+
+
+def feature_table(
+    tables: Mapping[str, ir.Table],
+    snaps: ir.Table,
+    cfg: FeatureConfig,
+    top_events: Sequence[str],
+) -> tuple[ir.Table, tuple[Feature, ...]]:
+    """Every feature of every snapshot, as one Ibis expression, and their declarations.
+
+    ``snaps`` needs ``snapshot_id``, ``account_id``, ``as_of_day`` and the contract context
+    (``seats``, ``arr``, ``prev_arr``, ``term_number``, ``renewal_day``).
+    """
+    accounts = tables["accounts"]
+    static = [c for c in accounts.columns if c not in ("account_id", "created_at", "name", "csm")]
+    decl = catalog(cfg.windows, top_events, static, tables.keys())
+    events = tables["events"]
+    parts = [
+        usage_features(events, snaps, cfg),
+        active_day_features(events, snaps, cfg),
+        event_mix_features(events, snaps, cfg, top_events),
+    ]
+    makers = {
+        "tickets": support_features,
+        "surveys": voice_features,
+        "sentiment": sentiment_features,
+        "invoices": billing_features,
+    }
+    parts += [make(tables[name], snaps) for name, make in makers.items() if name in tables]
+
+    acc = accounts.select(
+        "account_id", *static, _created_sec=_sec(accounts.created_at)
+    ).rename(_acc="account_id")
+    base = snaps.join(acc, snaps.account_id == acc._acc, how="left").drop("_acc")
+    as_of_sec = base.as_of_day * SECONDS_PER_DAY
+    base = base.mutate(tenure_days=(as_of_sec - base._created_sec) / SECONDS_PER_DAY)
+    for part in parts:
+        part = part.rename(_sid="snapshot_id")
+        base = base.left_join(part, base.snapshot_id == part._sid).drop("_sid")
+    fills = {
+        c: base[c].fill_null(0)
+        for c in base.columns
+        if c.startswith(ZERO_WHEN_ABSENT) and c in {f.name for f in decl}
+    }
+    base = base.mutate(**fills)
+    extra: dict[str, ir.Value] = {}
+    if "days_since_last_event" in base.columns:
+        extra["days_since_last_event"] = base.days_since_last_event.fill_null(LOOKBACK_DAYS + 1)
+    if "contracts" in tables or "seats" in base.columns:
+        extra |= {
+            f"utilisation_{w}d": _ratio(base[f"active_users_{w}d"], base.seats)
+            for w in cfg.windows
+        }
+        extra["days_to_renewal"] = (base.renewal_day - base.as_of_day).cast("float64")
+        extra["arr_change_last_renewal"] = _ratio(base.arr, base.prev_arr) - 1
+    base = base.mutate(**extra)
+    return base, decl

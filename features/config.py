@@ -1,0 +1,46 @@
+"""Typed settings of the feature and label stages; parsed once at the entry point."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Key features of the simulated world; a team names its own in ``churn.yaml``.
+DEFAULT_KEY_EVENTS = ("report_exported", "workflow_created", "integration_synced", "dashboard_shared")
+
+
+class Frozen(BaseModel):
+    """Base of every settings model: immutable, and unknown keys are an error (typos)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LabelConfig(Frozen):
+    """What is predicted, and from which snapshots.
+
+    renewal: churn at the next contract ``end_date``, snapshots ``lead_days`` before it.
+    inactivity: no event in the ``horizon_days`` after a monthly snapshot, for accounts with
+    an event in the ``active_days`` before it.
+    """
+
+    label: Literal["renewal", "inactivity"] = "renewal"
+    lead_days: tuple[int, ...] = (0, 30, 60, 90, 120, 180)
+    horizon_days: int = Field(90, gt=0)
+    active_days: int = Field(90, gt=0)
+    snapshot_every: Literal["month", "week"] = "month"
+    within_days: int = Field(120, ge=0, description="score renewals ending within this many days")
+
+    @model_validator(mode="after")
+    def _leads_non_negative(self) -> LabelConfig:
+        if any(d < 0 for d in self.lead_days):
+            raise ValueError(f"lead_days must be >= 0 days before end_date, got {self.lead_days}")
+        return self
+
+
+class FeatureConfig(Frozen):
+    """Which features are built, over which windows."""
+
+    windows: tuple[int, ...] = (7, 30, 90)
+    key_events: tuple[str, ...] = DEFAULT_KEY_EVENTS
+    top_events: int = Field(10, ge=0, description="per-event counts for this many common events")

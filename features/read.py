@@ -1,0 +1,220 @@
+"""Read a data directory into typed Ibis tables, without loading them into memory.
+
+Each table is found as ``<name>.parquet``, ``<name>.csv`` or a folder ``<name>/`` of Parquet
+parts, read in place by the engine (DuckDB by default), and its contract columns are cast
+to the contract's types: timestamps to UTC, dates to dates. Values that cannot be cast are
+reported as problems by :func:`conform`, never silently turned into missing values.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+from ibis.backends import BaseBackend
+
+from features.contract import IBIS_TYPES, TABLES, TableSpec
+from features.errors import ContractError, Problem
+from features.resources import free_cores
+
+EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """The contract tables of one data directory, typed, on one engine connection."""
+
+    con: BaseBackend
+    tables: dict[str, ir.Table]
+    sources: dict[str, Path]
+    #: Problems found while reading: missing columns and values that do not parse.
+    problems: tuple[Problem, ...] = ()
+
+
+def connect(engine: str = "duckdb", threads: int | None = None, **options: Any) -> BaseBackend:
+    """Open an engine connection in UTC.
+
+    ``threads`` sizes DuckDB's thread pool; by default the free cores, never more.
+    """
+    if engine == "duckdb":
+        con = ibis.duckdb.connect(**options)
+        con.raw_sql("SET TimeZone = 'UTC'")
+        con.raw_sql(f"SET threads = {int(threads or free_cores())}")
+        return con
+    if engine == "spark":
+        from features.spark import spark_connect  # pyspark is an optional extra
+
+        return spark_connect(**options)
+    raise ValueError(f"engine must be 'duckdb' or 'spark', got {engine!r}")
+
+
+def find_sources(data_dir: Path) -> dict[str, Path]:
+    """Map each contract table present in ``data_dir`` to its file or folder."""
+    if not data_dir.is_dir():
+        raise ContractError(f"data directory {data_dir} does not exist or is not a folder")
+    sources: dict[str, Path] = {}
+    for name in TABLES:
+        found = [
+            p
+            for p in (data_dir / f"{name}.parquet", data_dir / f"{name}.csv", data_dir / name)
+            if p.exists()
+        ]
+        if len(found) > 1:
+            listed = ", ".join(p.name for p in found)
+            raise ContractError(
+                f"{name}: found {listed} in {data_dir}; keep one file (or one folder) per table"
+            )
+        if found:
+            if found[0].is_dir() and not any(found[0].rglob("*.parquet")):
+                raise ContractError(
+                    f"{name}: the folder {found[0]} holds no .parquet parts; "
+                    "a table given as a folder must be a set of Parquet files"
+                )
+            sources[name] = found[0]
+    missing = [t.name for t in TABLES.values() if t.required and t.name not in sources]
+    if missing:
+        raise ContractError(
+            f"{', '.join(missing)}: required table(s) missing from {data_dir}; expected "
+            + " or ".join(
+                f"{m}.parquet, {m}.csv or a folder {m}/ of Parquet parts" for m in missing
+            )
+        )
+    return sources
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), [])
+
+
+def read_source(con: BaseBackend, spec: TableSpec, path: Path) -> ir.Table:
+    """Read one table in place, as stored: CSV contract columns stay text until cast."""
+    if path.suffix == ".csv":
+        header = _csv_header(path)
+        if con.name == "duckdb":
+            # Contract columns as text, so that a bad cell is caught by conform() rather than
+            # failing the read or becoming NULL; extra columns keep DuckDB's type inference.
+            text = {c: "VARCHAR" for c in header if c in spec.column_names}
+            return con.read_csv(path, types=text, header=True)
+        return con.read_csv(str(path), header=True)
+    if path.is_dir():
+        return con.read_parquet(str(path / "**" / "*.parquet"))
+    return con.read_parquet(str(path))
+
+
+def _cast(col: ir.Value, kind: str) -> ir.Value:
+    target = ibis.dtype(IBIS_TYPES[kind])
+    if col.type() == target:
+        return col
+    if kind == "integer" and col.type().is_string():
+        # "12.0" from a spreadsheet export is a whole number; "12.5" is not and stays NULL.
+        number = col.try_cast("float64")
+        return (number == number.floor()).ifelse(number, ibis.null()).try_cast("int64")
+    if kind == "date" and col.type().is_string():
+        # A date column may arrive as timestamps in text; keep the UTC calendar day.
+        return col.try_cast(IBIS_TYPES["timestamp"]).date()
+    return col.try_cast(target)
+
+
+def conform(raw: ir.Table, spec: TableSpec) -> tuple[ir.Table, list[Problem]]:
+    """Cast the contract columns of ``raw`` to their types; report what does not fit.
+
+    Missing required columns and values that do not parse are hard problems. Missing
+    optional columns are added as empty, so later stages see one shape.
+    """
+    problems: list[Problem] = []
+    present = set(raw.columns)
+    for col in spec.columns:
+        if col.required and col.name not in present:
+            problems.append(
+                Problem(
+                    spec.name,
+                    col.name,
+                    "required column",
+                    "hard",
+                    0,
+                    (),
+                    "required column is missing",
+                    f"add the column {col.name} ({col.kind}); columns found: "
+                    + ", ".join(raw.columns),
+                )
+            )
+    if problems:
+        return raw, problems
+
+    cast = {
+        c.name: (
+            _cast(raw[c.name], c.kind)
+            if c.name in present
+            else ibis.null().cast(IBIS_TYPES[c.kind])
+        ).name(c.name)
+        for c in spec.columns
+    }
+    extras = [raw[c] for c in raw.columns if c not in cast]
+    typed = raw.select(*cast.values(), *extras)
+
+    failed = {
+        c.name: (raw[c.name].notnull() & cast[c.name].isnull()).sum()
+        for c in spec.columns
+        if c.name in present and raw[c.name].type() != ibis.dtype(IBIS_TYPES[c.kind])
+    }
+    if failed:
+        counts = raw.aggregate(**{k: v.fill_null(0) for k, v in failed.items()}).to_pyarrow()
+        for name, n in ((k, counts[k][0].as_py()) for k in failed):
+            if not n:
+                continue
+            bad = raw.filter(raw[name].notnull() & cast[name].isnull())
+            shown = [
+                str(v)
+                for v in bad.select(name)
+                .distinct()
+                .order_by(name)
+                .limit(EXAMPLES)
+                .to_pyarrow()[name]
+                .to_pylist()
+            ]
+            kind = spec.column(name).kind
+            problems.append(
+                Problem(
+                    spec.name,
+                    name,
+                    f"parses as {kind}",
+                    "hard",
+                    int(n),
+                    tuple(repr(v) for v in shown),
+                    f"cannot be read as a {kind}",
+                    _PARSE_FIX[kind],
+                )
+            )
+    return typed, problems
+
+
+_PARSE_FIX = {
+    "timestamp": "write timestamps as ISO-8601 text (2024-03-01, 2024-03-01T09:30:00 or "
+    "2024-03-01T09:30:00+02:00; no zone means UTC) or as Parquet timestamps",
+    "date": "write dates as ISO-8601 text (2024-03-01) or as Parquet dates",
+    "float": "write numbers with a dot as decimal separator and no thousands separator",
+    "integer": "write whole numbers without a decimal part or thousands separator",
+    "string": "write the value as text",
+}
+
+
+def read_data(data_dir: Path, con: BaseBackend | None = None) -> DataSet:
+    """Find, read and type every contract table of ``data_dir``.
+
+    Raises :class:`ContractError` when a required table is absent. Problems with columns and
+    values are collected in ``DataSet.problems`` for :func:`features.validate.validate`.
+    """
+    con = con if con is not None else connect()
+    sources = find_sources(Path(data_dir))
+    tables: dict[str, ir.Table] = {}
+    problems: list[Problem] = []
+    for name, path in sources.items():
+        typed, found = conform(read_source(con, TABLES[name], path), TABLES[name])
+        tables[name] = typed
+        problems.extend(found)
+    return DataSet(con, tables, sources, tuple(problems))

@@ -1,0 +1,400 @@
+"""The weekly simulation of one chunk of accounts.
+
+The loop runs once per week, vectorised over the accounts of the chunk. It moves the
+hidden health, the champion and the terms, draws how many events of each kind every
+account emits (the rows themselves are built afterwards in :mod:`emit`), raises tickets
+and invoices, and decides the outcome of every term that ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from features.simulator.accounts import (
+    DAY_US,
+    REGION_TZ,
+    Accounts,
+    Grid,
+    add_year,
+    working_time_us,
+)
+from features.simulator.config import SimConfig
+from features.simulator.outcome import DRIVERS, WINDOW_WEEKS, Window, churn_logit
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+# Hidden health: Ornstein-Uhlenbeck around the account's mean, one step per week.
+HEALTH_THETA = 0.04
+HEALTH_SIGMA = 0.15
+HEALTH_INIT_SD = 0.5
+# Weekly active probability of an activated user: sigmoid(ACT0 + ACT1 * health).
+ACT0, ACT1 = 0.2, 1.0
+# Vanity events per active user and week (login, dashboard view, page view).
+VANITY_RATES = np.array([0.25, 0.11, 0.08])
+WATERMELON_VANITY = 2.0
+# Key events per active user and week at health 0, times exp(DEPTH * health).
+KEY_RATE = 0.09
+DEPTH = 0.7
+WATERMELON_DEPTH = 0.3
+KEY_WEIGHTS_4 = np.array([0.35, 0.2, 0.3, 0.15])
+# The champion's share of key events, and the champion's own vanity events per week.
+CHAMPION_SHARE = 0.4
+CHAMPION_VANITY = np.array([2.5, 1.2, 0.6])
+# Weekly hazard of the champion leaving: CH_HAZARD * exp(-CH_SLOPE * health).
+CH_HAZARD = 0.0025
+CH_SLOPE = 1.0
+CH_SHOCK = 0.25
+CH_RETURN = 1.0 / 26.0
+# Tickets per account-week by segment, times exp(-TK_SLOPE * health) with support pain.
+TICKET_RATE = np.array([0.06, 0.14, 0.3])
+TK_SLOPE = 0.6
+PRIORITIES = ("low", "normal", "high", "urgent")
+PRIORITY_BASE = np.log(np.array([0.3, 0.45, 0.18, 0.07]))
+PRIORITY_SLOPE = np.array([0.5, 0.0, -0.4, -0.9])
+# Invoices: due 30 days after issue; late with probability sigmoid(LATE0 - LATE1 * health).
+LATE0, LATE1 = -1.9, 1.1
+UNPAID0, UNPAID1 = -1.2, 1.0
+ON_ISSUE = 0.2
+QUARTERLY_MIN_SEATS = 50
+
+
+def _sigmoid(x: F64) -> F64:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass
+class _Rows:
+    """Column buffers of a table growing week by week (internal)."""
+
+    cols: dict[str, list[npt.NDArray[Any]]] = field(default_factory=dict)
+
+    def add(self, **arrays: npt.NDArray[Any]) -> None:
+        for name, arr in arrays.items():
+            self.cols.setdefault(name, []).append(arr)
+
+    def done(self, names: tuple[str, ...]) -> dict[str, npt.NDArray[Any]]:
+        return {n: np.concatenate(self.cols[n]) if n in self.cols else np.empty(0) for n in names}
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """Everything one chunk produced; account indices are local to the chunk."""
+
+    reg_counts: npt.NDArray[np.int32]
+    champ_counts: npt.NDArray[np.int32]
+    wau_reg: npt.NDArray[np.int32]
+    pool_lo: npt.NDArray[np.int32]
+    pool_n: npt.NDArray[np.int32]
+    champ_user: npt.NDArray[np.int32]
+    health: npt.NDArray[np.float32]
+    alive: npt.NDArray[np.bool_]
+    act_from_us: I64
+    act_to_us: I64
+    contracts: dict[str, npt.NDArray[Any]]
+    tickets: dict[str, npt.NDArray[Any]]
+    invoices: dict[str, npt.NDArray[Any]]
+
+
+CONTRACT_COLS = (
+    "acc",
+    "term",
+    "start_day",
+    "end_day",
+    "seats",
+    "arr",
+    "outcome",
+    "p",
+    "contrib",
+    "noise",
+    "champion_left_us",
+    "mean_health",
+)
+TICKET_COLS = ("acc", "created_us", "first_response_us", "resolved_us", "priority", "csat")
+INVOICE_COLS = ("acc", "issued_us", "due_us", "paid_us", "amount")
+OUTCOMES = ("renewed", "expanded", "contracted", "churned")
+
+
+def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generator) -> ChunkResult:
+    """Simulate the accounts of one chunk week by week over the whole window."""
+    n, n_weeks = len(acc), grid.n_weeks
+    mech = cfg.mechanisms
+    n_van, n_key = len(cfg.vanity_events), len(cfg.key_events)
+    n_ev = n_van + n_key
+    key_w = KEY_WEIGHTS_4 if n_key == 4 else np.full(n_key, 1.0 / n_key)
+    tz = REGION_TZ[acc.region]
+
+    reg_counts = np.zeros((n, n_weeks, n_ev), np.int32)
+    champ_counts = np.zeros((n, n_weeks, n_ev), np.int32)
+    wau_reg = np.zeros((n, n_weeks), np.int32)
+    pool_lo = np.zeros((n, n_weeks), np.int32)
+    pool_n = np.zeros((n, n_weeks), np.int32)
+    champ_user = np.full((n, n_weeks), -1, np.int32)
+    health_hist = np.zeros((n, n_weeks), np.float32)
+    alive_hist = np.zeros((n, n_weeks), np.bool_)
+    key_hist = np.zeros((n, n_weeks), np.float64)
+    wau_hist = np.zeros((n, n_weeks), np.float64)
+    pain_hist = np.zeros((n, n_weeks), np.float64)
+
+    health = acc.health_mean + rng.normal(0.0, HEALTH_INIT_SD, n)
+    if not mech.usage_drift:
+        health = acc.health_mean.copy()
+    term = np.zeros(n, np.int64)
+    term_start = acc.first_term_day.copy()
+    term_end = add_year(term_start)
+    seats = acc.seats0.copy()
+    arr = np.round(seats * acc.price, 2)
+    started = np.zeros(n, np.bool_)
+    churned = np.zeros(n, np.bool_)
+    present = np.ones(n, np.bool_)
+    base = np.zeros(n, np.int64)
+    last_dep = np.full(n, -1, np.int64)
+    bad_inv = np.zeros(n, np.float64)
+    act_from = np.maximum(acc.created_us, grid.start_us)
+    act_to = np.full(n, grid.end_us, np.int64)
+
+    def pool(idx: I64) -> I64:
+        return np.maximum(1, np.round(acc.utilisation[idx] * seats[idx])).astype(np.int64)
+
+    pool_a = pool(np.arange(n))
+    contracts, tickets, invoices = _Rows(), _Rows(), _Rows()
+
+    def issue_invoices(idx: I64) -> None:
+        """Bill the term that starts now; count invoices that will be badly overdue."""
+        quarterly = seats[idx] >= QUARTERLY_MIN_SEATS
+        n_inv = np.where(quarterly, 4, 1)
+        rows = np.repeat(idx, n_inv)
+        k = np.arange(rows.shape[0]) - np.repeat(np.cumsum(n_inv) - n_inv, n_inv)
+        issued_day = term_start[rows] + 91 * k
+        issued = issued_day * DAY_US + 8 * 3600 * 1_000_000
+        due = issued + 30 * DAY_US
+        amount = np.round(arr[rows] / np.repeat(n_inv, n_inv), 2)
+        m = rows.shape[0]
+        h = health[rows]
+        on_time = issued + (rng.random(m) * 30 * DAY_US).astype(np.int64)
+        on_time = np.where(rng.random(m) < ON_ISSUE, issued + 3600 * 1_000_000, on_time)
+        late = np.zeros(m, np.bool_)
+        unpaid = np.zeros(m, np.bool_)
+        paid = on_time
+        if mech.late_invoices:
+            late = rng.random(m) < _sigmoid(LATE0 - LATE1 * h)
+            unpaid = late & (rng.random(m) < _sigmoid(UNPAID0 - UNPAID1 * h))
+            late_by = np.exp(rng.normal(np.log(20.0), 0.8, m)) * DAY_US
+            paid = np.where(late, due + late_by.astype(np.int64), on_time)
+        paid = np.where(unpaid, -1, paid)
+        bad = unpaid | (late & (paid - due > 30 * DAY_US))
+        bad_inv[idx] = 0.0
+        np.add.at(bad_inv, rows, bad.astype(np.float64))
+        invoices.add(acc=rows, issued_us=issued, due_us=due, paid_us=paid, amount=amount)
+
+    for w in range(n_weeks):
+        ws = int(grid.week_start_us[w])
+        starting = np.flatnonzero(~started & (acc.first_week == w))
+        if starting.size:
+            started[starting] = True
+            issue_invoices(starting)
+        alive = started & ~churned
+
+        if mech.usage_drift:
+            shock = rng.normal(0.0, 1.0, n)
+            health = health + HEALTH_THETA * (acc.health_mean - health) + HEALTH_SIGMA * shock
+        if mech.champion_departure:
+            u = rng.random(n)
+            leave = alive & present & (u < CH_HAZARD * np.exp(-CH_SLOPE * health))
+            back = alive & ~present & (u < CH_RETURN)
+            n_leave = int(leave.sum())
+            present[leave] = False
+            base[leave] += 1
+            last_dep[leave] = ws + rng.integers(0, 5 * 24 * 3600, n_leave) * 1_000_000
+            health = np.where(leave, health - CH_SHOCK, health)
+            present[back] = True
+
+        idx = np.flatnonzero(alive)
+        h = health[idx]
+        pres = present[idx].astype(np.int64)
+        n_reg = np.maximum(pool_a[idx] - pres, 0)
+        p_act = _sigmoid(ACT0 + ACT1 * h)
+        wr = rng.binomial(n_reg, p_act)
+        wm = acc.watermelon[idx]
+        depth = np.exp(DEPTH * h) * np.where(wm, WATERMELON_DEPTH, 1.0)
+        van_mult = np.where(wm, WATERMELON_VANITY, 1.0) * float(mech.vanity_events)
+        lam_reg = np.empty((idx.size, n_ev))
+        lam_reg[:, :n_van] = (wr * van_mult)[:, None] * VANITY_RATES
+        lam_reg[:, n_van:] = (wr * KEY_RATE * depth)[:, None] * key_w
+        lam_ch = np.empty((idx.size, n_ev))
+        lam_ch[:, :n_van] = (pres * van_mult)[:, None] * CHAMPION_VANITY
+        # The champion does CHAMPION_SHARE of the key work the account would expect.
+        expected_team = np.maximum(n_reg * p_act, 1.0) * KEY_RATE * depth
+        ch_key = pres * expected_team * CHAMPION_SHARE / (1.0 - CHAMPION_SHARE)
+        lam_ch[:, n_van:] = ch_key[:, None] * key_w
+        reg_w = rng.poisson(lam_reg).astype(np.int32)
+        ch_w = rng.poisson(lam_ch).astype(np.int32)
+        reg_counts[idx, w] = reg_w
+        champ_counts[idx, w] = ch_w
+        wau_reg[idx, w] = wr
+        pool_lo[idx, w] = base[idx] + pres
+        pool_n[idx, w] = n_reg
+        champ_user[idx, w] = np.where(pres == 1, base[idx], -1)
+        health_hist[:, w] = health
+        alive_hist[idx, w] = True
+        key_hist[idx, w] = reg_w[:, n_van:].sum(axis=1) + ch_w[:, n_van:].sum(axis=1)
+        wau_hist[idx, w] = wr + pres
+
+        _raise_tickets(idx, h, acc, cfg, rng, ws, tz, grid, tickets, pain_hist, w)
+
+        ending = np.flatnonzero(
+            alive & (term_end < grid.end_day) & ((term_end - grid.start_day) // 7 == w)
+        )
+        if ending.size == 0:
+            continue
+        lo = max(w - WINDOW_WEEKS, 0)
+        n_w = max(w - lo, 1)
+        win = Window(
+            key_per_seat_week=key_hist[ending, lo:w].sum(axis=1) / (seats[ending] * n_w),
+            breadth=wau_hist[ending, lo:w].sum(axis=1) / (seats[ending] * n_w),
+            support_pain=pain_hist[ending, lo:w].sum(axis=1),
+            champion_left=last_dep[ending] >= term_start[ending] * DAY_US,
+            bad_invoices=bad_inv[ending],
+            watermelon=acc.watermelon[ending],
+            mean_health=health_hist[ending, lo:w].mean(axis=1).astype(np.float64)
+            if w > lo
+            else health[ending],
+        )
+        contrib, noise, p = churn_logit(win, cfg.churn, mech, rng)
+        churn = rng.random(ending.size) < p
+        outcome = np.where(churn, 3, 0)
+        if mech.expansions:
+            u = rng.random(ending.size)
+            p_exp = _sigmoid(-1.5 + 1.2 * win.mean_health)
+            p_con = _sigmoid(
+                -2.6 - 0.8 * win.mean_health + 0.5 * np.clip((0.4 - win.breadth) / 0.2, -2.0, 2.0)
+            )
+            outcome = np.where(churn, 3, np.where(u < p_exp, 1, np.where(u < p_exp + p_con, 2, 0)))
+        contracts.add(
+            acc=ending,
+            term=term[ending],
+            start_day=term_start[ending],
+            end_day=term_end[ending],
+            seats=seats[ending],
+            arr=arr[ending],
+            outcome=outcome,
+            p=p,
+            contrib=contrib,
+            noise=noise,
+            champion_left_us=np.where(win.champion_left, last_dep[ending], -1),
+            mean_health=win.mean_health,
+        )
+        gone = ending[churn]
+        churned[gone] = True
+        act_to[gone] = term_end[gone] * DAY_US
+
+        stay = ending[~churn]
+        out = outcome[~churn]
+        factor = np.ones(stay.size)
+        factor = np.where(out == 1, rng.uniform(1.1, 1.5, stay.size), factor)
+        factor = np.where(out == 2, rng.uniform(0.6, 0.9, stay.size), factor)
+        new_seats = np.maximum(1, np.round(seats[stay] * factor)).astype(np.int64)
+        uplift = rng.uniform(1.0, 1.05, stay.size)
+        arr[stay] = np.round(arr[stay] * new_seats / seats[stay] * uplift, 2)
+        seats[stay] = new_seats
+        term[stay] += 1
+        term_start[stay] = term_end[stay]
+        term_end[stay] = add_year(term_start[stay])
+        pool_a[stay] = pool(stay)
+        issue_invoices(stay)
+
+    open_ = np.flatnonzero(started & ~churned)
+    k = open_.size
+    contracts.add(
+        acc=open_,
+        term=term[open_],
+        start_day=term_start[open_],
+        end_day=term_end[open_],
+        seats=seats[open_],
+        arr=arr[open_],
+        outcome=np.full(k, -1),
+        p=np.full(k, np.nan),
+        contrib=np.full((k, len(DRIVERS)), np.nan),
+        noise=np.full(k, np.nan),
+        champion_left_us=np.where(
+            last_dep[open_] >= term_start[open_] * DAY_US, last_dep[open_], -1
+        ),
+        mean_health=np.full(k, np.nan),
+    )
+    # A churned account raises no ticket after its final end_date.
+    raised = tickets.done(TICKET_COLS)
+    t_acc = raised["acc"].astype(np.int64)
+    t_ok = (raised["created_us"] >= act_from[t_acc]) & (raised["created_us"] < act_to[t_acc])
+    return ChunkResult(
+        reg_counts=reg_counts,
+        champ_counts=champ_counts,
+        wau_reg=wau_reg,
+        pool_lo=pool_lo,
+        pool_n=pool_n,
+        champ_user=champ_user,
+        health=health_hist,
+        alive=alive_hist,
+        act_from_us=act_from,
+        act_to_us=act_to,
+        contracts=contracts.done(CONTRACT_COLS),
+        tickets={k: v[t_ok] for k, v in raised.items()},
+        invoices=invoices.done(INVOICE_COLS),
+    )
+
+
+def _raise_tickets(
+    idx: I64,
+    h: F64,
+    acc: Accounts,
+    cfg: SimConfig,
+    rng: np.random.Generator,
+    week_start_us: int,
+    tz: F64,
+    grid: Grid,
+    out: _Rows,
+    pain_hist: F64,
+    w: int,
+) -> None:
+    """Raise this week's tickets; record the pain they cause in ``pain_hist[:, w]``."""
+    pain_on = cfg.mechanisms.support_pain
+    # Without support pain the ticket process ignores health (h_eff = 0).
+    h_eff = h if pain_on else np.zeros_like(h)
+    rate = TICKET_RATE[acc.segment[idx]] * np.exp(-TK_SLOPE * h_eff)
+    n_t = rng.poisson(rate)
+    if n_t.sum() == 0:
+        return
+    rows = np.repeat(idx, n_t)
+    th = np.repeat(h_eff, n_t)
+    m = rows.shape[0]
+    created = week_start_us + working_time_us(rng, tz[rows], grid.day_probs)
+    logits = PRIORITY_BASE + th[:, None] * PRIORITY_SLOPE
+    probs = np.exp(logits)
+    cum = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
+    priority = np.minimum((rng.random(m)[:, None] > cum).sum(axis=1), 3)
+    urgent = priority == 3
+    speed = np.where(priority >= 2, 0.4, 1.0)
+    fr_hours = np.exp(rng.normal(1.2 - 0.6 * th, 0.8)) * speed
+    first_resp = created + (fr_hours * 3.6e9).astype(np.int64)
+    rs_days = np.exp(rng.normal(0.8 - 0.5 * th, 0.9)) * speed
+    resolved = first_resp + (rs_days * DAY_US).astype(np.int64)
+    p_open = np.where(urgent, _sigmoid(-1.6 - 1.5 * th), 0.02)
+    left_open = rng.random(m) < p_open
+    resolved = np.where(left_open, -1, resolved)
+    rated = ~left_open & (rng.random(m) < 0.6)
+    score = 4.0 + 0.8 * th - 0.3 * np.log1p(rs_days) + rng.normal(0.0, 0.8, m)
+    csat = np.where(rated, np.clip(np.round(score), 1, 5), 0).astype(np.int64)
+    slow = urgent & (left_open | (rs_days > 14.0))
+    pain = 0.15 + 0.85 * slow + 0.5 * (rated & (csat <= 2)) + 0.1 * (priority >= 2)
+    np.add.at(pain_hist[:, w], rows, pain)
+    out.add(
+        acc=rows,
+        created_us=created,
+        first_response_us=first_resp,
+        resolved_us=resolved,
+        priority=priority,
+        csat=csat,
+    )

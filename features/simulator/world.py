@@ -1,0 +1,342 @@
+"""``simulate``: run every chunk of accounts and assemble the contract tables and truth."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from features.simulator.accounts import Accounts, Grid, draw_accounts, make_grid
+from features.simulator.config import SEGMENTS, SimConfig
+from features.simulator.dynamics import OUTCOMES, PRIORITIES, ChunkResult, run_chunk
+from features.simulator.emit import emit_events, emit_sentiment, emit_surveys
+from features.simulator.outcome import DRIVERS, dominant_reason
+
+Progress = Callable[[str, float], None]
+Arrays = dict[str, npt.NDArray[Any]]
+
+TABLES: tuple[str, ...] = (
+    "accounts",
+    "contracts",
+    "events",
+    "tickets",
+    "surveys",
+    "sentiment",
+    "invoices",
+)
+SURVEY_KINDS = ("nps", "csat", "ces")
+SENTIMENTS = ("green", "yellow", "red")
+_NONE = np.array(None, dtype=object)  # missing value in object arrays of strings
+
+
+@dataclass(frozen=True)
+class World:
+    """A simulated world.
+
+    Attributes
+    ----------
+    tables
+        The seven contract tables keyed by name (see ``TABLES``). Timestamps are
+        ``datetime64[us, UTC]`` (whole seconds); contract dates are ``datetime64[us]`` at
+        midnight without a zone. In ``events``, ``account_id``, ``user_id`` and ``event``
+        are categoricals to keep large worlds in memory.
+    truth
+        One row per contract term: the probability the churn formula gave, the outcome,
+        each driver's contribution and the dominant reason.
+    latent
+        The hidden weekly health of every account while it was a customer
+        (``account_id``, ``week_start``, ``health``); not written by ``write_world``.
+    config
+        The configuration that produced the world.
+    """
+
+    tables: dict[str, pd.DataFrame]
+    truth: pd.DataFrame
+    latent: pd.DataFrame
+    config: SimConfig
+
+
+def _child(seed: int, *key: int) -> np.random.Generator:
+    """An independent generator per purpose, fixed by the seed and a key path."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def _ts(us: npt.NDArray[Any]) -> pd.DatetimeIndex:
+    """Microseconds since epoch (negative = missing) to tz-aware UTC, floored to seconds."""
+    us = np.asarray(us, dtype=np.int64)
+    whole = np.where(us < 0, np.iinfo(np.int64).min, (us // 1_000_000) * 1_000_000)
+    return pd.DatetimeIndex(whole.view("M8[us]")).tz_localize("UTC")
+
+
+def _dates(days: npt.NDArray[Any]) -> npt.NDArray[np.datetime64]:
+    return np.asarray(days, dtype=np.int64).astype("M8[D]").astype("M8[us]")
+
+
+def _strings(values: npt.NDArray[Any]) -> pd.Series:
+    return pd.Series(values, dtype="str")
+
+
+def _concat(parts: list[Arrays], offsets: list[int]) -> Arrays:
+    """Concatenate chunk arrays, turning chunk-local account indices into global ones."""
+    keys = parts[0].keys()
+    out = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+    out["acc"] = np.concatenate(
+        [np.asarray(p["acc"], np.int64) + off for p, off in zip(parts, offsets, strict=True)]
+    )
+    return out
+
+
+def simulate(cfg: SimConfig, progress: Progress | None = None) -> World:
+    """Simulate the world described by ``cfg``.
+
+    Parameters
+    ----------
+    cfg
+        The world's configuration; the same config gives the same world.
+    progress
+        Optional ``progress(step_name, fraction)`` callback, called as chunks finish.
+
+    Returns
+    -------
+    World
+        The contract tables, the ground truth and the hidden weekly health.
+    """
+
+    def report(step: str, fraction: float) -> None:
+        if progress is not None:
+            progress(step, fraction)
+
+    grid = make_grid(cfg)
+    accts = draw_accounts(cfg, grid, _child(cfg.seed, 0))
+    n = len(accts)
+    chunks = [slice(s, min(s + cfg.chunk_accounts, n)) for s in range(0, n, cfg.chunk_accounts)]
+    parts: dict[str, list[Arrays]] = {k: [] for k in TABLES[1:]}
+    latent: list[Arrays] = []
+    offsets = [sl.start for sl in chunks]
+    for c, sl in enumerate(chunks):
+        acc = accts.take(sl)
+        res = run_chunk(acc, cfg, grid, _child(cfg.seed, 1, c))
+        parts["contracts"].append(res.contracts)
+        parts["tickets"].append(res.tickets)
+        parts["invoices"].append(res.invoices)
+        parts["events"].append(emit_events(res, acc, cfg, grid, _child(cfg.seed, 2, c)))
+        parts["surveys"].append(emit_surveys(res, acc, cfg, grid, _child(cfg.seed, 3, c)))
+        parts["sentiment"].append(emit_sentiment(res, acc, cfg, grid, _child(cfg.seed, 4, c)))
+        latent.append(_latent(res))
+        report("simulate", (c + 1) / len(chunks))
+
+    merged = {k: _concat(v, offsets) for k, v in parts.items()}
+    tables = {"accounts": _accounts_table(accts)}
+    contracts, truth = _contracts_and_truth(merged["contracts"], accts)
+    tables["contracts"] = contracts
+    tables["events"] = _events_table(merged["events"], merged["surveys"], accts, cfg)
+    report("tables", 0.5)
+    tables["tickets"] = _tickets_table(merged["tickets"], accts, grid)
+    tables["surveys"] = _surveys_table(merged["surveys"], accts)
+    tables["sentiment"] = pd.DataFrame(
+        {
+            "account_id": _strings(accts.ids[merged["sentiment"]["acc"]]),
+            "ts": _ts(merged["sentiment"]["ts"]),
+            "sentiment": _strings(
+                np.array(SENTIMENTS, dtype=object)[merged["sentiment"]["sentiment"]]
+            ),
+        }
+    )
+    tables["invoices"] = _invoices_table(merged["invoices"], accts, grid)
+    lat = _concat(latent, offsets)
+    latent_df = pd.DataFrame(
+        {
+            "account_id": pd.Categorical.from_codes(
+                lat["acc"], categories=pd.Index(accts.ids, dtype="str")
+            ),
+            "week_start": _ts(grid.week_start_us[lat["week"]]),
+            "health": lat["health"],
+        }
+    )
+    report("tables", 1.0)
+    return World(tables=tables, truth=truth, latent=latent_df, config=cfg)
+
+
+def _latent(res: ChunkResult) -> Arrays:
+    ai, aw = np.nonzero(res.alive)
+    return {"acc": ai, "week": aw, "health": res.health[ai, aw]}
+
+
+def _accounts_table(acc: Accounts) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "account_id": _strings(acc.ids),
+            "created_at": _ts(acc.created_us),
+            "name": _strings(acc.names),
+            "segment": _strings(np.array(SEGMENTS, dtype=object)[acc.segment]),
+            "csm": _strings(acc.csm),
+            "plan": _strings(acc.plan),
+            "industry": _strings(acc.industry),
+            "region": _strings(np.array(["NA", "EMEA", "APAC"], dtype=object)[acc.region]),
+        }
+    )
+
+
+def _contracts_and_truth(c: Arrays, acc: Accounts) -> tuple[pd.DataFrame, pd.DataFrame]:
+    order = np.lexsort((c["term"], c["acc"]))
+    c = {k: v[order] for k, v in c.items()}
+    a = c["acc"].astype(np.int64)
+    ids = np.array(
+        [f"C-{i + 1:05d}-{t + 1:02d}" for i, t in zip(a, c["term"], strict=True)], dtype=object
+    )
+    outcome_code = c["outcome"].astype(np.int64)
+    outcome = pd.Series(
+        np.where(outcome_code >= 0, np.array(OUTCOMES, dtype=object)[outcome_code], _NONE),
+        dtype="str",
+    )
+    contracts = pd.DataFrame(
+        {
+            "contract_id": _strings(ids),
+            "account_id": _strings(acc.ids[a]),
+            "start_date": _dates(c["start_day"]),
+            "end_date": _dates(c["end_day"]),
+            "arr": c["arr"].astype(np.float64),
+            "seats": c["seats"].astype(np.int64),
+            "outcome": outcome,
+        }
+    )
+    contrib = np.asarray(c["contrib"], dtype=np.float64)
+    known = outcome_code >= 0
+    reason = np.where(known, dominant_reason(np.nan_to_num(contrib, nan=0.0)), _NONE)
+    truth = pd.DataFrame(
+        {
+            "contract_id": contracts["contract_id"],
+            "account_id": contracts["account_id"],
+            "end_date": contracts["end_date"],
+            "true_churn_probability": c["p"].astype(np.float64),
+            "outcome": outcome,
+            "dominant_reason": pd.Series(reason, dtype="str"),
+            **{f"contrib_{d}": contrib[:, k] for k, d in enumerate(DRIVERS)},
+            "contrib_noise": c["noise"].astype(np.float64),
+            "mean_health_90d": c["mean_health"].astype(np.float64),
+            "is_watermelon": acc.watermelon[a],
+            "is_under_utilised": acc.under_utilised[a],
+            "champion_left_at": _ts(c["champion_left_us"]),
+        }
+    )
+    return contracts, truth
+
+
+def _user_counts(events: Arrays, surveys: Arrays, n: int) -> npt.NDArray[np.int64]:
+    users = np.zeros(n, np.int64)
+    np.maximum.at(users, events["acc"].astype(np.int64), events["user"].astype(np.int64) + 1)
+    np.maximum.at(users, surveys["acc"].astype(np.int64), surveys["user"].astype(np.int64) + 1)
+    return users
+
+
+def _user_codes(table: Arrays, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return offsets[table["acc"].astype(np.int64)] + table["user"].astype(np.int64)
+
+
+def _user_categories(acc: Accounts, users: npt.NDArray[np.int64]) -> pd.Index:
+    names = [f"{aid}-U{k + 1:03d}" for aid, m in zip(acc.ids, users, strict=True) for k in range(m)]
+    return pd.Index(names, dtype="str")
+
+
+def _events_table(ev: Arrays, sv: Arrays, acc: Accounts, cfg: SimConfig) -> pd.DataFrame:
+    users = _user_counts(ev, sv, len(acc))
+    offsets = np.concatenate([[0], np.cumsum(users)[:-1]]).astype(np.int64)
+    categories = _user_categories(acc, users)
+    names = pd.Index(list(cfg.vanity_events) + list(cfg.key_events), dtype="str")
+    value = ev["value"].astype(np.float64)
+    return pd.DataFrame(
+        {
+            "account_id": pd.Categorical.from_codes(
+                ev["acc"].astype(np.int32), categories=pd.Index(acc.ids, dtype="str")
+            ),
+            "user_id": pd.Categorical.from_codes(
+                _user_codes(ev, offsets).astype(np.int32), categories=categories
+            ),
+            "ts": _ts(ev["ts"]),
+            "event": pd.Categorical.from_codes(ev["event"].astype(np.int8), categories=names),
+            "value": value,
+        }
+    )
+
+
+def _tickets_table(t: Arrays, acc: Accounts, grid: Grid) -> pd.DataFrame:
+    a = t["acc"].astype(np.int64)
+    created = t["created_us"].astype(np.int64)
+    keep = (created >= np.maximum(acc.created_us[a], grid.start_us)) & (created < grid.end_us)
+    t = {k: v[keep] for k, v in t.items()}
+    a, created = a[keep], created[keep]
+    order = np.lexsort((a, created))
+    t = {k: v[order] for k, v in t.items()}
+    a, created = a[order], created[order]
+
+    def before_end(us: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        us = np.asarray(us, dtype=np.int64)
+        return np.where((us >= 0) & (us < grid.end_us), us, -1)
+
+    resolved = before_end(t["resolved_us"])
+    csat = pd.array(np.where(resolved >= 0, t["csat"], 0), dtype="Int64")
+    csat[csat == 0] = pd.NA
+    m = created.shape[0]
+    width = max(6, len(str(m)))
+    return pd.DataFrame(
+        {
+            "ticket_id": _strings(
+                np.array([f"T-{k + 1:0{width}d}" for k in range(m)], dtype=object)
+            ),
+            "account_id": _strings(acc.ids[a]),
+            "created_at": _ts(created),
+            "first_response_at": _ts(before_end(t["first_response_us"])),
+            "resolved_at": _ts(resolved),
+            "priority": _strings(
+                np.array(PRIORITIES, dtype=object)[t["priority"].astype(np.int64)]
+            ),
+            "csat": csat,
+        }
+    )
+
+
+def _surveys_table(s: Arrays, acc: Accounts) -> pd.DataFrame:
+    a = s["acc"].astype(np.int64)
+    users = np.array(
+        [f"{acc.ids[i]}-U{u + 1:03d}" for i, u in zip(a, s["user"], strict=True)], dtype=object
+    )
+    return pd.DataFrame(
+        {
+            "account_id": _strings(acc.ids[a]),
+            "user_id": _strings(users),
+            "ts": _ts(s["ts"]),
+            "kind": _strings(np.array(SURVEY_KINDS, dtype=object)[s["kind"].astype(np.int64)]),
+            "score": s["score"].astype(np.float64),
+        }
+    )
+
+
+def _invoices_table(v: Arrays, acc: Accounts, grid: Grid) -> pd.DataFrame:
+    a = v["acc"].astype(np.int64)
+    issued = v["issued_us"].astype(np.int64)
+    keep = issued < grid.end_us
+    v = {k: x[keep] for k, x in v.items()}
+    a, issued = a[keep], issued[keep]
+    order = np.lexsort((a, issued))
+    v = {k: x[order] for k, x in v.items()}
+    a, issued = a[order], issued[order]
+    paid = v["paid_us"].astype(np.int64)
+    paid = np.where((paid >= 0) & (paid < grid.end_us), paid, -1)
+    m = issued.shape[0]
+    width = max(6, len(str(m)))
+    return pd.DataFrame(
+        {
+            "invoice_id": _strings(
+                np.array([f"INV-{k + 1:0{width}d}" for k in range(m)], dtype=object)
+            ),
+            "account_id": _strings(acc.ids[a]),
+            "issued_at": _ts(issued),
+            "due_at": _ts(v["due_us"]),
+            "paid_at": _ts(paid),
+            "amount": v["amount"].astype(np.float64),
+        }
+    )

@@ -1,0 +1,217 @@
+"""Cohort-labelled training sets and scoring sets: snapshots, labels and features together.
+
+This is the one place that turns Ibis expressions into pandas: the final frame is what the
+model reads. ``train`` and ``backtest`` call :func:`build_training_set`; ``score`` and
+``features`` call :func:`build_scoring_set`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from features.build import feature_table
+from features.catalog import Feature, dictionary
+from features.config import FeatureConfig, LabelConfig
+from features.snapshots import (
+    calendar_days,
+    day_number,
+    epoch_day,
+    inactivity_snapshots,
+    open_term_snapshots,
+    renewal_snapshots,
+)
+
+Progress = Callable[[str, float], None] | None
+ID_COLUMNS = ("account_id", "contract_id", "as_of", "lead_days")
+LABEL_COLUMNS = ("label", "label_known_at", "expansion")
+CONTEXT_COLUMNS = ("renewal_date", "segment", "arr", "cohort_month", "tenure_bucket", "signup_quarter")
+TENURE_BUCKETS = ((365, "<1y"), (730, "1-2y"), (1095, "2-3y"), (np.inf, "3y+"))
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """One row per snapshot: ids, label, cohorts and the declared features, in that order."""
+
+    frame: pd.DataFrame
+    features: tuple[Feature, ...]
+    top_events: tuple[str, ...]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+def data_end_day(tables: Mapping[str, ir.Table]) -> int:
+    """The day after the last event: labels must be known before it to be used."""
+    last = tables["events"].ts.max().to_pyarrow().as_py()
+    if last is None:
+        raise ValueError("events is empty: there is no history to learn from")
+    return day_number(last.date()) + 1
+
+
+def common_events(events: ir.Table, n: int, before_day: int) -> tuple[str, ...]:
+    """The ``n`` most frequent event names before ``before_day`` (ties broken by name)."""
+    if n == 0:
+        return ()
+    ev = events.filter(epoch_day(events.ts) < before_day)
+    top = ev.group_by("event").aggregate(c=ev.count()).order_by([ibis.desc("c"), "event"]).limit(n)
+    return tuple(top.to_pyarrow()["event"].to_pylist())
+
+
+def training_snapshots(
+    tables: Mapping[str, ir.Table], labels: LabelConfig, cutoff_day: int
+) -> ir.Table:
+    """Labelled snapshots whose label was known before ``cutoff_day``."""
+    if labels.label == "renewal":
+        if "contracts" not in tables:
+            raise ValueError(
+                "the renewal label needs the contracts table; add contracts.parquet/.csv or "
+                "use --label inactivity"
+            )
+        return renewal_snapshots(tables["contracts"], labels, cutoff_day)
+    ev = tables["events"]
+    first = ev.ts.min().to_pyarrow().as_py()
+    days = calendar_days(
+        day_number(first.date()) + labels.active_days,
+        cutoff_day - labels.horizon_days,
+        labels.snapshot_every,
+    )
+    return inactivity_snapshots(ev, tables.get("contracts"), labels, days)
+
+
+def _with_ids(snaps: ir.Table) -> ir.Table:
+    order = ibis.window(order_by=["as_of_day", "account_id", "contract_id"])
+    return snaps.mutate(snapshot_id=ibis.row_number().over(order))
+
+
+def _to_frame(expr: ir.Table, decl: Sequence[Feature]) -> pd.DataFrame:
+    raw = expr.to_pyarrow().to_pandas()
+    day = lambda c: pd.to_datetime(raw[c].astype("float64"), unit="D", utc=True).astype(  # noqa: E731
+        "datetime64[us, UTC]"
+    )
+    tenure = raw["tenure_days"].astype("float64")
+    created = pd.to_datetime(raw["as_of_day"] - tenure, unit="D", utc=True)
+    segment = raw["segment"] if "segment" in raw else pd.Series(None, index=raw.index, dtype="str")
+    out = pd.DataFrame(
+        {
+            "account_id": raw["account_id"].astype("str"),
+            "contract_id": raw["contract_id"].astype("str").where(raw["contract_id"].notna(), None),
+            "as_of": day("as_of_day"),
+            "lead_days": raw["lead_days"].astype("int64"),
+            "label": raw["label"].astype("Int8"),
+            "label_known_at": day("label_known_day"),
+            "expansion": raw["expansion"].astype("Int8"),
+            "renewal_date": day("renewal_day"),
+            "segment": segment.astype("str").where(segment.notna(), None),
+            "arr": raw["arr"].astype("float64"),
+        }
+    )
+    out["cohort_month"] = out["as_of"].dt.strftime("%Y-%m")
+    out["tenure_bucket"] = pd.cut(
+        tenure, [-np.inf, *(b for b, _ in TENURE_BUCKETS)], labels=[n for _, n in TENURE_BUCKETS]
+    ).astype("str")
+    out["signup_quarter"] = (
+        created.dt.year.astype("Int64").astype("str") + "Q" + created.dt.quarter.astype("Int64").astype("str")
+    )
+    for f in decl:
+        col = raw[f.name]
+        out[f.name] = (
+            pd.Categorical(col.astype("str").where(col.notna(), None))
+            if f.categorical
+            else col.astype("float64")
+        )
+    return out.sort_values(["as_of", "account_id", "contract_id"], na_position="first").reset_index(
+        drop=True
+    )
+
+
+def _build(
+    tables: Mapping[str, ir.Table],
+    snaps: ir.Table,
+    features: FeatureConfig,
+    top_events: Sequence[str],
+    progress: Progress,
+) -> TrainingSet:
+    snaps = _with_ids(snaps)
+    if progress:
+        progress("computing features", 0.2)
+    expr, decl = feature_table(tables, snaps, features, top_events)
+    frame = _to_frame(expr, decl)
+    if progress:
+        progress("features built", 1.0)
+    return TrainingSet(frame, decl, tuple(top_events))
+
+
+def build_training_set(
+    tables: Mapping[str, ir.Table],
+    labels: LabelConfig,
+    features: FeatureConfig,
+    cutoff: date | None = None,
+    progress: Progress = None,
+) -> TrainingSet:
+    """Labelled, cohort-tagged feature rows from all history known before ``cutoff``.
+
+    ``cutoff`` defaults to the day after the last event. A row is included only if its
+    label was known before the cut-off (renewal: the term ended; inactivity: the horizon
+    passed); its features use only data strictly before its own ``as_of``.
+    """
+    cutoff_day = day_number(cutoff) if cutoff else data_end_day(tables)
+    snaps = training_snapshots(tables, labels, cutoff_day)
+    top = common_events(tables["events"], features.top_events, cutoff_day)
+    return _build(tables, snaps, features, top, progress)
+
+
+def build_scoring_set(
+    tables: Mapping[str, ir.Table],
+    as_of: date,
+    labels: LabelConfig,
+    features: FeatureConfig,
+    top_events: Sequence[str] | None = None,
+    progress: Progress = None,
+) -> TrainingSet:
+    """Feature rows of every account eligible at ``as_of`` (no label).
+
+    Renewal mode: an open term ending within ``labels.within_days``. Inactivity mode: an
+    event in the ``labels.active_days`` before ``as_of``. ``top_events`` must be the model's
+    own list so that the columns match; by default they are computed from the data.
+    """
+    day = day_number(as_of)
+    if labels.label == "renewal":
+        if "contracts" not in tables:
+            raise ValueError("renewal scoring needs the contracts table; use --label inactivity")
+        snaps = open_term_snapshots(tables["contracts"], day, labels.within_days)
+    else:
+        snaps = inactivity_snapshots(
+            tables["events"], tables.get("contracts"), labels, [day], labelled=False
+        )
+    top = (
+        tuple(top_events)
+        if top_events is not None
+        else common_events(tables["events"], features.top_events, day)
+    )
+    return _build(tables, snaps, features, top, progress)
+
+
+def write_training_set(ts: TrainingSet, path: Path) -> None:
+    """The frame as Parquet, and the feature dictionary beside it (``.features.json``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ts.frame.to_parquet(path, index=False)
+    write_dictionary(ts.features, path.with_suffix(".features.json"))
+
+
+def write_dictionary(decl: Sequence[Feature], path: Path) -> None:
+    """The feature dictionary as JSON (``.json``) or CSV (any other suffix)."""
+    records = dictionary(decl)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(records, indent=2), encoding="utf-8")
+    else:
+        pd.DataFrame(records).to_csv(path, index=False)

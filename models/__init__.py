@@ -1,0 +1,1 @@
+"""Training, tuning, calibration, baselines, backtests, explanations and scoring."""

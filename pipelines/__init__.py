@@ -1,0 +1,1 @@
+"""Stages wired together: configuration, the ``churn`` CLI and MLflow tracking."""

@@ -1,0 +1,75 @@
+"""The one configuration of a run: ``churn.yaml`` (or ``--config``) plus command-line options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from features.config import FeatureConfig, Frozen, LabelConfig
+from features.errors import ContractError
+
+DEFAULT_CONFIG = Path("churn.yaml")
+
+
+class EngineConfig(Frozen):
+    """Where the feature queries run."""
+
+    name: Literal["duckdb", "spark"] = "duckdb"
+    threads: int | None = Field(None, ge=1, description="default: the free cores")
+    spark_master: str = "local[2]"
+
+
+class TrackingConfig(Frozen):
+    """MLflow: an explicit URI, else ``MLFLOW_TRACKING_URI``, else a SQLite file in ``mlruns/``."""
+
+    uri: str | None = None
+    experiment: str = "churn-health"
+    registered_model: str = "churn-health"
+
+
+class ChurnConfig(Frozen):
+    """Every setting of the pipeline, with defaults that run the demo."""
+
+    seed: int = 7
+    engine: EngineConfig = EngineConfig()
+    labels: LabelConfig = LabelConfig()
+    features: FeatureConfig = FeatureConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> ChurnConfig:
+    """Read the YAML file (``churn.yaml`` if present and none is named), apply overrides.
+
+    ``overrides`` is nested like the file; ``None`` values mean "not given on the command line".
+    A bad file raises :class:`ContractError` naming the setting, so the CLI exits 2.
+    """
+    source = path if path is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    raw: dict[str, Any] = {}
+    if source is not None:
+        if not source.is_file():
+            raise ContractError(f"config file {source} does not exist")
+        raw = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        if not isinstance(raw, dict):
+            raise ContractError(f"{source}: expected a mapping of settings at the top level")
+    try:
+        return ChurnConfig.model_validate(_merge(raw, overrides or {}))
+    except ValidationError as err:
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            for e in err.errors()
+        ]
+        where = f"{source}" if source else "command-line options"
+        raise ContractError(f"bad settings in {where}:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,114 @@
+"""Fixtures shared by the tests: a seed used everywhere and a tiny, valid, hand-made data set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+# Tests share the machine with other work: one thread each keeps them fast and deterministic.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def seed() -> int:
+    """The seed every randomised test uses, so any failure reproduces (override: CHURN_TEST_SEED)."""
+    return int(os.environ.get("CHURN_TEST_SEED", "42"))
+
+
+def _utc(*values: str) -> pd.Series:
+    return pd.Series(pd.to_datetime(list(values), utc=True, format="ISO8601"))
+
+
+def tiny_tables() -> dict[str, pd.DataFrame]:
+    """Two accounts, three terms and a few rows of each optional table, all valid."""
+    return {
+        "accounts": pd.DataFrame(
+            {
+                "account_id": ["A1", "A2"],
+                "created_at": _utc("2023-01-01", "2023-06-15T12:00:00"),
+                "name": ["Acme", "Globex"],
+                "segment": ["SMB", "Enterprise"],
+                "csm": ["Dana", "Eli"],
+                "plan": ["pro", "enterprise"],
+            }
+        ),
+        "contracts": pd.DataFrame(
+            {
+                "contract_id": ["C1", "C2", "C3"],
+                "account_id": ["A1", "A1", "A2"],
+                "start_date": pd.to_datetime(["2023-01-01", "2024-01-01", "2023-06-15"]).date,
+                "end_date": pd.to_datetime(["2024-01-01", "2025-01-01", "2024-06-15"]).date,
+                "arr": [12000.0, 15000.0, 90000.0],
+                "seats": pd.array([10, 12, 200], dtype="Int64"),
+                "outcome": ["expanded", None, "churned"],
+            }
+        ),
+        "events": pd.DataFrame(
+            {
+                "account_id": ["A1", "A1", "A2", "A2"],
+                "user_id": ["u1", "u2", "u9", "u9"],
+                "ts": _utc(
+                    "2023-03-01T09:00:00", "2023-03-02T10:30:00", "2023-07-01T08:00:00",
+                    "2023-07-03T17:45:00",
+                ),
+                "event": ["login", "report_exported", "login", "dashboard_viewed"],
+                "value": [30.0, None, 12.5, 4.0],
+            }
+        ),
+        "tickets": pd.DataFrame(
+            {
+                "ticket_id": ["T1", "T2"],
+                "account_id": ["A1", "A2"],
+                "created_at": _utc("2023-04-01T10:00:00", "2023-08-01T10:00:00"),
+                "first_response_at": _utc("2023-04-01T11:00:00", "2023-08-02T10:00:00"),
+                "resolved_at": pd.Series(pd.to_datetime(["2023-04-03T10:00:00", None], utc=True)),
+                "priority": ["normal", "urgent"],
+                "csat": pd.array([4, None], dtype="Int64"),
+            }
+        ),
+        "surveys": pd.DataFrame(
+            {
+                "account_id": ["A1", "A2"],
+                "user_id": ["u1", None],
+                "ts": _utc("2023-05-01", "2023-09-01"),
+                "kind": ["nps", "csat"],
+                "score": [9.0, 2.0],
+            }
+        ),
+        "sentiment": pd.DataFrame(
+            {
+                "account_id": ["A1", "A2"],
+                "ts": _utc("2023-05-01", "2023-09-01"),
+                "sentiment": ["green", "red"],
+            }
+        ),
+        "invoices": pd.DataFrame(
+            {
+                "invoice_id": ["I1", "I2"],
+                "account_id": ["A1", "A2"],
+                "issued_at": _utc("2023-01-01", "2023-06-15"),
+                "due_at": _utc("2023-01-31", "2023-07-15"),
+                "paid_at": pd.Series(pd.to_datetime(["2023-01-20", None], utc=True)),
+                "amount": [12000.0, 90000.0],
+            }
+        ),
+    }
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out: Path, fmt: str = "parquet") -> Path:
+    """Write tables the way a user's export would: one file per table."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        if fmt == "csv":
+            frame.to_csv(out / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%S%z")
+        else:
+            frame.to_parquet(out / f"{name}.parquet", index=False)
+    return out
+
+
+@pytest.fixture
+def tiny() -> dict[str, pd.DataFrame]:
+    return tiny_tables()

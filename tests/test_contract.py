@@ -1,0 +1,294 @@
+"""Reading and validating the data contract: every rule has a bad-input test."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import tiny_tables, write_tables
+
+from features.contract import RULES
+from features.errors import ContractError
+from features.read import read_data
+from features.validate import load, validate
+
+Frames = dict[str, pd.DataFrame]
+
+
+def _set(table: str, column: str, row: int, value: object) -> Callable[[Frames], None]:
+    def mutate(t: Frames) -> None:
+        frame = t[table].copy()
+        if value is None:
+            frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+        t[table] = frame
+
+    return mutate
+
+
+def _duplicate_first_key(table: str) -> Callable[[Frames], None]:
+    def mutate(t: Frames) -> None:
+        frame = t[table].copy()
+        key = frame.columns[0]
+        frame.loc[1, key] = frame.loc[0, key]
+        t[table] = frame
+
+    return mutate
+
+
+def _swap_dates(t: Frames) -> None:
+    c = t["contracts"].copy()
+    c.loc[0, ["start_date", "end_date"]] = [c.loc[0, "end_date"], c.loc[0, "start_date"]]
+    t["contracts"] = c
+
+
+# (table, column, rule name, severity, how to break a valid data set). Every rule of the
+# contract appears here; test_every_rule_is_tested fails when a new rule has no case.
+CASES: list[tuple[str, str, str, str, Callable[[Frames], None]]] = [
+    ("accounts", "account_id", "not empty", "hard", _set("accounts", "account_id", 1, None)),
+    ("accounts", "created_at", "not empty", "hard", _set("accounts", "created_at", 1, pd.NaT)),
+    ("accounts", "account_id", "unique", "hard", _duplicate_first_key("accounts")),
+    ("contracts", "contract_id", "not empty", "hard", _set("contracts", "contract_id", 2, None)),
+    ("contracts", "account_id", "not empty", "hard", _set("contracts", "account_id", 2, None)),
+    ("contracts", "start_date", "not empty", "hard", _set("contracts", "start_date", 2, None)),
+    ("contracts", "end_date", "not empty", "hard", _set("contracts", "end_date", 2, None)),
+    ("contracts", "arr", "not empty", "hard", _set("contracts", "arr", 2, None)),
+    ("contracts", "contract_id", "unique", "hard", _duplicate_first_key("contracts")),
+    ("contracts", "account_id", "known account", "soft", _set("contracts", "account_id", 2, "Z9")),
+    ("contracts", "end_date", "after start_date", "hard", _swap_dates),
+    ("contracts", "arr", ">= 0", "hard", _set("contracts", "arr", 0, -5.0)),
+    ("contracts", "seats", ">= 0", "hard", _set("contracts", "seats", 0, -1)),
+    ("contracts", "outcome", "known outcome", "hard", _set("contracts", "outcome", 0, "won")),
+    ("events", "account_id", "not empty", "hard", _set("events", "account_id", 0, None)),
+    ("events", "user_id", "not empty", "soft", _set("events", "user_id", 0, None)),
+    ("events", "ts", "not empty", "hard", _set("events", "ts", 0, pd.NaT)),
+    ("events", "event", "not empty", "hard", _set("events", "event", 0, None)),
+    ("events", "account_id", "known account", "soft", _set("events", "account_id", 0, "Z9")),
+    ("events", "value", ">= 0", "soft", _set("events", "value", 0, -1.0)),
+    ("tickets", "ticket_id", "not empty", "hard", _set("tickets", "ticket_id", 0, None)),
+    ("tickets", "account_id", "not empty", "hard", _set("tickets", "account_id", 0, None)),
+    ("tickets", "created_at", "not empty", "hard", _set("tickets", "created_at", 0, pd.NaT)),
+    ("tickets", "ticket_id", "unique", "hard", _duplicate_first_key("tickets")),
+    ("tickets", "account_id", "known account", "soft", _set("tickets", "account_id", 0, "Z9")),
+    ("tickets", "priority", "known priority", "soft", _set("tickets", "priority", 0, "p1")),
+    ("tickets", "csat", "1 to 5", "soft", _set("tickets", "csat", 0, 9)),
+    (
+        "tickets",
+        "first_response_at",
+        "not before created_at",
+        "soft",
+        _set("tickets", "first_response_at", 0, pd.Timestamp("2023-03-01", tz="UTC")),
+    ),
+    (
+        "tickets",
+        "resolved_at",
+        "not before created_at",
+        "soft",
+        _set("tickets", "resolved_at", 0, pd.Timestamp("2023-03-01", tz="UTC")),
+    ),
+    ("surveys", "account_id", "not empty", "hard", _set("surveys", "account_id", 0, None)),
+    ("surveys", "ts", "not empty", "hard", _set("surveys", "ts", 0, pd.NaT)),
+    ("surveys", "kind", "not empty", "hard", _set("surveys", "kind", 0, None)),
+    ("surveys", "score", "not empty", "hard", _set("surveys", "score", 0, None)),
+    ("surveys", "account_id", "known account", "soft", _set("surveys", "account_id", 0, "Z9")),
+    ("surveys", "kind", "known kind", "soft", _set("surveys", "kind", 0, "ces2")),
+    (
+        "surveys",
+        "score",
+        "within the range of its kind",
+        "soft",
+        _set("surveys", "score", 0, 11.0),
+    ),
+    ("sentiment", "account_id", "not empty", "hard", _set("sentiment", "account_id", 0, None)),
+    ("sentiment", "ts", "not empty", "hard", _set("sentiment", "ts", 0, pd.NaT)),
+    ("sentiment", "sentiment", "not empty", "hard", _set("sentiment", "sentiment", 0, None)),
+    ("sentiment", "account_id", "known account", "soft", _set("sentiment", "account_id", 0, "Z9")),
+    ("sentiment", "sentiment", "known sentiment", "soft", _set("sentiment", "sentiment", 0, "amber")),
+    ("invoices", "invoice_id", "not empty", "hard", _set("invoices", "invoice_id", 0, None)),
+    ("invoices", "account_id", "not empty", "hard", _set("invoices", "account_id", 0, None)),
+    ("invoices", "issued_at", "not empty", "hard", _set("invoices", "issued_at", 0, pd.NaT)),
+    ("invoices", "due_at", "not empty", "hard", _set("invoices", "due_at", 0, pd.NaT)),
+    ("invoices", "amount", "not empty", "hard", _set("invoices", "amount", 0, None)),
+    ("invoices", "invoice_id", "unique", "hard", _duplicate_first_key("invoices")),
+    ("invoices", "account_id", "known account", "soft", _set("invoices", "account_id", 0, "Z9")),
+    (
+        "invoices",
+        "due_at",
+        "not before issued_at",
+        "hard",
+        _set("invoices", "due_at", 0, pd.Timestamp("2022-12-01", tz="UTC")),
+    ),
+    ("invoices", "amount", ">= 0", "hard", _set("invoices", "amount", 0, -3.0)),
+    (
+        "invoices",
+        "paid_at",
+        "not before issued_at",
+        "soft",
+        _set("invoices", "paid_at", 0, pd.Timestamp("2022-12-01", tz="UTC")),
+    ),
+]
+
+
+def test_every_rule_is_tested() -> None:
+    declared = {(r.table, r.column, r.name) for r in RULES}
+    tested = {(t, c, r) for t, c, r, _, _ in CASES}
+    assert declared == tested, f"untested: {declared - tested}; unknown: {tested - declared}"
+
+
+def test_the_valid_tiny_world_has_no_problem(tmp_path: Path) -> None:
+    report = validate(read_data(write_tables(tiny_tables(), tmp_path / "d")))
+    assert report.problems == ()
+    assert {s.table: s.rows for s in report.summaries} == {
+        "accounts": 2, "contracts": 3, "events": 4, "tickets": 2, "surveys": 2,
+        "sentiment": 2, "invoices": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "rule", "severity", "mutate"),
+    CASES,
+    ids=[f"{t}.{c}:{r}" for t, c, r, _, _ in CASES],
+)
+def test_bad_input_is_named(
+    tmp_path: Path, table: str, column: str, rule: str, severity: str, mutate: Callable
+) -> None:
+    tables = tiny_tables()
+    mutate(tables)
+    data_dir = write_tables(tables, tmp_path / "d")
+    report = validate(read_data(data_dir))
+    found = [p for p in report.problems if (p.table, p.column, p.rule) == (table, column, rule)]
+    assert len(found) == 1, [p.message for p in report.problems]
+    problem = found[0]
+    assert problem.severity == severity
+    assert problem.rows >= 1
+    assert problem.message.startswith(f"{table}.{column}: ")
+    assert f"[rule: {rule}]" in problem.message
+    assert problem.examples, "a few offending rows are shown"
+    if severity == "hard":
+        with pytest.raises(ContractError, match=f"{table}.{column}"):
+            load(data_dir)
+    else:
+        clean = load(data_dir)
+        before = len(tables[table])
+        assert clean.tables[table].count().execute() == before - problem.rows, "excluded, counted"
+
+
+def test_message_names_rows_and_fix(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    _swap_dates(tables)
+    report = validate(read_data(write_tables(tables, tmp_path / "d")))
+    (problem,) = report.hard
+    assert problem.message == (
+        "contracts.end_date: 1 row end on or before their start_date "
+        "(contract_id C1, end_date 2023-01-01) [rule: after start_date]. "
+        "A term must end after it starts; check that the columns are not swapped."
+    )
+
+
+def test_missing_required_column_is_hard(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["events"] = tables["events"].drop(columns="ts")
+    with pytest.raises(ContractError, match=r"events\.ts: required column is missing"):
+        load(write_tables(tables, tmp_path / "d"))
+
+
+def test_missing_required_table_is_hard(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    del tables["events"]
+    with pytest.raises(ContractError, match="events: required table"):
+        load(write_tables(tables, tmp_path / "d"))
+
+
+def test_optional_tables_may_be_absent(tmp_path: Path) -> None:
+    tables = {k: v for k, v in tiny_tables().items() if k in ("accounts", "events")}
+    clean = load(write_tables(tables, tmp_path / "d"))
+    assert set(clean.tables) == {"accounts", "events"}
+
+
+def test_unparseable_timestamp_in_csv_is_hard(tmp_path: Path) -> None:
+    data_dir = write_tables(tiny_tables(), tmp_path / "d", fmt="csv")
+    text = (data_dir / "events.csv").read_text().replace("2023-03-02T10:30:00+0000", "March 2nd")
+    (data_dir / "events.csv").write_text(text)
+    with pytest.raises(ContractError) as err:
+        load(data_dir)
+    assert "events.ts: 1 row cannot be read as a timestamp ('March 2nd') [rule: parses as timestamp]" in str(err.value)
+
+
+def test_two_files_for_one_table_is_hard(tmp_path: Path) -> None:
+    data_dir = write_tables(tiny_tables(), tmp_path / "d")
+    tiny_tables()["events"].to_csv(data_dir / "events.csv", index=False)
+    with pytest.raises(ContractError, match="events: found events.parquet, events.csv"):
+        load(data_dir)
+
+
+def _read_all(data_dir: Path) -> dict[str, pd.DataFrame]:
+    clean = load(data_dir)
+    out = {}
+    for name, t in clean.tables.items():
+        frame = t.to_pandas()
+        out[name] = frame.sort_values(list(frame.columns[:3])).reset_index(drop=True)
+    return out
+
+
+def test_csv_and_parquet_give_identical_tables(tmp_path: Path) -> None:
+    from_parquet = _read_all(write_tables(tiny_tables(), tmp_path / "p"))
+    from_csv = _read_all(write_tables(tiny_tables(), tmp_path / "c", fmt="csv"))
+    for name in from_parquet:
+        pd.testing.assert_frame_equal(from_csv[name], from_parquet[name], check_dtype=True)
+
+
+def test_time_zones_are_normalised_to_utc(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    data_dir = write_tables(tables, tmp_path / "c", fmt="csv")
+    # The same instants written with a +02:00 offset and with no zone (which means UTC).
+    (data_dir / "sentiment.csv").write_text(
+        "account_id,ts,sentiment\nA1,2023-05-01T02:00:00+02:00,green\nA2,2023-09-01T00:00:00,red\n"
+    )
+    got = load(data_dir).tables["sentiment"].order_by("account_id").to_pandas()
+    assert list(got["ts"]) == list(tables["sentiment"]["ts"])
+    assert str(got["ts"].dt.tz) == "UTC"
+
+
+def test_a_folder_of_parquet_parts_is_one_table(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    data_dir = write_tables(tables, tmp_path / "d")
+    (data_dir / "events.parquet").unlink()
+    (data_dir / "events").mkdir()
+    events = tables["events"]
+    events.iloc[:2].to_parquet(data_dir / "events" / "part-000.parquet", index=False)
+    events.iloc[2:].to_parquet(data_dir / "events" / "part-001.parquet", index=False)
+    assert load(data_dir).tables["events"].count().execute() == 4
+
+
+def test_extra_account_columns_are_kept(tmp_path: Path) -> None:
+    clean = load(write_tables(tiny_tables(), tmp_path / "d"))
+    assert "plan" in clean.tables["accounts"].columns
+
+
+def _churn(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("churn")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_validate_exit_codes(tmp_path: Path) -> None:
+    good = write_tables(tiny_tables(), tmp_path / "good")
+    ok = _churn("validate", "--data", str(good))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "No hard problems" in ok.stdout
+
+    tables = tiny_tables()
+    _swap_dates(tables)
+    bad = write_tables(tables, tmp_path / "bad")
+    failed = _churn("validate", "--data", str(bad))
+    assert failed.returncode == 2
+    assert "contracts.end_date" in failed.stderr and "after start_date" in failed.stderr
+
+    shutil.rmtree(bad)
+    missing = _churn("validate", "--data", str(bad))
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
