@@ -174,11 +174,14 @@ def support_features(tickets: ir.Table, snaps: ir.Table) -> ir.Table:
         tickets_90d=j._sec.count(where=age_days <= 90),
         urgent_open=j._sec.count(where=is_open & (j.priority == "urgent")),
         high_open=j._sec.count(where=is_open & (j.priority == "high")),
-        first_response_hours_90d=((answered - j._sec) / hours).median(
-            where=answered >= now - 90 * SECONDS_PER_DAY
+        # quantile(0.5), not median(): the same exact, interpolated percentile_cont on
+        # DuckDB, but Ibis 12 compiles median(where=) for Spark as percentile(.., IF(.., 0.5))
+        # which Spark rejects; quantile becomes Spark's exact percentile(IF(where, x), 0.5).
+        first_response_hours_90d=((answered - j._sec) / hours).quantile(
+            0.5, where=answered >= now - 90 * SECONDS_PER_DAY
         ),
-        resolution_hours_90d=((resolved - j._sec) / hours).median(
-            where=resolved >= now - 90 * SECONDS_PER_DAY
+        resolution_hours_90d=((resolved - j._sec) / hours).quantile(
+            0.5, where=resolved >= now - 90 * SECONDS_PER_DAY
         ),
         oldest_open_ticket_days=age_days.max(where=is_open),
         ticket_csat_180d=j.csat.cast("float64").mean(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 #: Key features of the simulated world; a team names its own in ``churn.yaml``.
 DEFAULT_KEY_EVENTS = ("report_exported", "workflow_created", "integration_synced", "dashboard_shared")
@@ -25,17 +25,11 @@ class LabelConfig(Frozen):
     """
 
     label: Literal["renewal", "inactivity"] = "renewal"
-    lead_days: tuple[int, ...] = (0, 30, 60, 90, 120, 180)
+    lead_days: tuple[Annotated[int, Field(ge=0)], ...] = (0, 30, 60, 90, 120, 180)
     horizon_days: int = Field(90, gt=0)
     active_days: int = Field(90, gt=0)
     snapshot_every: Literal["month", "week"] = "month"
     within_days: int = Field(120, ge=0, description="score renewals ending within this many days")
-
-    @model_validator(mode="after")
-    def _leads_non_negative(self) -> LabelConfig:
-        if any(d < 0 for d in self.lead_days):
-            raise ValueError(f"lead_days must be >= 0 days before end_date, got {self.lead_days}")
-        return self
 
 
 class FeatureConfig(Frozen):

@@ -80,12 +80,14 @@ def renewal_snapshots(
 def open_term_snapshots(contracts: ir.Table, as_of_day: int, within_days: int) -> ir.Table:
     """Scoring snapshots of renewal mode: terms open at ``as_of`` ending within the horizon.
 
-    A term is open when it has started and not yet ended (``start <= as_of < end``); its
-    outcome column is not read, since in a replay of history it would be the future.
+    A term is open when it started before the snapshot day and has not ended
+    (``start < as_of < end``: a term starting on the snapshot day is not yet known, by the
+    same strict rule as every other row). Its outcome column is not read: in a replay of
+    history it would be the future.
     """
     t = terms(contracts)
     t = t.filter(
-        (t.start_day <= as_of_day) & (t.end_day > as_of_day) & (t.end_day <= as_of_day + within_days)
+        (t.start_day < as_of_day) & (t.end_day > as_of_day) & (t.end_day <= as_of_day + within_days)
     )
     return t.select(
         "account_id",

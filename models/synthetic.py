@@ -75,130 +75,105 @@ def make_planted(
     """Simulate annual terms of ``accounts`` accounts and snapshot them before each renewal.
 
     Only terms that end before ``end`` (the data end) are kept, so every row is labelled;
-    snapshots fall inside their term and on or after ``start`` + 90 days (some history).
-    Row count is about ``accounts`` x 2.3 terms x ``len(lead_days)``.
+    snapshots fall inside their term and at least 90 days after ``start`` (some history).
+    An account stops at its first churn. Rows: about ``accounts`` x 2.3 x ``len(lead_days)``.
     """
     rng = np.random.default_rng(seed)
     t0, t1 = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
     span = (t1 - t0).days
-    seg = rng.choice(len(SEGMENTS), size=accounts, p=[0.6, 0.3, 0.1])
-    seats = np.maximum(3, np.round(np.exp(rng.normal([2.2, 3.5, 5.0], 0.5)[seg]))).astype(int)
+    n, max_terms = accounts, (span + 3 * 365) // 365 + 1
+    seg = rng.choice(len(SEGMENTS), size=n, p=[0.6, 0.3, 0.1])
+    seats = np.maximum(3, np.round(np.exp(rng.normal(np.array([2.2, 3.5, 5.0])[seg], 0.5))))
     price = np.array([600.0, 900.0, 1200.0])[seg]
-    plan = np.where(seg == 2, "enterprise", np.where(rng.random(accounts) < 0.5, "pro", "starter"))
-    preexisting = rng.random(accounts) < 0.3
-    first_start = np.where(
-        preexisting,
-        -rng.integers(1, 365 * 3, size=accounts),
-        rng.integers(0, span - 400, size=accounts),
+    plan = np.where(seg == 2, "enterprise", np.where(rng.random(n) < 0.5, "pro", "starter"))
+    preexisting = rng.random(n) < 0.3
+    signup = np.where(
+        preexisting, -rng.integers(1, 365 * 3, size=n), rng.integers(0, span - 400, size=n)
     )
-    usage_base = rng.normal(0, 1, accounts)
-    key_base = rng.normal(0, 1, accounts)
-    util_base = rng.normal(0, 1, accounts)
+    # Pre-existing accounts are in a term that started within the year before ``start``.
+    first = np.where(preexisting, -rng.integers(1, 365, size=n), signup)
+    shape = (n, max_terms)
 
-    rows: list[dict[str, object]] = []
-    leads = np.asarray(lead_days)
-    for a in range(accounts):
-        term_start = int(first_start[a])
-        term = 1
-        while term_start + 365 < span:
-            end_day = term_start + 365
-            usage = 0.8 * usage_base[a] + 0.6 * rng.normal()
-            key = 0.7 * key_base[a] + 0.7 * rng.normal()
-            util = 0.8 * util_base[a] + 0.6 * rng.normal()
-            loss = rng.normal()
-            overdue = rng.poisson(0.3)
-            urgent = rng.poisson(0.25)
-            has_nps = rng.random() < 0.6
-            nps_z = 0.5 * key + 0.8 * rng.normal()
-            logit = (
-                -2.2
-                - 1.3 * key
-                + 0.5 * loss
-                - 0.6 * util
-                + 0.45 * overdue
-                + 0.4 * urgent
-                + 1.0 * float(usage > 0.5 and key < -0.4)
-                - (0.15 * nps_z if has_nps else 0.0)
-            )
-            p = float(_sigmoid(np.array(logit)))
-            churned = int(rng.random() < p)
-            for lead in leads:
-                as_of = end_day - int(lead)
-                if as_of <= term_start or as_of < 90:
-                    continue
-                rows.append(
-                    _snapshot(rng, a, term, term_start, end_day, int(lead), as_of, usage, key,
-                              util, loss, overdue, urgent, nps_z if has_nps else None, p,
-                              churned, int(seats[a]), float(seats[a] * price[a]),
-                              SEGMENTS[seg[a]], str(plan[a]), int(first_start[a]))
-                )  # fmt: skip
-            if churned:
-                break
-            term_start, term = end_day, term + 1
-    frame = _to_frame(pd.DataFrame(rows), t0)
-    return PlantedSet(frame=frame, features=planted_features())
+    def latent(weight: float, base: np.ndarray) -> np.ndarray:
+        return weight * base[:, None] + np.sqrt(1 - weight**2) * rng.normal(size=shape)
 
+    usage = latent(0.8, rng.normal(size=n))
+    key = latent(0.7, rng.normal(size=n))
+    util = latent(0.8, rng.normal(size=n))
+    loss = rng.normal(size=shape)
+    overdue = rng.poisson(0.3, size=shape)
+    urgent = rng.poisson(0.25, size=shape)
+    has_nps = rng.random(shape) < 0.6
+    nps_z = 0.5 * key + 0.8 * rng.normal(size=shape)
+    logit = (
+        -2.2 - 1.3 * key + 0.5 * loss - 0.6 * util + 0.45 * overdue + 0.4 * urgent
+        + 1.0 * ((usage > 0.5) & (key < -0.4)) - 0.15 * np.where(has_nps, nps_z, 0.0)
+    )  # fmt: skip
+    p = _sigmoid(logit)
+    churned = rng.random(shape) < p
+    term_start = first[:, None] + 365 * np.arange(max_terms)[None, :]
+    term_end = term_start + 365
+    # Alive at a term: no churn at an earlier term end; decided: the term ended before ``end``.
+    earlier_churn = np.cumsum(churned, axis=1) - churned > 0
+    keep = ~earlier_churn & (term_end < span)
+    a_idx, t_idx = np.nonzero(keep)
 
-def _snapshot(
-    rng: np.random.Generator,
-    account: int,
-    term: int,
-    term_start: int,
-    end_day: int,
-    lead: int,
-    as_of: int,
-    usage: float,
-    key: float,
-    util: float,
-    loss: float,
-    overdue: int,
-    urgent: int,
-    nps_z: float | None,
-    p: float,
-    churned: int,
-    seats: int,
-    arr: float,
-    segment: str,
-    plan: str,
-    signup: int,
-) -> dict[str, object]:
-    def noisy(x: float, sd: float = 0.15) -> float:
-        return x + sd * float(rng.normal())
+    leads = np.asarray(lead_days, dtype=np.int64)
+    a = np.repeat(a_idx, leads.size)
+    t = np.repeat(t_idx, leads.size)
+    lead = np.tile(leads, a_idx.size)
+    as_of = term_end[a, t] - lead
+    ok = (as_of > term_start[a, t]) & (as_of >= 90)
+    a, t, lead, as_of = a[ok], t[ok], lead[ok], as_of[ok]
+    m = a.size
 
-    users = int(np.clip(np.round(seats * _sigmoid(np.array(noisy(util) + 0.3))), 0, seats))
-    per_user = float(np.exp(2.5 + 0.6 * noisy(usage)))
-    events = float(np.round(users * per_user))
-    share = float(_sigmoid(np.array(-1.2 + 0.9 * noisy(key, 0.1))))
-    days = float(np.clip(np.round(30 * _sigmoid(np.array(1.2 * noisy(usage) + 0.8))), 0, 30))
-    return {
-        "account_id": f"A{account:05d}",
-        "contract_id": f"C{account:05d}-{term}",
-        "as_of": as_of,
-        "lead_days": lead,
-        "label": churned,
-        "label_known_at": end_day,
-        "expansion": int(not churned and rng.random() < 0.15),
-        "renewal_date": end_day,
-        "segment": segment,
-        "arr": arr,
-        "signup_day": signup,
-        "events_30d": events,
-        "active_days_30d": days if users else 0.0,
-        "active_users_30d": float(users),
-        "utilisation_30d": users / seats,
-        "stickiness_30d": float(np.clip(days / 30 * _sigmoid(np.array(noisy(usage))), 0, 1)),
-        "distinct_events_30d": float(max(0, np.round(6 + 1.5 * noisy(key, 0.6) + noisy(usage)))),
-        "key_events_30d": float(np.round(events * share)),
-        "key_share_30d": share,
-        "events_change_30d": float(np.expm1(-0.25 * noisy(loss, 0.2))),
-        "nps_last": np.nan if nps_z is None else float(np.clip(np.round(7 + 2 * nps_z), 0, 10)),
-        "urgent_open": float(urgent if rng.random() < 0.9 else 0),
-        "invoices_overdue": float(overdue),
-        "days_to_renewal": float(lead),
-        "tenure_days": float(as_of - signup),
-        "plan": plan,
-        "oracle": p,
-    }
+    def noisy(x: np.ndarray, sd: float = 0.15) -> np.ndarray:
+        return x + sd * rng.normal(size=m)
+
+    s = seats[a]
+    users = np.clip(np.round(s * _sigmoid(noisy(util[a, t]) + 0.3)), 0, s)
+    events = np.round(users * np.exp(2.5 + 0.6 * noisy(usage[a, t])))
+    share = _sigmoid(-1.2 + 0.9 * noisy(key[a, t], 0.1))
+    days = np.clip(np.round(30 * _sigmoid(1.2 * noisy(usage[a, t]) + 0.8)), 0, 30)
+    nps = np.where(has_nps[a, t], np.clip(np.round(7 + 2 * nps_z[a, t]), 0, 10), np.nan)
+    label = churned[a, t].astype(np.int64)
+    raw = pd.DataFrame(
+        {
+            "account_id": np.char.add("A", np.char.zfill(a.astype(str), 6)),
+            "contract_id": np.char.add(
+                np.char.add("C", np.char.zfill(a.astype(str), 6)),
+                np.char.add("-", (t + 1).astype(str)),
+            ),
+            "as_of": as_of,
+            "lead_days": lead,
+            "label": label,
+            "label_known_at": term_end[a, t],
+            "expansion": ((label == 0) & (rng.random(m) < 0.15)).astype(np.int64),
+            "renewal_date": term_end[a, t],
+            "segment": np.asarray(SEGMENTS)[seg[a]],
+            "arr": s * price[a],
+            "signup_day": signup[a],
+            "events_30d": events,
+            "active_days_30d": np.where(users > 0, days, 0.0),
+            "active_users_30d": users,
+            "utilisation_30d": users / s,
+            "stickiness_30d": np.clip(days / 30 * _sigmoid(noisy(usage[a, t])), 0, 1),
+            "distinct_events_30d": np.maximum(
+                0, np.round(6 + 1.5 * noisy(key[a, t], 0.6) + noisy(usage[a, t]))
+            ),
+            "key_events_30d": np.round(events * share),
+            "key_share_30d": share,
+            "events_change_30d": np.expm1(-0.25 * noisy(loss[a, t], 0.2)),
+            "nps_last": nps,
+            "urgent_open": np.where(rng.random(m) < 0.9, urgent[a, t], 0).astype(float),
+            "invoices_overdue": overdue[a, t].astype(float),
+            "days_to_renewal": lead.astype(float),
+            "tenure_days": (as_of - signup[a]).astype(float),
+            "plan": plan[a],
+            "oracle": p[a, t],
+        }
+    )
+    return PlantedSet(frame=_to_frame(raw, t0), features=planted_features())
 
 
 def _to_frame(raw: pd.DataFrame, t0: pd.Timestamp) -> pd.DataFrame:

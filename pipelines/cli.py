@@ -6,6 +6,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -55,8 +56,52 @@ def progress_bar() -> Iterator[Callable[[str, float], None]]:
         bar.update(task, description="done", completed=1.0)
 
 
-def _config(path: Path | None, **overrides: object) -> ChurnConfig:
-    return load_config(path, overrides)
+LabelOpt = Annotated[
+    Literal["renewal", "inactivity"] | None,
+    typer.Option("--label", help="renewal (needs contracts) or inactivity."),
+]
+HorizonOpt = Annotated[
+    int | None, typer.Option("--horizon", min=1, help="Inactivity horizon in days (default 90).")
+]
+ActiveOpt = Annotated[
+    int | None,
+    typer.Option("--active-days", min=1, help="Inactivity mode: active in this many days before."),
+]
+WithinOpt = Annotated[
+    int | None,
+    typer.Option("--within", min=0, help="Renewal mode: terms ending within DAYS (default 120)."),
+]
+EngineOpt = Annotated[
+    Literal["duckdb", "spark"] | None, typer.Option("--engine", help="Query engine.")
+]
+AsOfOpt = Annotated[
+    datetime,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Snapshot date (midnight UTC), YYYY-MM-DD."),
+]
+
+
+def _config(
+    path: Path | None,
+    *,
+    label: str | None = None,
+    horizon: int | None = None,
+    active_days: int | None = None,
+    within: int | None = None,
+    engine: str | None = None,
+) -> ChurnConfig:
+    """Settings from the file, overridden by the options given on the command line."""
+    return load_config(
+        path,
+        {
+            "labels": {
+                "label": label,
+                "horizon_days": horizon,
+                "active_days": active_days,
+                "within_days": within,
+            },
+            "engine": {"name": engine},
+        },
+    )
 
 
 @app.command()
@@ -106,6 +151,30 @@ def _when(value: object) -> str:
 
 
 @app.command()
+def features(
+    data: DataOpt,
+    as_of: AsOfOpt,
+    out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+    engine: EngineOpt = None,
+    within: WithinOpt = None,
+    label: LabelOpt = None,
+    active_days: ActiveOpt = None,
+    horizon: HorizonOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write the feature row of every account eligible at --as-of (and the feature dictionary)."""
+    cfg = _config(
+        config, label=label, horizon=horizon, active_days=active_days, within=within, engine=engine
+    )
+    with progress_bar() as progress:
+        ts = stages.build_features(data, as_of.date(), out, cfg, progress)
+    console.print(
+        f"{len(ts.frame):,} accounts x {len(ts.features)} features at {as_of.date()} -> {out} "
+        f"(dictionary: {out.with_suffix('.features.json')})"
+    )
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Where the demo writes.")] = Path("data/demo"),
     accounts: Annotated[int, typer.Option("--accounts", min=50)] = 1000,
@@ -133,12 +202,15 @@ def main() -> None:
         sys.exit(err.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as err:  # noqa: BLE001 - the last resort of the CLI
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(2)
+    except typer.TyperException as err:
+        # A usage error (unknown option, bad date): typer formats it; exit 2 like bad input.
+        show = getattr(err, "show", None)
+        if callable(show):
+            show()
+        else:
+            errors.print(f"[red]error:[/] {escape(str(err))}")
+        sys.exit(2)
+    except Exception as err:  # the last resort of the CLI: report, exit 1
         errors.print(traceback.format_exc(), markup=False)
         errors.print(f"[red]internal error:[/] {escape(repr(err))}. Please report it with the trace above.")
         sys.exit(1)

@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError
 
 from features.config import FeatureConfig, Frozen, LabelConfig
 from features.errors import ContractError
+from models.config import ModelConfig
 
 DEFAULT_CONFIG = Path("churn.yaml")
 
@@ -38,13 +39,17 @@ class ChurnConfig(Frozen):
     labels: LabelConfig = LabelConfig()
     features: FeatureConfig = FeatureConfig()
     tracking: TrackingConfig = TrackingConfig()
+    model: ModelConfig = ModelConfig()
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, recursively; ``None`` in ``over`` means "not given"."""
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        if isinstance(value, dict):
+            merged = _merge(out.get(key) or {}, value)
+            if merged:
+                out[key] = merged
         elif value is not None:
             out[key] = value
     return out

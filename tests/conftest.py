@@ -112,3 +112,26 @@ def write_tables(tables: dict[str, pd.DataFrame], out: Path, fmt: str = "parquet
 @pytest.fixture
 def tiny() -> dict[str, pd.DataFrame]:
     return tiny_tables()
+
+
+@pytest.fixture(scope="session")
+def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small simulated world on disk (Parquet), shared by the tests of one session."""
+    from features.simulator import SimConfig, simulate, write_world
+
+    out = tmp_path_factory.mktemp("sim") / "world"
+    write_world(simulate(SimConfig(accounts=120, seed=11)), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sim_frames(sim_dir: Path) -> dict[str, pd.DataFrame]:
+    """The small simulated world as pandas frames, with plain string columns."""
+    frames = {}
+    for name in ("accounts", "contracts", "events", "tickets", "surveys", "sentiment", "invoices"):
+        frame = pd.read_parquet(sim_dir / f"{name}.parquet")
+        for col in frame.columns:
+            if isinstance(frame[col].dtype, pd.CategoricalDtype):
+                frame[col] = frame[col].astype("str")
+        frames[name] = frame
+    return frames

@@ -1,0 +1,349 @@
+"""Issue 3 benchmark: build the training set of a ~50M-event world, against two yardsticks.
+
+Measures, each in its own child process (so that peak RSS is that of the measured work alone,
+read from ``os.wait4``):
+
+* ``floor``  -- a raw DuckDB scan of the event columns the features read;
+* ``ours``   -- connect, read and validate the data directory, then
+  ``build_training_set`` with every family (the path ``churn train`` takes);
+* ``pandas`` -- ``benchmarks/pandas_reference.py``: frequency, breadth and depth only, in
+  plain pandas, whose values are then compared with ours (outside the timing).
+
+The world is simulated into ``--data`` when it is absent and reused afterwards. Outputs go
+next to it (``--data``'s parent), never into the repository. The 1-minute load average is
+printed beside every figure: the machine is shared and figures move with it.
+
+    python benchmarks/bench_features.py --accounts 18500 --data /tmp/bench/world --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+TARGET_EVENTS_PER_S = 3_000_000
+TARGET_PEAK_GIB = 4.0
+TARGET_PANDAS_RATIO = 2.5
+GIB = 1024**3
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _events_glob(data: Path) -> str:
+    folder = data / "events"
+    return str(folder / "*.parquet") if folder.is_dir() else str(data / "events.parquet")
+
+
+def _connect(threads: int) -> Any:
+    from features.read import connect
+
+    con = connect("duckdb", threads=threads)
+    con.raw_sql("SET enable_progress_bar = false")
+    return con
+
+
+# --- stages: each runs in a child process and prints one JSON line -------------------------
+
+
+def stage_simulate(a: argparse.Namespace) -> dict[str, Any]:
+    from features.simulator import SimConfig, simulate, write_world
+
+    t = time.perf_counter()
+    write_world(simulate(SimConfig(accounts=a.accounts, seed=a.seed)), a.data)
+    return {"seconds": time.perf_counter() - t}
+
+
+FLOOR_SQL = (
+    "SELECT count(*), count(DISTINCT user_id), max(account_id), max(ts), min(event) "
+    "FROM read_parquet('{glob}')"
+)
+
+
+def stage_floor(a: argparse.Namespace) -> dict[str, Any]:
+    """Best of ``--repeat`` raw scans of account_id, user_id, ts and event."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET threads = {a.threads}")
+    sql = FLOOR_SQL.format(glob=_events_glob(a.data))
+    times = []
+    for _ in range(a.repeat):
+        t = time.perf_counter()
+        row = con.execute(sql).fetchone() or (None,)
+        times.append(time.perf_counter() - t)
+    return {"seconds": min(times), "all_seconds": times, "rows": row[0], "sql": sql}
+
+
+def stage_ours(a: argparse.Namespace) -> dict[str, Any]:
+    from features.config import FeatureConfig, LabelConfig
+    from features.training import build_training_set
+    from features.validate import load
+
+    t0 = time.perf_counter()
+    con = _connect(a.threads)
+    clean = load(a.data, con)
+    t1 = time.perf_counter()
+    ts = build_training_set(clean.tables, LabelConfig(), FeatureConfig())
+    t2 = time.perf_counter()
+    ts.frame.to_parquet(a.data.parent / "ours_frame.parquet", index=False)  # for the pandas check
+    return {
+        "validate_seconds": t1 - t0,
+        "build_seconds": t2 - t1,
+        "seconds": t2 - t0,
+        "rows": len(ts.frame),
+        "columns": ts.frame.shape[1],
+        "soft_problems": [f"{p.table}.{p.column}: {p.rule} ({p.rows})" for p in clean.report.soft],
+    }
+
+
+def stage_pandas(a: argparse.Namespace) -> dict[str, Any]:
+    import pandas as pd
+    import pandas_reference as ref
+
+    t0 = time.perf_counter()
+    events = ref.load_events(a.data)
+    t1 = time.perf_counter()
+    f = ref.reference_features(a.data, chunk_accounts=a.chunk_accounts, events=events)
+    t2 = time.perf_counter()
+    out: dict[str, Any] = {"load_seconds": t1 - t0, "features_seconds": t2 - t1}
+    out["seconds"] = t2 - t0
+    out["rows"] = len(f)
+    # How many rows one unchunked merge would hold before the window filter.
+    per_account = events["account_id"].value_counts()
+    snaps_per_account = f["account_id"].value_counts()
+    out["unchunked_merge_rows"] = int(
+        (per_account.reindex(snaps_per_account.index, fill_value=0) * snaps_per_account).sum()
+    )
+    ours_path = a.data.parent / "ours_frame.parquet"
+    if ours_path.exists():
+        out["disagreements"] = ref.compare(pd.read_parquet(ours_path), f)
+    return out
+
+
+def stage_profile(a: argparse.Namespace) -> dict[str, Any]:
+    """Time the feature queries one family at a time and save DuckDB's EXPLAIN ANALYZE."""
+    import ibis
+
+    from features import build
+    from features.config import FeatureConfig, LabelConfig
+    from features.training import _with_ids, common_events, data_end_day, training_snapshots
+    from features.validate import load
+
+    con = _connect(a.threads)
+    timed: dict[str, float] = {}
+
+    def clock(name: str, run: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        out = run()
+        timed[name] = time.perf_counter() - t
+        return out
+
+    clean = clock("validate (load)", lambda: load(a.data, con))
+    tables, cfg = clean.tables, FeatureConfig()
+    cutoff = clock("data_end_day", lambda: data_end_day(tables))
+    snaps_expr = training_snapshots(tables, LabelConfig(), cutoff)
+    top = clock("common_events", lambda: common_events(tables["events"], cfg.top_events, cutoff))
+    # Materialised once so that each family below is timed without the snapshot query.
+    snaps = ibis.memtable(clock("snapshots", lambda: _with_ids(snaps_expr).to_pyarrow()))
+    ev = tables["events"]
+    families: dict[str, Callable[[], Any]] = {
+        "usage (user-day roll-up)": lambda: build.usage_features(ev, snaps, cfg),
+        "active days (account-day)": lambda: build.active_day_features(ev, snaps, cfg),
+        "event mix (event-day)": lambda: build.event_mix_features(ev, snaps, cfg, top),
+        "support": lambda: build.support_features(tables["tickets"], snaps),
+        "voice": lambda: build.voice_features(tables["surveys"], snaps),
+        "sentiment": lambda: build.sentiment_features(tables["sentiment"], snaps),
+        "billing": lambda: build.billing_features(tables["invoices"], snaps),
+    }
+    for name, make in families.items():
+        clock(name, lambda make=make: make().to_pyarrow())  # type: ignore[misc]
+    expr, _ = build.feature_table(tables, _with_ids(snaps_expr), cfg, top)
+    plan = a.data.parent / "explain_analyze.txt"
+    t = time.perf_counter()
+    rows = con.raw_sql(f"EXPLAIN ANALYZE {ibis.to_sql(expr, dialect='duckdb')}").fetchall()
+    timed["whole feature table (EXPLAIN ANALYZE)"] = time.perf_counter() - t
+    plan.write_text("\n".join(str(r[-1]) for r in rows), encoding="utf-8")
+    return {"seconds": sum(timed.values()), "parts": timed, "plan": str(plan)}
+
+
+STAGES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "simulate": stage_simulate,
+    "floor": stage_floor,
+    "ours": stage_ours,
+    "pandas": stage_pandas,
+    "profile": stage_profile,
+}
+
+
+# --- driver ---------------------------------------------------------------------------------
+
+
+def run_stage(name: str, a: argparse.Namespace) -> dict[str, Any]:
+    """Run one stage in a child process; add its peak RSS and the load before and after."""
+    argv = [
+        sys.executable, str(Path(__file__).resolve()), "--stage", name,
+        "--accounts", str(a.accounts), "--seed", str(a.seed), "--data", str(a.data),
+        "--threads", str(a.threads), "--chunk-accounts", str(a.chunk_accounts),
+        "--repeat", str(a.repeat),
+    ]  # fmt: skip
+    load_before = _load()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stage {name} failed with exit code {proc.returncode}; see stderr")
+    result = json.loads(out.strip().splitlines()[-1])
+    result |= {
+        "peak_rss_gib": usage.ru_maxrss * 1024 / GIB,  # ru_maxrss is in KiB on Linux
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "load_before": load_before,
+        "load_after": _load(),
+    }
+    return result
+
+
+def count_events(data: Path) -> int:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(_events_glob(data).replace("*.parquet", ""), format="parquet").count_rows()
+
+
+def report(n_events: int, r: dict[str, dict[str, Any]]) -> str:
+    """The results table, then the targets with PASS or MISS."""
+    rows = [("stage", "wall s", "M events/s", "peak RSS GiB", "CPU s", "load 1m before/after")]
+
+    def add(label: str, res: dict[str, Any], seconds: float, rss: bool = True) -> None:
+        rows.append(
+            (
+                label,
+                f"{seconds:.1f}",
+                f"{n_events / seconds / 1e6:.2f}",
+                f"{res['peak_rss_gib']:.2f}" if rss else "",
+                f"{res['cpu_seconds']:.0f}" if rss else "",
+                f"{res['load_before']:.2f} / {res['load_after']:.2f}",
+            )
+        )
+
+    if "floor" in r:
+        add("floor: DuckDB raw scan (best)", r["floor"], r["floor"]["seconds"])
+    if "ours" in r:
+        o = r["ours"]
+        add("ours: read + validate", o, o["validate_seconds"], rss=False)
+        add("ours: build_training_set", o, o["build_seconds"], rss=False)
+        add("ours: end to end", o, o["seconds"])
+    if "pandas" in r:
+        p = r["pandas"]
+        add("pandas: load events", p, p["load_seconds"], rss=False)
+        add("pandas: 3 families", p, p["features_seconds"], rss=False)
+        add("pandas: total", p, p["seconds"])
+    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, width, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in width))
+    lines.append("")
+    lines.append(f"events: {n_events:,}")
+    if "ours" in r:
+        o = r["ours"]
+        eps, gib = n_events / o["seconds"], o["peak_rss_gib"]
+        ok = lambda b: "PASS" if b else "MISS"  # noqa: E731
+        lines.append(f"training set: {o['rows']:,} rows x {o['columns']} columns")
+        lines.append(
+            f"events/s end to end: {eps / 1e6:.2f} M (target >= {TARGET_EVENTS_PER_S / 1e6:.0f} M)"
+            f"  {ok(eps >= TARGET_EVENTS_PER_S)}"
+        )
+        lines.append(
+            f"peak RSS: {gib:.2f} GiB (target < {TARGET_PEAK_GIB:.0f} GiB)  "
+            f"{ok(gib < TARGET_PEAK_GIB)}"
+        )
+        if "floor" in r:
+            lines.append(
+                f"ours / floor: {o['seconds'] / r['floor']['seconds']:.1f}x "
+                f"(build alone: {o['build_seconds'] / r['floor']['seconds']:.1f}x)"
+            )
+        if "pandas" in r:
+            ratio = r["pandas"]["seconds"] / o["seconds"]
+            lines.append(
+                f"pandas / ours: {ratio:.2f}x (target >= {TARGET_PANDAS_RATIO}x)  "
+                f"{ok(ratio >= TARGET_PANDAS_RATIO)}"
+            )
+    if "pandas" in r:
+        p = r["pandas"]
+        lines.append(
+            f"pandas ran in chunks of {p['chunk_accounts']} accounts; one merge of all accounts "
+            f"would hold {p['unchunked_merge_rows']:,} rows before the window filter"
+        )
+        if "disagreements" in p:
+            lines.append(
+                "pandas vs ours at scale: "
+                + ("agree" if not p["disagreements"] else "; ".join(p["disagreements"]))
+            )
+    if "profile" in r:
+        lines.append("")
+        lines.append("profile (each query timed alone, seconds):")
+        for name, s in r["profile"]["parts"].items():
+            lines.append(f"  {name:<42} {s:7.1f}")
+        lines.append(f"  EXPLAIN ANALYZE written to {r['profile']['plan']}")
+    return "\n".join(lines)
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--accounts", type=int, default=18_500, help="accounts of a new world")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--data", type=Path, default=Path("/tmp/bench/world"))
+    p.add_argument("--threads", type=int, default=2, help="DuckDB threads")
+    p.add_argument("--chunk-accounts", type=int, default=1000, help="pandas: accounts per merge")
+    p.add_argument("--repeat", type=int, default=3, help="floor: best of this many scans")
+    p.add_argument(
+        "--only", nargs="+", choices=["floor", "ours", "pandas", "profile"],
+        default=["floor", "ours", "pandas"], help="stages to run (profile is opt-in)",
+    )  # fmt: skip
+    p.add_argument("--json", type=Path, help="also write the raw results here")
+    p.add_argument("--stage", choices=list(STAGES), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    a.data = a.data.resolve()
+    if a.data.is_relative_to(HERE.parent):
+        p.error(f"--data {a.data} is inside the repository; put big worlds under /tmp/bench")
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parse(argv)
+    if a.stage:
+        sys.path.insert(0, str(HERE))
+        result = STAGES[a.stage](a)
+        print(json.dumps(result | {"chunk_accounts": a.chunk_accounts}, default=str))
+        return 0
+    results: dict[str, dict[str, Any]] = {}
+    if not a.data.exists():
+        print(f"simulating {a.accounts:,} accounts into {a.data} ...", flush=True)
+        results["simulate"] = run_stage("simulate", a)
+        s = results["simulate"]
+        print(f"  {s['seconds']:.0f} s, peak RSS {s['peak_rss_gib']:.2f} GiB", flush=True)
+    n_events = count_events(a.data)
+    print(f"{n_events:,} events in {a.data}; load average {os.getloadavg()}", flush=True)
+    for name in a.only:
+        print(f"running {name} ...", flush=True)
+        results[name] = run_stage(name, a)
+        done = results[name]
+        print(f"  {done['seconds']:.1f} s (load {done['load_after']})", flush=True)
+    print()
+    print(report(n_events, results))
+    if a.json:
+        a.json.write_text(json.dumps({"events": n_events, **results}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

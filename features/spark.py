@@ -1,0 +1,85 @@
+"""A Spark connection for the feature queries: the same Ibis code, run by PySpark.
+
+pyspark is an optional extra (``pip install -e ".[spark]"``) and needs Java 17; this module
+is imported only when the engine is ``spark``, so DuckDB users never load it.
+
+Locally, :func:`spark_connect` starts (or reuses) an in-process Spark sized for a laptop or a
+shared 2-core box: no web UI, few shuffle partitions, modest driver memory, bound to
+127.0.0.1 so that no network is needed. On a cluster the master URL comes from the run's
+configuration (``engine.spark_master``, e.g. ``yarn`` or ``spark://host:7077``) or from
+``spark-submit --master``; a session that is already running (spark-submit, a notebook) is
+reused, and only its SQL settings are changed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ibis
+from ibis.backends import BaseBackend
+
+#: Settings of every session this module starts. The session time zone must be UTC: the
+#: features turn timestamps into epoch seconds and day numbers, and Spark reads zone-less
+#: text in the session zone.
+DEFAULTS: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "4",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.memory": "1g",
+    # Feature queries return small frames; Arrow makes to_pyarrow fast.
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+#: Added for a ``local[...]`` master only: a cluster's driver must be reachable by executors.
+LOCAL_ONLY: dict[str, str] = {
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.default.parallelism": "2",
+    # Tiny inputs: adaptive re-planning costs more than it saves.
+    "spark.sql.adaptive.enabled": "false",
+}
+
+#: Settings that can still be changed on a running session (the rest are fixed at start-up).
+RUNTIME = ("spark.sql.session.timeZone", "spark.sql.shuffle.partitions")
+
+
+def spark_connect(master: str = "local[2]", **options: Any) -> BaseBackend:
+    """Build or reuse a SparkSession and return an Ibis backend on it.
+
+    Parameters
+    ----------
+    master
+        Spark master URL. ``local[2]`` runs Spark inside this process on two cores. On a
+        cluster pass ``engine.spark_master`` from the configuration, or launch the run with
+        ``spark-submit --master ...``, whose master then wins over this argument.
+    **options
+        Spark settings that override the defaults, e.g. ``**{"spark.driver.memory": "4g"}``.
+        Settings fixed at JVM start-up (memory, UI) take effect only when this call starts
+        the session.
+
+    Notes
+    -----
+    The session time zone is always set to UTC, whatever ``options`` say; Ibis' PySpark
+    backend enforces the same.
+    """
+    from pyspark.sql import SparkSession  # optional extra; imported only when Spark is used
+
+    local = master.startswith("local")
+    settings = {**DEFAULTS, **(LOCAL_ONLY if local else {})}
+    settings |= {k: str(v) for k, v in options.items()}
+    settings["spark.sql.session.timeZone"] = "UTC"
+
+    session = SparkSession.getActiveSession()
+    if session is None:
+        builder = SparkSession.builder.appName("churn-health")
+        # Under spark-submit the JVM is already up with its own --master: do not override it.
+        if "PYSPARK_GATEWAY_PORT" not in os.environ:
+            builder = builder.master(master)
+        for key, value in settings.items():
+            builder = builder.config(key, value)
+        session = builder.getOrCreate()
+    for key in RUNTIME:
+        session.conf.set(key, settings[key])
+    return ibis.pyspark.connect(session)

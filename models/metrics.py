@@ -1,0 +1,117 @@
+"""Scores of a churn-risk ranking and of churn probabilities, one function per idea.
+
+``y`` is the 0/1 churn label, ``p`` a churn probability and ``risk`` any score where higher
+means more likely to churn. Metrics that need both classes return NaN on one-class rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+ArrayLike = npt.ArrayLike
+#: Bands as stored in score tables.
+RED, YELLOW, GREEN = "red", "yellow", "green"
+
+
+def _both_classes(y: np.ndarray) -> bool:
+    return y.size > 0 and 0 < y.sum() < y.size
+
+
+def roc_auc(y: ArrayLike, risk: ArrayLike) -> float:
+    """Area under the ROC curve: the chance a churner is ranked above a renewer."""
+    y = np.asarray(y)
+    return float(roc_auc_score(y, risk)) if _both_classes(y) else float("nan")
+
+
+def pr_auc(y: ArrayLike, risk: ArrayLike) -> float:
+    """Average precision (area under the precision-recall curve); the base rate is random."""
+    y = np.asarray(y)
+    return float(average_precision_score(y, risk)) if _both_classes(y) else float("nan")
+
+
+def brier(y: ArrayLike, p: ArrayLike) -> float:
+    """Mean squared difference between probability and outcome (lower is better)."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    return float(np.mean((p - y) ** 2)) if y.size else float("nan")
+
+
+def log_loss(y: ArrayLike, p: ArrayLike, eps: float = 1e-6) -> float:
+    """Mean negative log-likelihood, probabilities clipped to [eps, 1 - eps]."""
+    y, p = np.asarray(y, float), np.clip(np.asarray(p, float), eps, 1 - eps)
+    if not y.size:
+        return float("nan")
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def ece(y: ArrayLike, p: ArrayLike, bins: int = 10) -> float:
+    """Expected calibration error over ``bins`` equal-frequency bins of ``p``.
+
+    ``sum_b n_b / n * |mean(p in b) - mean(y in b)|``. Equal-frequency (quantile) bins are
+    used because churn probabilities crowd near zero: equal-width bins would leave most bins
+    empty and put nearly every row in the first.
+    """
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    if not y.size:
+        return float("nan")
+    order = np.argsort(p, kind="stable")
+    total = 0.0
+    for idx in np.array_split(order, min(bins, y.size)):
+        total += idx.size * abs(p[idx].mean() - y[idx].mean())
+    return float(total / y.size)
+
+
+def calibration_curve(y: ArrayLike, p: ArrayLike, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Mean predicted and observed churn rate per equal-frequency bin (as in :func:`ece`)."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    order = np.argsort(p, kind="stable")
+    parts = [idx for idx in np.array_split(order, min(bins, max(y.size, 1))) if idx.size]
+    return np.array([p[i].mean() for i in parts]), np.array([y[i].mean() for i in parts])
+
+
+def top_share(y: ArrayLike, risk: ArrayLike, share: float = 0.1) -> tuple[float, float]:
+    """Lift and recall among the ``share`` highest-risk rows (the top decile by default).
+
+    Lift is the churn rate in the top rows divided by the overall churn rate; recall is the
+    share of all churners found there. Ties at the boundary are broken by row order after a
+    stable sort, so the top set has exactly ``ceil(share * n)`` rows.
+    """
+    y, risk = np.asarray(y, float), np.asarray(risk, float)
+    if not y.size or y.sum() == 0:
+        return float("nan"), float("nan")
+    k = int(np.ceil(share * y.size))
+    top = np.argsort(-risk, kind="stable")[:k]
+    lift = y[top].mean() / y.mean()
+    recall = y[top].sum() / y.sum()
+    return float(lift), float(recall)
+
+
+def lift_curve(y: ArrayLike, risk: ArrayLike, points: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative gains: share of churners found in the riskiest 10%, 20%, ... of rows."""
+    y, risk = np.asarray(y, float), np.asarray(risk, float)
+    order = np.argsort(-risk, kind="stable")
+    found = np.cumsum(y[order]) / max(y.sum(), 1.0)
+    shares = np.arange(1, points + 1) / points
+    idx = np.maximum(np.ceil(shares * y.size).astype(int) - 1, 0)
+    return shares, found[idx] if y.size else np.full(points, np.nan)
+
+
+def band(p: ArrayLike, thresholds: tuple[float, float]) -> np.ndarray:
+    """Red/yellow/green from a churn probability: yellow from ``thresholds[0]``, red from [1]."""
+    p = np.asarray(p, float)
+    return np.where(p >= thresholds[1], RED, np.where(p >= thresholds[0], YELLOW, GREEN))
+
+
+def red_arr_share(y: ArrayLike, bands: ArrayLike, arr: ArrayLike) -> float:
+    """Share of churned ARR whose account was red (missing ARR counts as zero)."""
+    y, bands = np.asarray(y) == 1, np.asarray(bands)
+    arr = np.nan_to_num(np.asarray(arr, float))
+    churned = arr[y].sum()
+    return float(arr[y & (bands == RED)].sum() / churned) if churned > 0 else float("nan")
+
+
+def watermelon_rate(y: ArrayLike, bands: ArrayLike) -> float:
+    """Share of churned accounts that were green: green outside, red inside (lower is better)."""
+    y, bands = np.asarray(y) == 1, np.asarray(bands)
+    return float((bands[y] == GREEN).mean()) if y.any() else float("nan")

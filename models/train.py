@@ -1,0 +1,292 @@
+"""The learned health model: LightGBM on the declared features, calibrated out of time.
+
+:class:`ChurnModel` follows the scikit-learn estimator contract, with ``fit(frame,
+features)`` in place of ``fit(X, y)`` because the label and the point-in-time columns
+travel in the frame. It learns in two steps:
+
+1. trees on the snapshots whose label was known before the latest ``calibration_share``
+   of snapshots (a purged, out-of-time split), then a calibrator (isotonic or Platt) on the
+   trees' scores of those latest snapshots, which the trees never saw;
+2. with ``refit=True``, the trees again on all labelled history with the same number of
+   rounds; the calibrator of step 1 maps their scores to probabilities.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from features.catalog import Feature
+from features.errors import ChurnWarning
+from models.columns import categories_of, check_columns, check_training_frame, matrix
+from models.folds import latest_split
+from models.metrics import brier
+
+#: Tree parameters used when none are tuned (the centre of the search space of ``tune``).
+DEFAULT_PARAMS: dict[str, Any] = {
+    "num_leaves": 15,
+    "min_child_samples": 50,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+}
+Calibration = Literal["auto", "isotonic", "platt"]
+
+
+def lgb_params(
+    params: Mapping[str, Any] | None,
+    features: Sequence[Feature],
+    *,
+    monotone: bool,
+    learning_rate: float,
+    seed: int,
+    num_threads: int,
+) -> dict[str, Any]:
+    """Full LightGBM parameters: tuned ones, constraints and the settings that fix the result.
+
+    ``deterministic`` and ``force_row_wise`` with a fixed ``num_threads`` make the same seed
+    give the same trees, byte for byte, on the same machine.
+    """
+    out: dict[str, Any] = {
+        "objective": "binary",
+        "metric": "binary_logloss",
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": num_threads,
+        "verbosity": -1,
+        # Tuning changes min_child_samples between trials on the same rows.
+        "feature_pre_filter": False,
+        **DEFAULT_PARAMS,
+        **(params or {}),
+    }
+    if monotone:
+        out["monotone_constraints"] = [0 if f.categorical else f.monotone for f in features]
+        # "intermediate" loses less accuracy than "basic" at a small cost in time.
+        out["monotone_constraints_method"] = "intermediate"
+    return out
+
+
+def train_booster(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    params: Mapping[str, Any],
+    rounds: int,
+    valid: tuple[pd.DataFrame, np.ndarray] | None = None,
+    early_stopping_rounds: int = 50,
+) -> lgb.Booster:
+    """Boost up to ``rounds`` trees; with ``valid``, stop early on its log loss."""
+    train_set = lgb.Dataset(X, label=y, categorical_feature="auto", free_raw_data=True)
+    callbacks = []
+    valid_sets = []
+    if valid is not None:
+        valid_sets = [lgb.Dataset(valid[0], label=valid[1], reference=train_set)]
+        callbacks = [lgb.early_stopping(early_stopping_rounds, verbose=False)]
+    return lgb.train(
+        dict(params), train_set, num_boost_round=rounds, valid_sets=valid_sets,
+        callbacks=callbacks,
+    )  # fmt: skip
+
+
+class PlattCalibrator:
+    """Logistic regression on the log-odds of the raw score (Platt scaling)."""
+
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> PlattCalibrator:
+        self.lr_ = LogisticRegression(C=np.inf).fit(_logit(raw)[:, None], y)
+        return self
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        return self.lr_.predict_proba(_logit(raw)[:, None])[:, 1]
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _isotonic() -> IsotonicRegression:
+    return IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+
+
+def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str) -> Any:
+    """An isotonic or Platt calibrator fitted on raw scores ``raw`` and outcomes ``y``."""
+    if method == "isotonic":
+        return _isotonic().fit(raw, y)
+    return PlattCalibrator().fit(raw, y)
+
+
+def choose_calibration(raw: np.ndarray, y: np.ndarray, blocks: int = 5) -> str:
+    """The calibrator with the lower Brier score when each time block is held out in turn.
+
+    ``raw`` must be in time order: blocks are contiguous, so the choice is made out of
+    sample. Isotonic is more flexible and needs more rows; Platt wins on small folds.
+    """
+    idx = np.array_split(np.arange(raw.size), blocks)
+    scores = {}
+    for method in ("isotonic", "platt"):
+        preds = np.empty(raw.size)
+        for held in idx:
+            rest = np.setdiff1d(np.arange(raw.size), held)
+            if np.unique(y[rest]).size < 2:
+                return "platt"
+            preds[held] = fit_calibrator(raw[rest], y[rest], method).predict(raw[held])
+        scores[method] = brier(y, preds)
+    return min(scores, key=lambda m: (scores[m], m != "platt"))
+
+
+class ChurnModel(BaseEstimator):
+    """Calibrated LightGBM churn probability from the declared features.
+
+    Parameters
+    ----------
+    params
+        Tree parameters (``num_leaves``, ``min_child_samples``, ...), e.g. from
+        :func:`models.tune.tune`; ``None``: :data:`DEFAULT_PARAMS`.
+    n_estimators
+        Boosting rounds. ``None``: early stopping on the calibration rows (at most
+        ``max_rounds``).
+    monotone
+        Constrain each feature's effect to its declared healthy direction
+        (:attr:`features.catalog.Feature.monotone`): more of a "higher is healthy" feature
+        never raises the predicted risk.
+    calibration
+        ``"isotonic"``, ``"platt"`` or ``"auto"`` (lower held-out Brier on the calibration
+        rows, see :func:`choose_calibration`).
+    calibration_share
+        The latest share of snapshots that fits the calibrator (see
+        :func:`models.folds.latest_split`).
+    purge_days
+        Extra purge before the calibration cut-off (:mod:`models.folds`).
+    refit
+        Refit the trees on all labelled rows after calibrating.
+    seed, num_threads
+        Same seed and thread count, same model string.
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, Any] | None = None,
+        n_estimators: int | None = None,
+        monotone: bool = True,
+        calibration: Calibration = "auto",
+        calibration_share: float = 0.2,
+        purge_days: int | None = None,
+        learning_rate: float = 0.05,
+        max_rounds: int = 1000,
+        early_stopping_rounds: int = 50,
+        refit: bool = True,
+        seed: int = 7,
+        num_threads: int = 1,
+    ) -> None:
+        self.params = params
+        self.n_estimators = n_estimators
+        self.monotone = monotone
+        self.calibration = calibration
+        self.calibration_share = calibration_share
+        self.purge_days = purge_days
+        self.learning_rate = learning_rate
+        self.max_rounds = max_rounds
+        self.early_stopping_rounds = early_stopping_rounds
+        self.refit = refit
+        self.seed = seed
+        self.num_threads = num_threads
+
+    def fit(self, frame: pd.DataFrame, features: Sequence[Feature]) -> ChurnModel:
+        """Learn from the labelled rows of ``frame``; only the ``features`` columns are used.
+
+        Rows with a missing ``label`` are ignored. Any other column (ids, dates, a column
+        that peeks into the future) never reaches the trees.
+        """
+        check_training_frame(frame, features)
+        frame = frame.loc[frame["label"].notna()]
+        if frame.empty:
+            raise ValueError("the training frame has no labelled rows (column 'label')")
+        order = np.argsort(frame["as_of"].to_numpy(), kind="stable")
+        frame = frame.iloc[order]
+        self.features_ = tuple(features)
+        self.feature_names_in_ = np.array([f.name for f in features], dtype=object)
+        self.categories_ = categories_of(frame, features)
+        X = matrix(frame, features, self.categories_)
+        y = frame["label"].to_numpy(dtype=np.int64)
+        params = lgb_params(
+            self.params, features, monotone=self.monotone, learning_rate=self.learning_rate,
+            seed=self.seed, num_threads=self.num_threads,
+        )  # fmt: skip
+        self.lgb_params_ = params
+
+        fit_rows, held, cut = latest_split(frame, self.calibration_share, self.purge_days)
+        if not fit_rows.any() or np.unique(y[held]).size < 2 or np.unique(y[fit_rows]).size < 2:
+            raise ValueError(
+                f"cannot calibrate out of time: of {len(frame):,} labelled rows, "
+                f"{int(fit_rows.sum()):,} have a label known before {cut:%Y-%m-%d} and "
+                f"{int(held.sum()):,} (with {int(y[held].sum()):,} churned) come after it. "
+                "Both parts need churned and renewed rows: use a longer history or a larger "
+                "calibration_share."
+            )
+        first = train_booster(
+            X[fit_rows], y[fit_rows], params,
+            rounds=self.n_estimators or self.max_rounds,
+            valid=None if self.n_estimators else (X[held], y[held]),
+            early_stopping_rounds=self.early_stopping_rounds,
+        )  # fmt: skip
+        rounds = self.n_estimators or max(first.best_iteration, 1)
+        raw = first.predict(X[held], num_iteration=rounds)
+        method = self.calibration
+        if method == "auto":
+            method = choose_calibration(raw, y[held])
+        self.calibration_ = method
+        self.calibrator_ = fit_calibrator(raw, y[held], method)
+        self.calibration_cutoff_ = cut
+        self.calibration_rows_ = int(held.sum())
+        self.n_estimators_ = rounds
+        if self.refit:
+            self.booster_ = train_booster(X, y, params, rounds=rounds)
+        else:
+            self.booster_ = first
+        if _decreasing(self.calibrator_) and self.monotone:
+            warnings.warn(
+                "the Platt calibrator has a negative slope: the trees rank the calibration "
+                "rows worse than chance, so the monotone constraints do not hold after "
+                "calibration; check the features and the history length",
+                ChurnWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _check(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if not hasattr(self, "booster_"):
+            raise ValueError("this ChurnModel is not fitted yet: call fit(frame, features) first")
+        check_columns(frame, list(self.feature_names_in_), at_fit=False)
+        return matrix(frame, self.features_, self.categories_)
+
+    def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """The trees' uncalibrated churn probability for each row of ``frame``."""
+        return self.booster_.predict(self._check(frame), num_iteration=self.n_estimators_)
+
+    def predict_risk(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated churn probability for each row of ``frame`` (1-D)."""
+        return np.clip(self.calibrator_.predict(self.predict_raw(frame)), 0.0, 1.0)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """scikit-learn's shape: column 0 the probability of renewal, column 1 of churn."""
+        p = self.predict_risk(frame)
+        return np.column_stack([1 - p, p])
+
+    @property
+    def model_string(self) -> str:
+        """The trees as LightGBM's text format (identical for identical models)."""
+        return self.booster_.model_to_string(num_iteration=self.n_estimators_)
+
+
+def _decreasing(calibrator: Any) -> bool:
+    return isinstance(calibrator, PlattCalibrator) and float(calibrator.lr_.coef_[0, 0]) < 0

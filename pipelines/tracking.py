@@ -1,0 +1,223 @@
+"""MLflow at the edge: where runs go, the pyfunc model, and the champion alias.
+
+Nothing here runs at import time; :func:`setup_tracking` is called by the stage that
+starts a run. The tracking URI is, in order: ``tracking.uri`` of the config, the
+``MLFLOW_TRACKING_URI`` environment variable, else ``sqlite:///<cwd>/mlruns/mlflow.db``
+with artifacts in ``<cwd>/mlruns/artifacts`` (``mlflow ui --backend-store-uri`` that URI
+shows it all). Optuna studies go to ``optuna.db`` beside a SQLite tracking store.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from features.catalog import dictionary
+from models.champion import GATE_METRICS, GateDecision, champion_gate
+from models.config import ModelConfig
+from models.train import ChurnModel
+from pipelines.config import TrackingConfig
+
+CHAMPION = "champion"
+#: Version tags holding the backtest figures the gate compares.
+METRIC_TAG = "backtest_{}"
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where this run's records go."""
+
+    uri: str
+    experiment: str
+    experiment_id: str
+    registered_model: str
+    optuna_storage: str
+
+
+def resolve_tracking_uri(cfg: TrackingConfig, cwd: Path | None = None) -> str:
+    """The config's URI, else ``MLFLOW_TRACKING_URI``, else a SQLite file under ``mlruns/``."""
+    if cfg.uri:
+        return cfg.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = (cwd or Path.cwd()).resolve() / "mlruns"
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def _sqlite_dir(uri: str) -> Path | None:
+    """The folder of a ``sqlite:///path/file.db`` store (``None`` for anything else)."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]).parent if uri.startswith(prefix) else None
+
+
+def setup_tracking(cfg: TrackingConfig, cwd: Path | None = None) -> Tracking:
+    """Point MLflow at the store and make sure the experiment exists.
+
+    For a SQLite store the folder is created and the experiment's artifacts go to
+    ``artifacts/`` beside the database, so a run never writes into the working directory by
+    accident; other stores keep their server's default artifact location.
+    """
+    uri = resolve_tracking_uri(cfg, cwd)
+    folder = _sqlite_dir(uri)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    existing = mlflow.get_experiment_by_name(cfg.experiment)
+    if existing is not None:
+        experiment_id = existing.experiment_id
+    else:
+        location = (folder / "artifacts").as_uri() if folder is not None else None
+        experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    storage_dir = folder if folder is not None else (cwd or Path.cwd()).resolve() / "mlruns"
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    return Tracking(
+        uri=uri,
+        experiment=cfg.experiment,
+        experiment_id=experiment_id,
+        registered_model=cfg.registered_model,
+        optuna_storage=f"sqlite:///{storage_dir / 'optuna.db'}",
+    )
+
+
+def _input_frame(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's input columns, categoricals as plain strings (what a caller sends)."""
+    cols = {}
+    for f in model.features_:
+        col = frame[f.name]
+        cols[f.name] = col.astype(object).where(col.notna(), None) if f.categorical else col
+    out = pd.DataFrame(cols, index=frame.index)
+    for f in model.features_:
+        if f.categorical:
+            out[f.name] = out[f.name].astype(object)
+        else:
+            out[f.name] = out[f.name].astype("float64")
+    return out.reset_index(drop=True)
+
+
+class ChurnPyfunc(mlflow.pyfunc.PythonModel):
+    """The fitted :class:`ChurnModel` as an MLflow pyfunc: ``predict`` gives calibrated churn
+    probabilities, one per input row, in a frame with column ``churn_probability``."""
+
+    def __init__(self, model: ChurnModel) -> None:
+        self.model = model
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        frame = pd.DataFrame(model_input)
+        return pd.DataFrame({"churn_probability": self.model.predict_risk(frame)})
+
+
+def log_churn_model(
+    model: ChurnModel,
+    frame: pd.DataFrame,
+    top_events: Sequence[str] = (),
+    name: str = "model",
+) -> mlflow.models.model.ModelInfo:
+    """Log ``model`` in the active run as a pyfunc with signature, input example and the
+    feature declarations (``features.json``: the feature dictionary and ``top_events``).
+
+    The packages ``features`` and ``models`` travel with the model (``code_paths``), so it
+    loads where this project is not installed; requirements are pinned to the versions in
+    use instead of being inferred (inference loads the model in a subprocess: slow).
+    """
+    example = _input_frame(model, frame.head(5))
+    output = ChurnPyfunc(model).predict(None, example)
+    signature = infer_signature(example, output)
+    meta = {
+        "features": dictionary(model.features_),
+        "top_events": list(top_events),
+        "calibration": model.calibration_,
+        "n_estimators": model.n_estimators_,
+        "lgb_params": {k: v for k, v in model.lgb_params_.items() if k != "monotone_constraints"},
+        "monotone": bool(model.monotone),
+    }
+    here = Path(__file__).resolve().parent.parent
+    mlflow.log_dict(meta, "features.json")
+    pins = [f"{p}=={md.version(p)}" for p in ("lightgbm", "scikit-learn", "pandas", "numpy",
+                                              "scipy", "pydantic", "mlflow")]  # fmt: skip
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=ChurnPyfunc(model),
+        signature=signature,
+        input_example=example,
+        code_paths=[str(here / "features"), str(here / "models")],
+        pip_requirements=pins,
+        metadata={"features": [f.name for f in model.features_]},
+    )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered version and what the champion gate decided for it."""
+
+    version: str
+    is_champion: bool
+    decision: GateDecision
+    previous_champion: str | None
+
+
+def champion_metrics(client: MlflowClient, name: str) -> tuple[str | None, dict[str, float] | None]:
+    """The current champion's version and its recorded backtest metrics (``None`` if none)."""
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None, None
+    found = {
+        k: float(mv.tags[METRIC_TAG.format(k)])
+        for k in GATE_METRICS
+        if METRIC_TAG.format(k) in mv.tags
+    }
+    return mv.version, found
+
+
+def register_with_gate(
+    model_uri: str,
+    run_id: str,
+    metrics: Mapping[str, float],
+    registered_model: str,
+    cfg: ModelConfig,
+    *,
+    force: bool = False,
+    extra_tags: Mapping[str, str] | None = None,
+) -> Registration:
+    """Register ``model_uri`` as a new version; move the ``champion`` alias if the gate agrees.
+
+    ``metrics`` are the challenger's pooled backtest metrics (``roc_auc``, ``brier``); they
+    are stored as version tags so the next challenger is compared with them. The run gets
+    the tags ``champion_decision`` and, with ``force``, ``champion_forced=true``.
+    """
+    client = MlflowClient()
+    previous, champion = champion_metrics(client, registered_model)
+    decision = champion_gate(metrics, champion, cfg, force=force)
+    tags = {METRIC_TAG.format(k): f"{float(metrics[k]):.6f}" for k in GATE_METRICS}
+    mv = mlflow.register_model(model_uri, registered_model, tags={**tags, **(extra_tags or {})})
+    client.set_model_version_tag(registered_model, mv.version, "champion_decision",
+                                 decision.reason)  # fmt: skip
+    client.set_tag(run_id, "champion_decision", decision.reason)
+    client.set_tag(run_id, "registered_version", str(mv.version))
+    if decision.forced:
+        client.set_tag(run_id, "champion_forced", "true")
+        client.set_model_version_tag(registered_model, mv.version, "champion_forced", "true")
+    if decision.promote:
+        client.set_registered_model_alias(registered_model, CHAMPION, mv.version)
+    client.set_tag(run_id, "is_champion", str(decision.promote).lower())
+    return Registration(
+        version=str(mv.version),
+        is_champion=decision.promote,
+        decision=decision,
+        previous_champion=previous,
+    )
+

@@ -1,0 +1,77 @@
+"""The churn command line: verbs, exit codes and the configuration file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.errors import ContractError
+from pipelines.config import load_config
+
+
+def churn(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("churn")
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+def test_simulate_writes_the_world_and_its_truth_beside_it(tmp_path: Path) -> None:
+    out = tmp_path / "w"
+    run = churn("simulate", "--out", str(out), "--accounts", "40", "--seed", "5", "--format", "csv")
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{t}.csv"
+        for t in ("accounts", "contracts", "events", "tickets", "surveys", "sentiment", "invoices")
+    )
+    assert (tmp_path / "w-truth.parquet").is_file()
+    assert "40 accounts" in run.stdout
+
+
+def test_features_verb_writes_rows_and_dictionary(sim_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f.parquet"
+    run = churn(
+        "features", "--data", str(sim_dir), "--as-of", "2025-06-01", "--out", str(out),
+        "--within", "90",
+    )
+    assert run.returncode == 0, run.stderr
+    frame = pd.read_parquet(out)
+    assert len(frame) > 0
+    days_left = (frame["renewal_date"] - frame["as_of"]).dt.days
+    assert days_left.between(1, 90).all(), "only open terms renewing within 90 days"
+    decl = json.loads(out.with_suffix(".features.json").read_text())
+    names = [d["name"] for d in decl]
+    assert {"events_30d", "utilisation_30d", "urgent_open"} <= set(names)
+    assert set(names) <= set(frame.columns)
+    assert {d["healthy"] for d in decl} <= {"higher", "lower", "none"}
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    run = churn("features", "--data", str(tmp_path), "--as-of", "2025-13-01", "--out", "x.parquet")
+    assert run.returncode == 2
+    assert "--as-of" in run.stderr
+
+
+def test_a_bad_config_file_names_the_setting(tmp_path: Path) -> None:
+    bad = tmp_path / "churn.yaml"
+    bad.write_text("labels:\n  horizon_dayz: 30\n")
+    run = churn("validate", "--data", str(tmp_path), "--config", str(bad))
+    assert run.returncode == 2
+    assert "labels.horizon_dayz" in run.stderr
+
+
+def test_command_line_overrides_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "churn.yaml"
+    f.write_text("labels:\n  label: inactivity\n  horizon_days: 30\nfeatures:\n  windows: [14]\n")
+    cfg = load_config(f, {"labels": {"horizon_days": 45, "active_days": None}})
+    assert cfg.labels.label == "inactivity"
+    assert cfg.labels.horizon_days == 45, "the option wins"
+    assert cfg.labels.active_days == 90, "an option not given keeps the default"
+    assert cfg.features.windows == (14,)
+    with pytest.raises(ContractError, match="labels.lead_days"):
+        load_config(None, {"labels": {"lead_days": [-5]}})
