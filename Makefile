@@ -18,7 +18,9 @@ $(VENV)/.dev: $(VENV)/.base
 	$(PIP) -e ".[dev,spark]"
 	touch $@
 
-.PHONY: help install install-dev demo test check lint format typecheck clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help install install-dev chromium demo test check lint format typecheck clean
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -29,7 +31,11 @@ install-dev: $(VENV)/.dev ## Install the pipeline with test, lint and Spark extr
 demo: install ## Simulated world -> validate -> train -> backtest -> score -> report (local MLflow)
 	$(BIN)/churn demo
 
-test: install-dev ## Run the test suite (what CI runs)
+chromium: ## Install Debian's chromium for the report's browser test (only when missing)
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
+
+test: install-dev chromium ## Run the test suite (what CI runs)
 	$(BIN)/python -m pytest
 
 format: install-dev ## Format the code with ruff

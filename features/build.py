@@ -108,8 +108,9 @@ def usage_features(
         "active_users_change_30d": (s._u30 + 1).cast("float64") / (s._u_prev30 + 1) - 1,
         "key_events_change_30d": (s._k30 + 1).cast("float64") / (s._k_prev30 + 1) - 1,
         # Least-squares slope of 13 weekly counts: sum((w - 6) * c_w) / sum((w - 6)^2), with
-        # sum((w - 6)^2) = 182; weeks without events add nothing to the numerator.
-        "events_slope_90d": (s._slope / 182.0) / (s._n_slope / SLOPE_WEEKS + 1),
+        # sum((w - 6)^2) = 182; weeks without events add nothing to the numerator. The cast
+        # matters on Spark, where 182.0 is a DECIMAL literal and int / decimal is rounded.
+        "events_slope_90d": (s._slope.cast("float64") / 182.0) / (s._n_slope / SLOPE_WEEKS + 1),
         "top_user_share_30d": _ratio(s._top_n30, s._n30),
     }
     s = s.mutate(**derived)
@@ -144,7 +145,25 @@ def event_mix_features(
 
 
 def _sec(col: ir.Value) -> ir.IntegerValue:
-    return col.epoch_seconds().cast("int64")
+    # floor(): DuckDB's epoch is fractional and its cast to BIGINT rounds (23:59:59.7 would
+    # become the next day's midnight and fail a strict "< as_of"); Spark truncates already.
+    return col.epoch_seconds().floor().cast("int64")
+
+
+def _mark_latest(j: ir.Table, **among: ir.BooleanValue) -> ir.Table:
+    """Add ``_latest_<name>``: the row is at the snapshot's last ``_sec`` among ``among[name]``.
+
+    Used instead of ``argmax(_sec)``, which returns an arbitrary row when several share the
+    last second (a survey import stamped at midnight), and DuckDB and Spark pick different
+    ones; averaging the rows flagged here is deterministic on both.
+    """
+    return j.mutate(
+        **{
+            f"_latest_{name}": cond.fill_null(False)
+            & (j._sec == cond.ifelse(j._sec, ibis.null("int64")).max().over(group_by=j.snapshot_id))
+            for name, cond in among.items()
+        }
+    )
 
 
 def _since(t: ir.Table, col: str, snaps: ir.Table) -> ir.Table:
@@ -168,6 +187,8 @@ def support_features(tickets: ir.Table, snaps: ir.Table) -> ir.Table:
     answered, resolved = _known(j.first_response_at, now), _known(j.resolved_at, now)
     age_days = (now - j._sec) / SECONDS_PER_DAY
     is_open = resolved.isnull()
+    # Seconds as float64 before dividing: Spark reads 3600.0 as a DECIMAL literal and would
+    # round bigint / decimal to 6 places; DuckDB divides in double precision either way.
     hours = 3600.0
     return j.group_by("snapshot_id").aggregate(
         tickets_30d=j._sec.count(where=age_days <= 30),
@@ -177,10 +198,10 @@ def support_features(tickets: ir.Table, snaps: ir.Table) -> ir.Table:
         # quantile(0.5), not median(): the same exact, interpolated percentile_cont on
         # DuckDB, but Ibis 12 compiles median(where=) for Spark as percentile(.., IF(.., 0.5))
         # which Spark rejects; quantile becomes Spark's exact percentile(IF(where, x), 0.5).
-        first_response_hours_90d=((answered - j._sec) / hours).quantile(
+        first_response_hours_90d=((answered - j._sec).cast("float64") / hours).quantile(
             0.5, where=answered >= now - 90 * SECONDS_PER_DAY
         ),
-        resolution_hours_90d=((resolved - j._sec) / hours).quantile(
+        resolution_hours_90d=((resolved - j._sec).cast("float64") / hours).quantile(
             0.5, where=resolved >= now - 90 * SECONDS_PER_DAY
         ),
         oldest_open_ticket_days=age_days.max(where=is_open),
@@ -193,10 +214,11 @@ def support_features(tickets: ir.Table, snaps: ir.Table) -> ir.Table:
 def voice_features(surveys: ir.Table, snaps: ir.Table) -> ir.Table:
     """NPS, CSAT and CES answers before the snapshot."""
     j = _since(surveys, "ts", snaps)
+    j = _mark_latest(j, nps=j.kind == "nps")
     year = j._sec >= j.as_of_sec - 365 * SECONDS_PER_DAY
     nps = j.kind == "nps"
     return j.group_by("snapshot_id").aggregate(
-        nps_last=j.score.argmax(j._sec, where=nps),
+        nps_last=j.score.mean(where=j._latest_nps),
         nps_mean_365d=j.score.mean(where=nps & year),
         nps_detractor_share_365d=(j.score <= 6).cast("float64").mean(where=nps & year),
         nps_responses_365d=j._sec.count(where=nps & year),
@@ -209,11 +231,13 @@ def voice_features(surveys: ir.Table, snaps: ir.Table) -> ir.Table:
 def sentiment_features(sentiment: ir.Table, snaps: ir.Table) -> ir.Table:
     """The CSM's latest sentiment, its age, and its change over 90 days."""
     j = _since(sentiment, "ts", snaps)
+    j = _mark_latest(
+        j, last=ibis.literal(True), old=j._sec < j.as_of_sec - 90 * SECONDS_PER_DAY
+    )
     score = j.sentiment.cases(*SENTIMENT_SCORE.items()).cast("float64")
-    old = j._sec < j.as_of_sec - 90 * SECONDS_PER_DAY
     s = j.group_by("snapshot_id").aggregate(
-        sentiment_last=score.argmax(j._sec),
-        _old=score.argmax(j._sec, where=old),
+        sentiment_last=score.mean(where=j._latest_last),
+        _old=score.mean(where=j._latest_old),
         _last_sec=j._sec.max(),
         _as_of_sec=j.as_of_sec.max(),
     )

@@ -184,7 +184,8 @@ def catalog(
     if "surveys" in sources:
         f += [
             Feature("nps_last", "voice", "Last NPS answer", "0-10", None, "higher",
-                    "the most recent NPS answer of any user", source="surveys"),
+                    "the most recent NPS answer of any user (answers given in the same "
+                    "second are averaged)", source="surveys"),
             Feature("nps_mean_365d", "voice", "Mean NPS (365 d)", "0-10", 365, "higher",
                     "mean NPS answer over the last year", source="surveys"),
             Feature("nps_detractor_share_365d", "voice", "NPS detractors (365 d)",
@@ -203,7 +204,8 @@ def catalog(
     if "sentiment" in sources:
         f += [
             Feature("sentiment_last", "sentiment", "CSM sentiment", "0 red, 1 yellow, 2 green",
-                    None, "higher", "the CSM's latest recorded sentiment", source="sentiment"),
+                    None, "higher", "the CSM's latest recorded sentiment (several recorded in the "
+                    "same second are averaged)", source="sentiment"),
             Feature("days_since_sentiment", "sentiment", "Days since CSM sentiment", "days",
                     None, "none", "days since the CSM last recorded a sentiment",
                     source="sentiment"),

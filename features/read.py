@@ -100,10 +100,31 @@ def read_source(con: BaseBackend, spec: TableSpec, path: Path) -> ir.Table:
             # failing the read or becoming NULL; extra columns keep DuckDB's type inference.
             text = {c: "VARCHAR" for c in header if c in spec.column_names}
             return con.read_csv(path, types=text, header=True)
+        if con.name == "pyspark":
+            return _spark_csv(con, spec, path)
         return con.read_csv(str(path), header=True)
     if path.is_dir():
         return con.read_parquet(str(path / "**" / "*.parquet"))
     return con.read_parquet(str(path))
+
+
+def _spark_csv(con: BaseBackend, spec: TableSpec, path: Path) -> ir.Table:
+    """Read a CSV on Spark the way DuckDB does: contract columns as text, others inferred.
+
+    Spark's own inference would parse contract columns before conform() sees them ("12.5"
+    read as a double, then cast to 12 rather than reported). A first pass infers the other
+    columns' types; the second reads with that schema. RFC 4180 quoting as pandas and
+    spreadsheets write it: quotes doubled inside quoted cells, which may span lines.
+    """
+    from ibis.backends.sql.datatypes import PySparkType
+
+    options = {"header": True, "escape": '"', "multiLine": True}
+    inferred = con.read_csv(str(path), **options).schema()
+    ddl = ", ".join(
+        f"`{name}` " + ("STRING" if name in spec.column_names else PySparkType.to_string(dtype))
+        for name, dtype in inferred.items()
+    )
+    return con.read_csv(str(path), schema=ddl, inferSchema=False, **options)
 
 
 def _cast(col: ir.Value, kind: str) -> ir.Value:
@@ -118,6 +139,16 @@ def _cast(col: ir.Value, kind: str) -> ir.Value:
         # A date column may arrive as timestamps in text; keep the UTC calendar day.
         return col.try_cast(IBIS_TYPES["timestamp"]).date()
     return col.try_cast(target)
+
+
+def _cannot_fail(source: ibis.DataType, kind: str) -> bool:
+    """Whether casting ``source`` to the contract ``kind`` can never turn a value into NULL.
+
+    Spark's timestamps have no zone in Ibis' eyes, so a Parquet timestamp is "cast" to
+    timestamp('UTC') there; that cannot fail, and counting failures would cost one job.
+    """
+    target = ibis.dtype(IBIS_TYPES[kind])
+    return source == target or (source.is_timestamp() and target.is_timestamp())
 
 
 def conform(raw: ir.Table, spec: TableSpec) -> tuple[ir.Table, list[Problem]]:
@@ -160,7 +191,7 @@ def conform(raw: ir.Table, spec: TableSpec) -> tuple[ir.Table, list[Problem]]:
     failed = {
         c.name: (raw[c.name].notnull() & cast[c.name].isnull()).sum()
         for c in spec.columns
-        if c.name in present and raw[c.name].type() != ibis.dtype(IBIS_TYPES[c.kind])
+        if c.name in present and not _cannot_fail(raw[c.name].type(), c.kind)
     }
     if failed:
         counts = raw.aggregate(**{k: v.fill_null(0) for k, v in failed.items()}).to_pyarrow()

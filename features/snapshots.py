@@ -174,7 +174,12 @@ def inactivity_snapshots(
     # The latest term started before the snapshot gives seats and ARR, when there is one.
     t = terms(contracts)
     j = base.left_join(t, [base.account_id == t.account_id, t.start_day < base.as_of_day])
-    latest = ibis.window(group_by=[j.account_id, j.as_of_day], order_by=ibis.desc(j.start_day))
+    # term_number breaks ties between terms starting the same day, so that DuckDB and Spark
+    # (whose row_number order among ties is arbitrary) pick the same term.
+    latest = ibis.window(
+        group_by=[j.account_id, j.as_of_day],
+        order_by=[ibis.desc(j.start_day), ibis.desc(j.term_number)],
+    )
     j = j.mutate(_rank=ibis.row_number().over(latest)).filter(lambda x: x._rank == 0)
     return j.select(
         "account_id", "as_of_day", "label", "contract_id", "lead_days", "renewal_day",

@@ -185,7 +185,7 @@ class LogisticBaseline(BaseEstimator):
             ]
         )  # fmt: skip
         self.pipeline_ = Pipeline(
-            [("prep", prep), ("lr", LogisticRegression(C=self.C, max_iter=1000))]
+            [("prep", prep), ("lr", LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=200))]
         )
         X = self._matrix(frame)
         self.pipeline_.fit(X, frame["label"].to_numpy(dtype=np.int64))

@@ -174,21 +174,209 @@ def features(
     )
 
 
+TrialsOpt = Annotated[
+    int | None, typer.Option("--trials", min=1, help="Optuna trials (default 20).")
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Model URI (default models:/<registered model>@champion)."),
+]
+
+
+def _model_config(
+    config: Path | None, trials: int | None, **label_options: str | int | None
+) -> ChurnConfig:
+    cfg = _config(config, **label_options)  # type: ignore[arg-type]
+    if trials is not None:
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"trials": trials})})
+    return cfg
+
+
+@app.command()
+def train(
+    data: DataOpt,
+    label: LabelOpt = None,
+    horizon: HorizonOpt = None,
+    active_days: ActiveOpt = None,
+    trials: TrialsOpt = None,
+    config: ConfigOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Make it the champion even if its backtest is worse.")
+    ] = False,
+    training_set: Annotated[
+        Path | None,
+        typer.Option("--training-set", help="Also write the training set (Parquet) and its "
+                     "feature dictionary here."),
+    ] = None,
+) -> None:
+    """Tune, backtest against the baselines, fit, log to MLflow and gate the champion alias."""
+    from pipelines import training
+
+    cfg = _model_config(config, trials, label=label, horizon=horizon, active_days=active_days)
+    clean = stages.open_clean(data, cfg)
+    with progress_bar() as progress:
+        ts = stages.training_set(clean, cfg, progress, training_set)
+        result = training.train(ts, cfg, force=force, progress=progress)
+    _print_train(result)
+
+
+def _print_train(result: object) -> None:
+    r = result
+    t = Table(title="Backtest (pooled over folds, lead times and segments)")
+    t.add_column("scorer")
+    t.add_column("ROC AUC", justify="right")
+    t.add_row("learned model", f"{r.metrics['roc_auc']:.3f}")  # type: ignore[attr-defined]
+    for name, auc in r.baselines.items():  # type: ignore[attr-defined]
+        t.add_row(name, f"{auc:.3f}")
+    console.print(t)
+    m = r.metrics  # type: ignore[attr-defined]
+    console.print(
+        f"Brier {m['brier']:.4f}  ECE {m['ece']:.4f}  lift@10% {m['lift_top_decile']:.2f}  "
+        f"calibration: {r.calibration}  monotone: {r.monotone}"  # type: ignore[attr-defined]
+    )
+    console.print(
+        f"Registered version {r.version}: {r.decision}"  # type: ignore[attr-defined]
+        f"{'  [green](champion)[/]' if r.is_champion else ''}\n"  # type: ignore[attr-defined]
+        f"MLflow run {r.run_id}  model {r.model_uri}"  # type: ignore[attr-defined]
+    )
+
+
+@app.command()
+def backtest(
+    data: DataOpt,
+    label: LabelOpt = None,
+    horizon: HorizonOpt = None,
+    active_days: ActiveOpt = None,
+    trials: TrialsOpt = None,
+    config: ConfigOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also keep the backtest table and plots here.")
+    ] = None,
+) -> None:
+    """Rolling-origin backtest of the model and the baselines, logged to MLflow."""
+    from pipelines import training
+
+    cfg = _model_config(config, trials, label=label, horizon=horizon, active_days=active_days)
+    clean = stages.open_clean(data, cfg)
+    with progress_bar() as progress:
+        ts = stages.training_set(clean, cfg, progress)
+        run = training.backtest(ts, cfg, out_dir=out, progress=progress)
+    table = run.result.metrics
+    pooled = table[(table.fold == "all") & table.lead_days.isna() & (table.segment == "all")]
+    t = Table(title="Backtest: learned model vs baselines (same rows)")
+    cols = [c for c in ("scorer", "roc_auc", "pr_auc", "brier", "ece", "lift_top_decile",
+                        "watermelon_rate") if c in pooled.columns]  # fmt: skip
+    for c in cols:
+        t.add_column(c, justify="left" if c == "scorer" else "right")
+    for _, row in pooled.iterrows():
+        t.add_row(*(str(row[c]) if c == "scorer" else f"{row[c]:.3f}" for c in cols))
+    console.print(t)
+    console.print(f"MLflow run {run.run_id}")
+
+
+@app.command()
+def score(
+    data: DataOpt,
+    as_of: AsOfOpt,
+    out: Annotated[Path, typer.Option("--out", help="Scores directory to write (atomically).")],
+    within: WithinOpt = None,
+    model: ModelOpt = None,
+    engine: EngineOpt = None,
+    active_days: ActiveOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Score every account renewing within --within days of --as-of; write scores and report."""
+    cfg = _config(config, within=within, engine=engine, active_days=active_days)
+    with progress_bar() as progress:
+        output = stages.score(data, as_of.date(), out, cfg, model, progress)
+    bands = output.scores["band"].value_counts()
+    console.print(
+        f"Scored {len(output.scores):,} accounts at {as_of.date()}: "
+        + ", ".join(f"{b} {int(bands.get(b, 0))}" for b in ("red", "yellow", "green"))
+    )
+    console.print(f"Scores: {out / 'scores.parquet'}  (and scores.csv)")
+    console.print(f"Report: [bold]{out / 'report.html'}[/]")
+
+
+@app.command()
+def explain(
+    account_id: Annotated[str, typer.Argument(help="The account to explain.")],
+    data: DataOpt,
+    as_of: AsOfOpt,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the waterfall PNG.")] = Path("."),
+) -> None:
+    """One account's score, band, drivers, play, score history and SHAP waterfall."""
+    cfg = _config(config)
+    e = stages.explain_account(data, account_id, as_of.date(), cfg, model, out)
+    r = e.row
+    colour = {"red": "red", "yellow": "yellow", "green": "green"}[r["band"]]
+    name = f" ({escape(str(r['name']))})" if r.get("name") else ""
+    console.rule(f"{escape(account_id)}{name}")
+    console.print(
+        f"Health [bold]{r['health_score']}[/]  band [{colour}]{r['band']}[/]  churn probability "
+        f"{r['churn_probability']:.1%}  renewal {str(r['renewal_date'])[:10]}  ARR "
+        f"{r['arr']:,.0f}  CSM {escape(str(r.get('csm') or '-'))}"
+    )
+    console.print("[bold]Drivers[/] (associations learned from history, not causes):")
+    for d in r["driver_list"]:
+        console.print(f"  - {escape(d)}")
+    console.print(f"[bold]Play:[/] {escape(r['play'])}")
+    h = Table(title="Score history (today's model)")
+    for c in ("as_of", "health", "band", "churn probability"):
+        h.add_column(c)
+    for _, row in e.history.iterrows():
+        h.add_row(str(row["as_of"])[:10], str(row["health_score"]), row["band"],
+                  f"{row['churn_probability']:.1%}")  # fmt: skip
+    console.print(h)
+    console.print(f"Waterfall: {e.png}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Where the demo writes.")] = Path("data/demo"),
     accounts: Annotated[int, typer.Option("--accounts", min=50)] = 1000,
+    trials: TrialsOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Run the whole pipeline on a simulated world: simulate, validate, and the later stages."""
-    cfg = _config(config)
+    """The whole pipeline on a simulated world: simulate, validate, train with backtest and
+    champion gate, then score the renewals of the next 120 days and write the report."""
+    from features.simulator import SimConfig
+    from pipelines import training
+
+    cfg = _model_config(config, trials)
     data = out / "world"
+    console.rule("1. Simulate a B2B SaaS world")
     with progress_bar() as progress:
         console.print(
-            stages.simulate_world(data, accounts=accounts, seed=cfg.seed, fmt="parquet", progress=progress)
+            stages.simulate_world(data, accounts=accounts, seed=cfg.seed, fmt="parquet",
+                                  progress=progress)  # fmt: skip
         )
+    console.rule("2. Validate it against the data contract")
     validate(data, config)
-    console.print(f"\nDemo data: [bold]{data}[/]  ground truth: [bold]{data}-truth.parquet[/]")
+    console.rule("3. Train: tune, backtest against the baselines, register the champion")
+    clean = stages.open_clean(data, cfg)
+    with progress_bar() as progress:
+        ts = stages.training_set(clean, cfg, progress, out / "training-set.parquet")
+        result = training.train(ts, cfg, progress=progress)
+    _print_train(result)
+    today = SimConfig().end
+    console.rule(f"4. Score the renewals of the next {cfg.labels.within_days} days ({today})")
+    scores_dir = out / "scores"
+    with progress_bar() as progress:
+        output = stages.score(data, today, scores_dir, cfg, None, progress)
+    bands = output.scores["band"].value_counts()
+    console.print(
+        f"Scored {len(output.scores):,} accounts: "
+        + ", ".join(f"{b} {int(bands.get(b, 0))}" for b in ("red", "yellow", "green"))
+    )
+    console.rule("Where to look")
+    console.print(f"Report for CS ops:  [bold]{scores_dir / 'report.html'}[/]")
+    console.print(f"Scores:             {scores_dir / 'scores.parquet'} (and scores.csv)")
+    console.print(f"Data and truth:     {data}  {data}-truth.parquet")
+    console.print(f"Training set:       {out / 'training-set.parquet'} (+ .features.json)")
+    console.print("MLflow:             mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db")
 
 
 def main() -> None:

@@ -10,7 +10,9 @@ from pydantic import Field, ValidationError
 
 from features.config import FeatureConfig, Frozen, LabelConfig
 from features.errors import ContractError
+from models.bands import BandConfig
 from models.config import ModelConfig
+from models.plays import PlayConfig
 
 DEFAULT_CONFIG = Path("churn.yaml")
 
@@ -40,6 +42,8 @@ class ChurnConfig(Frozen):
     features: FeatureConfig = FeatureConfig()
     tracking: TrackingConfig = TrackingConfig()
     model: ModelConfig = ModelConfig()
+    bands: BandConfig = BandConfig()
+    plays: PlayConfig = PlayConfig()
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -180,7 +180,7 @@ def champion_metrics(client: MlflowClient, name: str) -> tuple[str | None, dict[
         for k in GATE_METRICS
         if METRIC_TAG.format(k) in mv.tags
     }
-    return mv.version, found
+    return str(mv.version), found
 
 
 def register_with_gate(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from models.plots import save_plots
 from models.train import ChurnModel
 from models.tune import TuneResult, tune
 from pipelines.config import ChurnConfig
+from pipelines.scoring import CONTEXT_FILE, scoring_context
 from pipelines.tracking import (
     CHAMPION,
     Tracking,
@@ -145,8 +147,11 @@ def _log_training_set(ts: TrainingSetLike, cfg: ChurnConfig, name: str) -> None:
         }
     )
     # A digest of the rows; the frame itself is not copied into the store.
-    dataset = mlflow.data.from_pandas(frame, targets="label", name=name)
-    mlflow.log_input(dataset, context="training")
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold NaN; the ids and labels never do.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        dataset = mlflow.data.from_pandas(frame, targets="label", name=name)
+        mlflow.log_input(dataset, context="training")
     mlflow.log_dict(
         {"features": dictionary(ts.features), "top_events": list(ts.top_events)},
         "feature_dictionary.json",
@@ -266,6 +271,14 @@ def train(
         ).fit(ts.frame, ts.features)  # fmt: skip
         mlflow.log_params({"calibration": model.calibration_, "final_rounds": model.n_estimators_})
         info = log_churn_model(model, ts.frame, ts.top_events)
+        # What scoring needs besides the trees: bands from this backtest, references, drift.
+        context = scoring_context(
+            ts, model, result.scores, cfg.bands,  # type: ignore[arg-type]
+            hand_weighted_auc=_baseline_auc(result).get("health_score"),
+            band_lead_days=mc.band_lead_days,
+        )  # fmt: skip
+        context["labels"] = {"label": cfg.labels.label, "horizon_days": cfg.labels.horizon_days}
+        mlflow.log_dict(context, CONTEXT_FILE)
         summary = result.summary("model")
         reg = register_with_gate(
             info.model_uri, run.info.run_id, summary, tracking.registered_model, mc,

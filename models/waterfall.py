@@ -1,0 +1,74 @@
+"""The SHAP waterfall of one account: from the average account to this one, driver by driver."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: batch jobs and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from features.catalog import Feature  # noqa: E402
+
+
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+def waterfall_png(
+    contrib: pd.Series,
+    features: Sequence[Feature],
+    values: pd.Series,
+    title: str,
+    top: int = 8,
+) -> bytes:
+    """A PNG waterfall of one row's contributions (log-odds) with the largest ``top`` shown.
+
+    The axis is in log-odds, labelled with the probabilities at the start and the end, since
+    SHAP values add up in log-odds, not in probability.
+    """
+    labels = {f.name: f.label for f in features}
+    base = float(contrib["bias"])
+    parts = contrib.drop("bias")
+    order = parts.abs().sort_values(ascending=False, kind="stable").index
+    shown = list(order[:top])
+    rest = float(parts.drop(shown).sum())
+    names = [f"{labels.get(n, n)} = {_fmt(values.get(n))}" for n in shown]
+    deltas = [float(parts[n]) for n in shown]
+    if len(order) > top:
+        names.append(f"{len(order) - top} other features")
+        deltas.append(rest)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(deltas) + 1.6), dpi=90)
+    start = base
+    for i, d in enumerate(deltas):
+        ax.barh(i, d, left=start, color="#c0392b" if d > 0 else "#27864a", height=0.6)
+        ax.text(start + d, i, f" {d:+.2f}", va="center", ha="left" if d > 0 else "right",
+                fontsize=8)  # fmt: skip
+        start += d
+    ax.axvline(base, color="#888", lw=0.8, ls="--")
+    ax.axvline(start, color="#333", lw=0.8)
+    ax.set_yticks(range(len(deltas)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(
+        f"log-odds of churn: average account {_sigmoid(base):.0%} -> this account "
+        f"{_sigmoid(start):.0%} (before calibration); red raises risk, green lowers it",
+        fontsize=8,
+    )
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _fmt(v: object) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "none"
+    if isinstance(v, float):
+        return f"{v:,.2f}".rstrip("0").rstrip(".")
+    return str(v)

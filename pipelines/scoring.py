@@ -1,0 +1,373 @@
+"""Batch scoring before renewals: features at ``as_of``, calibrated probability, bands,
+drivers, plays, the change since the last run, and the scores directory of the contract.
+
+The directory is written atomically: everything goes to a temporary sibling folder that
+replaces the old one with a rename, so a crash leaves the previous output or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from features.catalog import Feature
+from features.training import TrainingSet, build_scoring_set
+from models.bands import BandConfig, assign_bands, choose_thresholds, health_score, threshold_quality
+from models.columns import matrix
+from models.drift import baseline, drift_table
+from models.explain import (
+    contributions,
+    explain_rows,
+    family_contributions,
+    references,
+    change_since,
+)
+from models.plays import PlayConfig, choose_play, priority
+from models.train import ChurnModel
+from models.waterfall import waterfall_png
+from pipelines.report import neutralise_csv
+
+Progress = Callable[[str, float], None] | None
+#: The columns of scores.parquet / scores.csv fixed by the data contract, in order.
+CONTRACT_COLUMNS = (
+    "account_id", "name", "segment", "csm", "as_of", "churn_probability", "health_score",
+    "band", "renewal_date", "arr", "drivers", "play", "model_version",
+)  # fmt: skip
+EXTRA_COLUMNS = ("priority", "top_driver", "change", "contract_id", "lead_days")
+CONTEXT_FILE = "scoring.json"
+HISTORY_FILE = "history.parquet"
+#: Waterfalls are drawn only for what a reviewer looks at first (explaining what is shown).
+WATERFALLS = 50
+DRIFT_FEATURES = 12
+
+
+# ---------------------------------------------------------------- at training time
+
+
+def scoring_context(
+    ts: TrainingSet,
+    model: ChurnModel,
+    backtest_scores: pd.DataFrame,
+    bands: BandConfig,
+    hand_weighted_auc: float | None = None,
+    band_lead_days: int = 90,
+) -> dict[str, Any]:
+    """What scoring needs besides the trees, computed once at training time.
+
+    - ``references``: medians of healthy (renewed) accounts per segment, for the drivers;
+    - ``thresholds``: band thresholds chosen on the out-of-time backtest rows (or the fixed
+      ones of the config), with the precision and recall they give;
+    - ``backtest``: how often green accounts churned, how many churners were red
+      ``band_lead_days`` before renewal, the watermelon rate, ROC AUC vs hand-weighted;
+    - ``drift_baseline``: decile bins of the most important numeric features.
+    """
+    from models.metrics import roc_auc
+
+    frame = ts.frame
+    healthy = frame["label"].fillna(1).astype(int) == 0
+    refs = references(frame, ts.features, healthy)
+    bt = backtest_scores.dropna(subset=["label", "model"])
+    p, y = bt["model"].to_numpy(float), bt["label"].to_numpy(int)
+    if bands.red is not None and bands.yellow is not None:
+        yellow, red = bands.yellow, bands.red
+    else:
+        yellow, red = choose_thresholds(p, y, bands.red_precision, bands.yellow_recall)
+    quality = threshold_quality(p, y, yellow, red)
+    at_lead = bt[bt["lead_days"] == band_lead_days] if "lead_days" in bt else bt.iloc[:0]
+    if at_lead.empty:
+        at_lead = bt
+    lead_band = assign_bands(at_lead["model"].to_numpy(float), None, (yellow, red))
+    lead_y = at_lead["label"].to_numpy(int)
+    green = lead_band == "green"
+    summary = {
+        "roc_auc": roc_auc(y, p),
+        "green_churn_rate": float(lead_y[green].mean()) if green.any() else float("nan"),
+        "red_recall": float((lead_y & (lead_band == "red")).sum() / max(lead_y.sum(), 1)),
+        "watermelon_rate": float((lead_y & green).sum() / max(lead_y.sum(), 1)),
+        "band_lead_days": band_lead_days,
+        "rows": len(bt),
+    }
+    if hand_weighted_auc is not None:
+        summary["hand_weighted_roc_auc"] = float(hand_weighted_auc)
+    gains = dict(
+        zip(
+            model.booster_.feature_name(),
+            model.booster_.feature_importance("gain", iteration=model.n_estimators_),
+            strict=True,
+        )
+    )
+    numeric = [f.name for f in ts.features if not f.categorical]
+    main = sorted(numeric, key=lambda n: -gains.get(n, 0.0))[:DRIFT_FEATURES]
+    return {
+        "references": refs,
+        "thresholds": {"yellow": yellow, "red": red},
+        "threshold_quality": quality.to_dict("records"),
+        "per_segment": {k: list(v) for k, v in bands.per_segment.items()},
+        "backtest": summary,
+        "drift_baseline": baseline(frame, main),
+    }
+
+
+# ---------------------------------------------------------------- loading a model
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """A registered model with what scoring needs: trees, calibrator, declarations, context."""
+
+    model: ChurnModel
+    top_events: tuple[str, ...]
+    context: dict[str, Any]
+    version: str
+    uri: str
+
+    @property
+    def features(self) -> tuple[Feature, ...]:
+        return self.model.features_
+
+
+def default_model_uri(registered_model: str) -> str:
+    return f"models:/{registered_model}@champion"
+
+
+def _version_of(uri: str) -> str:
+    """"3" for a registered version, "run:<id>" for a run's model."""
+    if uri.startswith("models:/"):
+        name, _, ref = uri.removeprefix("models:/").partition("@")
+        client = MlflowClient()
+        if ref:
+            return str(client.get_model_version_by_alias(name, ref).version)
+        name, _, number = uri.removeprefix("models:/").partition("/")
+        return number or name
+    if uri.startswith("runs:/"):
+        return "run:" + uri.removeprefix("runs:/").split("/")[0]
+    return uri
+
+
+def load_scoring_model(uri: str) -> ScoringModel:
+    """Load a model logged by ``churn train`` (a ``models:/`` or ``runs:/`` URI)."""
+    try:
+        loaded = mlflow.pyfunc.load_model(uri)
+    except Exception as err:  # MLflow raises several types for "not found"
+        raise FileNotFoundError(
+            f"cannot load the model {uri}: {err}. Train one first (churn train --data DIR) or "
+            "pass --model with a models:/NAME@champion or runs:/RUN_ID/model URI"
+        ) from err
+    wrapper = loaded.unwrap_python_model()
+    run_id = loaded.metadata.run_id
+    meta = mlflow.artifacts.load_dict(f"runs:/{run_id}/features.json")
+    try:
+        context = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONTEXT_FILE}")
+    except Exception as err:
+        raise FileNotFoundError(
+            f"the run {run_id} has no {CONTEXT_FILE} (bands, references, drift baseline): "
+            "it was not logged by churn train; retrain the model"
+        ) from err
+    return ScoringModel(
+        model=wrapper.model,
+        top_events=tuple(meta.get("top_events", ())),
+        context=context,
+        version=_version_of(uri),
+        uri=uri,
+    )
+
+
+# ---------------------------------------------------------------- scoring (pure)
+
+
+@dataclass(frozen=True)
+class ScoreOutput:
+    """Everything one scoring run produces, before it is written."""
+
+    scores: pd.DataFrame
+    history: pd.DataFrame
+    drift: pd.DataFrame
+    waterfalls: dict[str, bytes] = field(default_factory=dict)
+
+
+def check_features_match(sm: ScoringModel, ts: TrainingSet) -> None:
+    """Refuse a model whose features are not the ones built for scoring."""
+    expected = [f.name for f in sm.features]
+    built = set(ts.frame.columns)
+    missing = [n for n in expected if n not in built]
+    if missing:
+        raise ValueError(
+            f"the model {sm.uri} expects features that were not built: {', '.join(missing[:8])}"
+            f"{' ...' if len(missing) > 8 else ''}. Score with the same feature settings "
+            "(windows, key events, tables present) as at training, or retrain."
+        )
+
+
+def score_frame(
+    ts: TrainingSet,
+    accounts: pd.DataFrame,
+    sm: ScoringModel,
+    plays: PlayConfig,
+    previous: pd.DataFrame | None = None,
+    waterfalls: int = WATERFALLS,
+) -> ScoreOutput:
+    """Score, band, explain and route every row of a scoring set.
+
+    ``accounts`` gives ``name``, ``segment`` and ``csm`` when present; ``previous`` is the
+    history of earlier runs (``history.parquet``), for the change since the last one.
+    """
+    check_features_match(sm, ts)
+    frame = ts.frame.reset_index(drop=True)
+    model = sm.model
+    p = model.predict_risk(frame)
+    X = matrix(frame, model.features_, model.categories_)
+    contrib = contributions(model.booster_, X, model.n_estimators_)
+    fam = family_contributions(contrib, model.features_)
+    explained = explain_rows(frame, contrib, model.features_, sm.context["references"])
+    th = sm.context["thresholds"]
+    per_segment = {k: tuple(v) for k, v in sm.context.get("per_segment", {}).items()}
+    seg = frame["segment"] if "segment" in frame else None
+    bands = assign_bands(p, seg, (th["yellow"], th["red"]), per_segment)  # type: ignore[arg-type]
+
+    info = accounts.set_index("account_id")
+    def col(name: str) -> pd.Series:
+        if name in info:
+            return frame["account_id"].map(info[name]).astype("object")
+        return pd.Series([None] * len(frame), dtype="object")
+
+    drivers_text, top_family, driver_lists = [], [], []
+    for risks, protective in explained:
+        items = [d.text for d in risks]
+        if protective is not None:
+            items.append("Protective: " + protective.text)
+        driver_lists.append(items)
+        drivers_text.append("; ".join(items))
+        top_family.append(risks[0].family if risks else None)
+    arr = frame["arr"].astype("float64")
+    scores = pd.DataFrame(
+        {
+            "account_id": frame["account_id"].astype("str"),
+            "name": col("name"),
+            "segment": col("segment") if "segment" in info else frame.get("segment"),
+            "csm": col("csm"),
+            "as_of": frame["as_of"],
+            "churn_probability": p.astype("float64"),
+            "health_score": health_score(p),
+            "band": bands.astype("str"),
+            "renewal_date": frame["renewal_date"],
+            "arr": arr,
+            "drivers": drivers_text,
+            "play": [choose_play(f, b, plays) for f, b in zip(top_family, bands, strict=True)],
+            "model_version": sm.version,
+            "priority": [priority(a, q) for a, q in zip(arr, p, strict=True)],
+            "top_driver": pd.Series(top_family, dtype="object").fillna("").astype("str"),
+            "contract_id": frame["contract_id"],
+            "lead_days": frame["lead_days"],
+        }
+    )
+    current = pd.concat(
+        [scores[["account_id", "as_of", "churn_probability"]], fam.reset_index(drop=True)], axis=1
+    )
+    if previous is not None and len(previous):
+        as_of = scores["as_of"].iloc[0] if len(scores) else None
+        earlier = previous[previous["as_of"] < as_of] if as_of is not None else previous
+        last = earlier.sort_values("as_of", kind="stable").groupby("account_id").tail(1)
+        scores["change"] = change_since(last, current)
+        history = pd.concat([previous[previous["as_of"] != as_of], current], ignore_index=True)
+    else:
+        scores["change"] = ""
+        history = current
+    scores["driver_list"] = driver_lists
+    scores = scores.sort_values(["priority", "account_id"], ascending=[False, True], kind="stable")
+    scores = scores.reset_index(drop=True)
+
+    drift = drift_table(
+        frame, sm.context.get("drift_baseline", {}), {f.name: f.label for f in sm.features}
+    )
+    pictures: dict[str, bytes] = {}
+    shown = scores.head(waterfalls)["account_id"]
+    idx = pd.Index(frame["account_id"].astype("str"))
+    for acc in shown:
+        i = idx.get_loc(acc)
+        i = i if isinstance(i, (int, np.integer)) else int(np.flatnonzero(i)[0])  # type: ignore[arg-type]
+        pictures[acc] = waterfall_png(
+            contrib.iloc[i], model.features_, X.iloc[i], f"{acc}: why this score"
+        )
+    history = history.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
+    return ScoreOutput(scores, history, drift, pictures)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def contract_frame(scores: pd.DataFrame) -> pd.DataFrame:
+    """The scores with the contract's columns first, then the optional extras."""
+    return scores[[*CONTRACT_COLUMNS, *EXTRA_COLUMNS]].copy()
+
+
+def write_scores_dir(
+    out: Path,
+    output: ScoreOutput,
+    report_html: str,
+    crash_after: str | None = None,
+) -> None:
+    """Write scores.parquet, scores.csv, report.html and history atomically (all or none).
+
+    ``crash_after`` names a file after which to fail, to test that nothing partial remains.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        table = contract_frame(output.scores)
+        steps: list[tuple[str, Callable[[Path], None]]] = [
+            ("scores.parquet", lambda p: table.to_parquet(p, index=False)),
+            ("scores.csv", lambda p: neutralise_csv(table).to_csv(p, index=False)),
+            (HISTORY_FILE, lambda p: output.history.to_parquet(p, index=False)),
+            ("drift.csv", lambda p: output.drift.to_csv(p, index=False)),
+            ("report.html", lambda p: p.write_text(report_html, encoding="utf-8")),
+        ]
+        for name, write in steps:
+            write(tmp / name)
+            if crash_after == name:
+                raise RuntimeError(f"injected crash after writing {name}")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old.exists():
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def read_history(out: Path) -> pd.DataFrame | None:
+    """The per-account history of earlier runs in this scores directory, if any."""
+    path = Path(out) / HISTORY_FILE
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def accounts_info(tables: Mapping[str, Any]) -> pd.DataFrame:
+    """account_id with name, segment and csm when the accounts table has them."""
+    acc = tables["accounts"]
+    cols = [c for c in ("account_id", "name", "segment", "csm") if c in acc.columns]
+    return acc.select(*cols).to_pyarrow().to_pandas()
+
+
+def scoring_set(
+    tables: Mapping[str, Any], as_of: date, sm: ScoringModel, cfg: Any, progress: Progress = None
+) -> TrainingSet:
+    """The feature rows at ``as_of`` with the model's own list of common events."""
+    return build_scoring_set(tables, as_of, cfg.labels, cfg.features, sm.top_events, progress)
+
+
+def context_json(context: dict[str, Any]) -> str:
+    return json.dumps(context, indent=1, default=float)

@@ -1,0 +1,351 @@
+"""report.html: escaping, CSV neutralising, the summary figures, the page in headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from pipelines.report import (
+    neutralise_csv,
+    neutralise_csv_cell,
+    portfolio_summary,
+    render_report,
+    write_report,
+)
+
+AS_OF = date(2025, 6, 1)
+XSS = "<script>alert(1)</script>"
+FORMULA = '=HYPERLINK("x")'
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def scores_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """A scores frame shaped like the one ``churn score`` hands to the report."""
+    frame = pd.DataFrame(rows)
+    p = frame["churn_probability"].astype(float)
+    drivers = frame["driver_list"].map("; ".join)
+    return frame.assign(
+        as_of=pd.Timestamp(AS_OF),
+        health_score=(100 * (1 - p)).round().astype(int),
+        renewal_date=pd.to_datetime(frame["renewal_date"]),
+        arr=frame["arr"].astype(float),
+        drivers=drivers,
+        priority=frame["arr"].astype(float) * p,
+        model_version="7",
+    )
+
+
+def five_accounts() -> pd.DataFrame:
+    """Five accounts whose summary is worked out by hand in the test below."""
+    base = {
+        "renewal_date": "2025-08-01",
+        "play": "Call the champion",
+        "change": "",
+        "driver_list": ["Active users (30 d) fell"],
+        "csm": "Dana",
+    }
+    return scores_frame(
+        [
+            {
+                **base,
+                "account_id": "A1",
+                "name": "Acme",
+                "segment": "Enterprise",
+                "band": "red",
+                "churn_probability": 0.8,
+                "arr": 100_000.0,
+            },
+            {
+                **base,
+                "account_id": "A2",
+                "name": "Bolt",
+                "segment": "SMB",
+                "band": "red",
+                "churn_probability": 0.6,
+                "arr": np.nan,
+            },
+            {
+                **base,
+                "account_id": "A3",
+                "name": "Core",
+                "segment": "SMB",
+                "band": "yellow",
+                "churn_probability": 0.3,
+                "arr": 50_000.0,
+            },
+            {
+                **base,
+                "account_id": "A4",
+                "name": "Dyne",
+                "segment": "Enterprise",
+                "band": "green",
+                "churn_probability": 0.1,
+                "arr": 20_000.0,
+            },
+            {
+                **base,
+                "account_id": "A5",
+                "name": "Eon",
+                "segment": None,
+                "band": "green",
+                "churn_probability": 0.05,
+                "arr": 10_000.0,
+            },
+        ]
+    )
+
+
+def waterfall_png(seed: int) -> bytes:
+    """A small waterfall-like bar chart, standing in for a SHAP waterfall."""
+    rng = np.random.default_rng(seed)
+    contrib = rng.normal(0, 0.4, 6)
+    fig = Figure(figsize=(5, 2.6), dpi=80)
+    ax = fig.add_subplot()
+    ax.barh(range(6), contrib, color=["#c53030" if c > 0 else "#2f855a" for c in contrib])
+    ax.set_yticks(range(6), [f"feature {i}" for i in range(6)])
+    ax.set_xlabel("contribution to churn log-odds")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def portfolio(seed: int) -> pd.DataFrame:
+    """Twenty-odd accounts with every awkward value: hostile names, NaN ARR, NaT, no CSM."""
+    rng = np.random.default_rng(seed)
+    segments = ["SMB", "Mid-Market", "Enterprise"]
+    reasons = [
+        "Active users (30 d): 3 of 40 seats (8%); healthy Mid-Market accounts: 55%",
+        "Urgent tickets open: 2; healthy accounts: 0",
+        "Logins fell 60% in 30 days",
+        "Champion left 45 days ago",
+        "Invoice 38 days overdue",
+        "Reports exported (30 d): 0; healthy SMB accounts: 12",
+    ]
+    plays = [
+        "Seat-activation campaign",
+        "Escalate to support lead",
+        "Multi-thread the relationship",
+        "Involve finance",
+        "Key-feature training",
+    ]
+    rows = []
+    for i in range(22):
+        p = float(rng.beta(0.9, 3.5))
+        band = "red" if p >= 0.4 else "yellow" if p >= 0.15 else "green"
+        rows.append(
+            {
+                "account_id": f"ACC-{i + 1:03d}",
+                "name": f"Customer {chr(65 + i)} GmbH",
+                "segment": segments[i % 3],
+                "csm": ["Dana Ortiz", "Eli Park", "Mia Chen", None][i % 4],
+                "band": band,
+                "churn_probability": p,
+                "arr": float(rng.integers(8, 400) * 1000),
+                "renewal_date": str(
+                    pd.Timestamp(AS_OF) + pd.Timedelta(days=int(rng.integers(10, 120)))
+                ),
+                "driver_list": list(rng.choice(reasons, size=3, replace=False)),
+                "play": plays[i % len(plays)],
+                "change": "" if i % 3 else f"Probability +{rng.integers(3, 20)} pts: logins fell",
+            }
+        )
+    rows[0] |= {"name": XSS, "segment": "<b>SMB</b>", "csm": '"><img src=x onerror=alert(2)>'}
+    rows[1] |= {"name": FORMULA, "play": "<i>escalate</i>", "change": "=1+1"}
+    rows[2] |= {"arr": np.nan, "renewal_date": None}
+    rows[3] |= {"account_id": 'ACC"<x>', "driver_list": [XSS, "Logins fell"]}
+    return scores_frame(rows)
+
+
+def render(scores: pd.DataFrame, drift: pd.DataFrame | None = None, **overrides: object) -> str:
+    kwargs: dict[str, object] = {
+        "as_of": AS_OF,
+        "model_version": "7",
+        "thresholds": {"red": 0.4, "yellow": 0.15},
+        "threshold_quality": pd.DataFrame(
+            {
+                "band": ["yellow", "red"],
+                "threshold": [0.15, 0.4],
+                "precision": [0.31, 0.58],
+                "recall": [0.83, 0.52],
+            }
+        ),
+        "backtest": {
+            "roc_auc": 0.812,
+            "hand_weighted_roc_auc": 0.664,
+            "green_churn_rate": 0.041,
+            "red_recall_90d": 0.62,
+            "watermelon_rate": 0.09,
+        },
+        "drift": drift
+        if drift is not None
+        else pd.DataFrame(
+            {
+                "feature": ["events_30d", "urgent_open", "utilisation_30d"],
+                "label": ["Events (30 d)", "Urgent tickets open", "Licence utilisation (30 d)"],
+                "psi": [0.31, 0.14, 0.02],
+                "status": ["drift", "watch", "ok"],
+            }
+        ),
+        "waterfalls": {},
+    }
+    kwargs.update(overrides)
+    return render_report(scores, **kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- safety
+
+
+def test_data_text_is_escaped_in_text_and_attributes(seed: int) -> None:
+    page = render(portfolio(seed))
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x" not in page and "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<b>SMB</b>" not in page and "<i>escalate</i>" not in page
+    assert 'data-account-id="ACC&quot;&lt;x&gt;"' in page  # an attribute cannot be closed early
+    assert "=HYPERLINK(&quot;x&quot;)" in page  # shown as the text it is
+    assert page.count("<script") == 1, "the page's own script is the only one"
+
+
+def test_csv_cells_that_would_run_as_formulas_are_neutralised() -> None:
+    assert neutralise_csv_cell(FORMULA) == "'" + FORMULA
+    for risky in ("+1", "-1+2", "@SUM(A1)", "\tx", "\rx"):
+        assert neutralise_csv_cell(risky) == "'" + risky
+    assert neutralise_csv_cell(-0.5) == -0.5 and neutralise_csv_cell("Acme") == "Acme"
+    frame = pd.DataFrame({"name": [FORMULA, "Acme", None], "delta": [-0.5, 1.0, np.nan]})
+    out = neutralise_csv(frame)
+    assert out["name"].tolist()[:2] == ["'" + FORMULA, "Acme"] and pd.isna(out["name"].iloc[2])
+    assert out["delta"].dtype == np.float64 and out["delta"].iloc[0] == -0.5
+    assert frame["name"].iloc[0] == FORMULA, "the input frame is not mutated"
+
+
+def test_page_needs_no_network(seed: int) -> None:
+    page = render(portfolio(seed), waterfalls={"ACC-001": waterfall_png(seed)})
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page)
+    assert "url(" not in page and "@import" not in page
+    assert "default-src 'none'" in page
+    assert 'src="data:image/png;base64,' in page
+
+
+def test_inputs_the_report_cannot_use_are_named() -> None:
+    with pytest.raises(ValueError, match=r"scores: missing columns \['priority'\]"):
+        render(five_accounts().drop(columns="priority"))
+    with pytest.raises(ValueError, match=r"scores\.band: 1 rows .*A1"):
+        render(five_accounts().assign(band=["purple", "red", "yellow", "green", "green"]))
+    with pytest.raises(ValueError, match=r"waterfalls: 1 images are not PNG bytes .*A1"):
+        render(five_accounts(), waterfalls={"A1": b"GIF89a"})
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_summary_figures_match_a_hand_computation() -> None:
+    s = portfolio_summary(five_accounts())
+    # By hand: red = A1 (100k) + A2 (ARR unknown), yellow = A3 (50k), green = A4 + A5 (30k).
+    assert s.by_band["accounts"].to_dict() == {"red": 2, "yellow": 1, "green": 2}
+    assert s.by_band["arr"].to_dict() == {"red": 100_000, "yellow": 50_000, "green": 30_000}
+    assert (s.arr_red, s.arr_red_yellow, s.unknown_arr) == (100_000, 150_000, 1)
+    # 0.8 x 100k + 0.3 x 50k + 0.1 x 20k + 0.05 x 10k = 80,000 + 15,000 + 2,000 + 500.
+    assert s.expected_churned_arr == pytest.approx(97_500)
+    assert s.by_segment is not None
+    assert s.by_segment["expected_churned_arr"].to_dict() == pytest.approx(
+        {"(no segment)": 500, "Enterprise": 82_000, "SMB": 15_000}
+    )
+    assert s.by_segment.loc["SMB"].to_dict() == pytest.approx(
+        {
+            "accounts": 2,
+            "arr": 50_000,
+            "red_arr": 0,
+            "red_yellow_arr": 50_000,
+            "expected_churned_arr": 15_000,
+        }
+    )
+    page = render(five_accounts())
+    assert "97,500" in page and "150,000" in page and "renewal forecast" in page
+
+
+def test_table_is_by_priority_and_optional_columns_may_be_absent() -> None:
+    page = render(five_accounts().drop(columns=["name", "segment", "csm", "change"]))
+    order = re.findall(r'<tr data-account-id="([^"]+)"', page)
+    assert order == ["A1", "A3", "A4", "A5", "A2"], "priority descending, unknown ARR last"
+    assert "By segment" not in page
+
+
+def test_drift_lists_only_moved_features_or_says_no_drift() -> None:
+    page = render(five_accounts())
+    drift = page[page.index('id="drift"') :]
+    assert "Events (30 d)" in drift and "Urgent tickets open" in drift
+    assert "Licence utilisation" not in drift and "2 features drifted" in page
+    calm = pd.DataFrame({"feature": ["x"], "label": ["X"], "psi": [0.03], "status": ["ok"]})
+    page = render(five_accounts(), drift=calm)
+    assert "No drift." in page and "drifted" not in page
+
+
+# --------------------------------------------------------------------------- browser
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make test installs it)")
+def test_page_loads_sorts_and_renders_in_headless_chromium(seed: int, tmp_path: Path) -> None:
+    scores = portfolio(seed)
+    top = scores.sort_values("priority", ascending=False)["account_id"][:3]
+    waterfalls = {a: waterfall_png(i) for i, a in enumerate(top)}
+    path = tmp_path / "report.html"
+    write_report(render(scores, waterfalls=waterfalls), path)
+
+    # The page's #selftest clicks the headers and records the result and any script error.
+    run = chromium("--virtual-time-budget=2000", "--dump-dom", f"{path.as_uri()}#selftest")
+    assert run.returncode == 0, run.stderr
+    root = re.search(r"<html[^>]*>", run.stdout)
+    assert root is not None, run.stdout[:500]
+    assert 'data-selftest="ok"' in root.group(0), root.group(0)
+    assert "data-errors" not in root.group(0), root.group(0)
+    assert (
+        "&lt;script&gt;alert(1)&lt;/script&gt;" in run.stdout and "<script>alert" not in run.stdout
+    )
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(path, ARTIFACTS / "report.html")
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)
+    run = chromium(
+        "--window-size=1400,2000", "--hide-scrollbars", f"--screenshot={shot}", path.as_uri()
+    )
+    assert run.returncode == 0 and shot.is_file(), run.stderr
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG") and struct.unpack(">II", png[16:24]) == (1400, 2000)
+    assert len(png) > 20_000, f"screenshot of {len(png):,} bytes looks blank"
