@@ -231,9 +231,7 @@ def voice_features(surveys: ir.Table, snaps: ir.Table) -> ir.Table:
 def sentiment_features(sentiment: ir.Table, snaps: ir.Table) -> ir.Table:
     """The CSM's latest sentiment, its age, and its change over 90 days."""
     j = _since(sentiment, "ts", snaps)
-    j = _mark_latest(
-        j, last=ibis.literal(True), old=j._sec < j.as_of_sec - 90 * SECONDS_PER_DAY
-    )
+    j = _mark_latest(j, last=ibis.literal(True), old=j._sec < j.as_of_sec - 90 * SECONDS_PER_DAY)
     score = j.sentiment.cases(*SENTIMENT_SCORE.items()).cast("float64")
     s = j.group_by("snapshot_id").aggregate(
         sentiment_last=score.mean(where=j._latest_last),

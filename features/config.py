@@ -7,7 +7,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Key features of the simulated world; a team names its own in ``churn.yaml``.
-DEFAULT_KEY_EVENTS = ("report_exported", "workflow_created", "integration_synced", "dashboard_shared")
+DEFAULT_KEY_EVENTS = (
+    "report_exported",
+    "workflow_created",
+    "integration_synced",
+    "dashboard_shared",
+)
 
 
 class Frozen(BaseModel):

@@ -38,7 +38,9 @@ class DataSet:
 def connect(engine: str = "duckdb", threads: int | None = None, **options: Any) -> BaseBackend:
     """Open an engine connection in UTC.
 
-    ``threads`` sizes DuckDB's thread pool; by default the free cores, never more.
+    ``threads`` sizes DuckDB's thread pool; by default the free cores, never more. For Spark,
+    ``options`` go to :func:`features.spark.spark_connect` (``master``, Spark settings), and
+    ``threads`` without a ``master`` runs local Spark on that many cores.
     """
     if engine == "duckdb":
         con = ibis.duckdb.connect(**options)
@@ -48,6 +50,8 @@ def connect(engine: str = "duckdb", threads: int | None = None, **options: Any) 
     if engine == "spark":
         from features.spark import spark_connect  # pyspark is an optional extra
 
+        if threads and "master" not in options:
+            options["master"] = f"local[{int(threads)}]"
         return spark_connect(**options)
     raise ValueError(f"engine must be 'duckdb' or 'spark', got {engine!r}")
 

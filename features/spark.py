@@ -24,25 +24,20 @@ from ibis.backends import BaseBackend
 #: text in the session zone.
 DEFAULTS: dict[str, str] = {
     "spark.sql.session.timeZone": "UTC",
-    "spark.sql.shuffle.partitions": "4",
-    "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.driver.memory": "1g",
-    # Feature queries return small frames; Arrow makes to_pyarrow fast.
+    # Feature frames come back to pandas; Arrow makes that transfer fast.
     "spark.sql.execution.arrow.pyspark.enabled": "true",
 }
 
-#: Added for a ``local[...]`` master only: a cluster's driver must be reachable by executors.
-LOCAL_ONLY: dict[str, str] = {
+#: Added for a ``local[...]`` master: a small machine, no UI, no network. A cluster keeps its
+#: own sizing (partitions, memory), and its driver must stay reachable by the executors.
+LOCAL: dict[str, str] = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.driver.memory": "1g",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
-    "spark.default.parallelism": "2",
-    # Tiny inputs: adaptive re-planning costs more than it saves.
-    "spark.sql.adaptive.enabled": "false",
 }
-
-#: Settings that can still be changed on a running session (the rest are fixed at start-up).
-RUNTIME = ("spark.sql.session.timeZone", "spark.sql.shuffle.partitions")
 
 
 def spark_connect(master: str = "local[2]", **options: Any) -> BaseBackend:
@@ -56,8 +51,8 @@ def spark_connect(master: str = "local[2]", **options: Any) -> BaseBackend:
         ``spark-submit --master ...``, whose master then wins over this argument.
     **options
         Spark settings that override the defaults, e.g. ``**{"spark.driver.memory": "4g"}``.
-        Settings fixed at JVM start-up (memory, UI) take effect only when this call starts
-        the session.
+        On a session that is already running only ``spark.sql.*`` settings can still change;
+        the others (memory, UI) take effect only when this call starts the session.
 
     Notes
     -----
@@ -66,20 +61,23 @@ def spark_connect(master: str = "local[2]", **options: Any) -> BaseBackend:
     """
     from pyspark.sql import SparkSession  # optional extra; imported only when Spark is used
 
-    local = master.startswith("local")
-    settings = {**DEFAULTS, **(LOCAL_ONLY if local else {})}
-    settings |= {k: str(v) for k, v in options.items()}
-    settings["spark.sql.session.timeZone"] = "UTC"
-
+    given = {k: str(v) for k, v in options.items()}
     session = SparkSession.getActiveSession()
     if session is None:
+        # Under spark-submit the JVM is already up with its own --master and sizing: keep them.
+        submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+        local = not submitted and master.startswith("local")
+        settings = {**DEFAULTS, **(LOCAL if local else {}), **given}
         builder = SparkSession.builder.appName("churn-health")
-        # Under spark-submit the JVM is already up with its own --master: do not override it.
-        if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        if not submitted:
             builder = builder.master(master)
         for key, value in settings.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
-    for key in RUNTIME:
-        session.conf.set(key, settings[key])
+    else:
+        # A running session keeps its sizing; only SQL settings can change now.
+        for key, value in given.items():
+            if key.startswith("spark.sql."):
+                session.conf.set(key, value)
+    session.conf.set("spark.sql.session.timeZone", "UTC")
     return ibis.pyspark.connect(session)

@@ -8,7 +8,7 @@ tidy metrics table per fold, lead time, segment and scorer (``metrics``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +65,8 @@ class BacktestResult:
         row = t[(t.fold == ALL) & t.lead_days.isna() & (t.segment == ALL) & (t.scorer == scorer)]
         if row.empty:
             raise KeyError(f"no scorer {scorer!r}; have {sorted(t.scorer.unique())}")
-        return {k: float(v) for k, v in row.iloc[0].drop(["fold", "lead_days", "segment",
-                                                          "scorer"]).items()}  # fmt: skip
+        values = row.iloc[0].drop(["fold", "lead_days", "segment", "scorer"])
+        return {str(k): float(v) for k, v in values.items()}
 
 
 def backtest(
@@ -205,15 +205,15 @@ def metrics_table(
     scores = scores.assign(_segment=segment)
     groups: list[tuple[str, Any, str, pd.DataFrame]] = [(ALL, pd.NA, ALL, scores)]
     if by:
-        for fold, rows in scores.groupby("fold", sort=True):
+        for fold, rows in _split(scores, "fold"):
             groups.append((str(fold), pd.NA, ALL, rows))
-        for lead, rows in scores.groupby("lead_days", sort=True):
+        for lead, rows in _split(scores, "lead_days"):
             groups.append((ALL, int(lead), ALL, rows))
-            for fold, sub in rows.groupby("fold", sort=True):
+            for fold, sub in _split(rows, "fold"):
                 groups.append((str(fold), int(lead), ALL, sub))
-        for seg, rows in scores.groupby("_segment", sort=True):
+        for seg, rows in _split(scores, "_segment"):
             groups.append((ALL, pd.NA, str(seg), rows))
-            for lead, sub in rows.groupby("lead_days", sort=True):
+            for lead, sub in _split(rows, "lead_days"):
                 groups.append((ALL, int(lead), str(seg), sub))
     records = []
     for fold, lead, seg, rows in groups:
@@ -226,3 +226,10 @@ def metrics_table(
     table = pd.DataFrame(records)
     table["lead_days"] = table["lead_days"].astype("Int64")
     return table
+
+
+def _split(frame: pd.DataFrame, column: str) -> Iterator[tuple[Any, pd.DataFrame]]:
+    """The rows of each value of ``column``, values in sorted order."""
+    values = frame[column].to_numpy()
+    for key in sorted(pd.unique(values)):
+        yield key, frame[values == key]

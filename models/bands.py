@@ -66,9 +66,7 @@ def choose_thresholds(
     return yellow, red
 
 
-def threshold_quality(
-    p: np.ndarray, y: np.ndarray, yellow: float, red: float
-) -> pd.DataFrame:
+def threshold_quality(p: np.ndarray, y: np.ndarray, yellow: float, red: float) -> pd.DataFrame:
     """Precision and recall for churn of "red" and of "red or yellow"."""
     p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=int)
     rows = []

@@ -11,6 +11,7 @@ more likely to churn), like :class:`models.train.ChurnModel`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -68,8 +69,8 @@ class _PercentileScore(BaseEstimator):
     total is the weighted mean of the components present, on 0-100 (higher: healthier).
     """
 
-    components: Mapping[str, tuple[str, ...]] = {}
-    weights: Mapping[str, float] = {}
+    components: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    weights: ClassVar[Mapping[str, float]] = {}
 
     def fit(self, frame: pd.DataFrame, features: Sequence[Feature]) -> _PercentileScore:
         """Remember, per component feature, the sorted training values (labels unused)."""
@@ -140,8 +141,8 @@ class _PercentileScore(BaseEstimator):
 class HealthScore(_PercentileScore):
     """The hand-weighted health score: :data:`HEALTH_WEIGHTS` over :data:`HEALTH_COMPONENTS`."""
 
-    components = HEALTH_COMPONENTS
-    weights = HEALTH_WEIGHTS
+    components: ClassVar[Mapping[str, tuple[str, ...]]] = HEALTH_COMPONENTS
+    weights: ClassVar[Mapping[str, float]] = HEALTH_WEIGHTS
 
 
 class EngagementScore(_PercentileScore):
@@ -151,8 +152,8 @@ class EngagementScore(_PercentileScore):
     the three are weighted equally, as Pendo defines PES.
     """
 
-    components = PES_COMPONENTS
-    weights = {"adoption": 1.0, "stickiness": 1.0, "growth": 1.0}
+    components: ClassVar[Mapping[str, tuple[str, ...]]] = PES_COMPONENTS
+    weights: ClassVar[Mapping[str, float]] = {"adoption": 1.0, "stickiness": 1.0, "growth": 1.0}
 
 
 class LogisticBaseline(BaseEstimator):
@@ -177,15 +178,18 @@ class LogisticBaseline(BaseEstimator):
         self.categories_ = categories_of(frame, features)
         numeric = [f.name for f in features if not f.categorical]
         categorical = [f.name for f in features if f.categorical]
+        impute = SimpleImputer(strategy="median", keep_empty_features=True)
         prep = ColumnTransformer(
             [
-                ("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
-                 numeric),
+                ("num", make_pipeline(impute, StandardScaler()), numeric),
                 ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
             ]
-        )  # fmt: skip
+        )
         self.pipeline_ = Pipeline(
-            [("prep", prep), ("lr", LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=200))]
+            [
+                ("prep", prep),
+                ("lr", LogisticRegression(C=self.C, solver="newton-cholesky", max_iter=200)),
+            ]
         )
         X = self._matrix(frame)
         self.pipeline_.fit(X, frame["label"].to_numpy(dtype=np.int64))

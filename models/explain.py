@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,9 @@ class Driver:
     text: str
 
 
-def contributions(booster: object, X: pd.DataFrame, num_iteration: int | None = None) -> pd.DataFrame:
+def contributions(
+    booster: object, X: pd.DataFrame, num_iteration: int | None = None
+) -> pd.DataFrame:
     """TreeSHAP contributions per feature plus ``bias``, in log-odds (LightGBM native).
 
     Each row sums to the trees' raw output for that row (additivity).
@@ -83,7 +86,8 @@ def references(
 
 
 def _medians(rows: pd.DataFrame) -> dict[str, float]:
-    return {c: float(v) for c, v in rows.median(numeric_only=True).items() if not math.isnan(v)}
+    medians = rows.median(numeric_only=True)
+    return {str(c): float(v) for c, v in medians.items() if not math.isnan(v)}
 
 
 def format_value(f: Feature, value: object) -> str:
@@ -113,7 +117,7 @@ def format_value(f: Feature, value: object) -> str:
 
 def describe(
     f: Feature,
-    row: Mapping[str, object],
+    row: Mapping[Any, Any],
     reference: Mapping[str, float],
     segment: str | None,
 ) -> str:
@@ -122,7 +126,7 @@ def describe(
     if f.name.startswith("utilisation_") and row.get("seats"):
         users = row.get(f.name.replace("utilisation_", "active_users_"))
         if users is not None and not (isinstance(users, float) and math.isnan(users)):
-            text += f" ({float(users):,.0f} of {float(row['seats']):,.0f} seats)"  # type: ignore[arg-type]
+            text += f" ({float(users):,.0f} of {float(row['seats']):,.0f} seats)"
     if f.name in reference and not f.categorical:
         who = f"healthy {segment} accounts" if segment else "healthy accounts"
         text += f"; {who}: {format_value(f, reference[f.name])}"
@@ -145,58 +149,84 @@ def explain_rows(
     by_name = {f.name: f for f in features}
     fam = family_contributions(contrib, features)
     feats = contrib[[c for c in contrib.columns if c in by_name]]
-    family_of = pd.Series({n: by_name[n].family for n in feats.columns})
+    family_of = np.array([by_name[n].family for n in feats.columns])
     out: list[tuple[list[Driver], Driver | None]] = []
-    records = frame.to_dict("records")
-    for i, (row, f_row, c_row) in enumerate(
-        zip(records, fam.to_numpy(), feats.to_numpy(), strict=True)
+    for row, f_row, c_row in zip(
+        frame.to_dict("records"), fam.to_numpy(), feats.to_numpy(), strict=True
     ):
         segment = row.get("segment")
-        segment = None if segment is None or (isinstance(segment, float)) else str(segment)
+        segment = None if segment is None or isinstance(segment, float) else str(segment)
         reference = refs.get(segment or ALL_SEGMENTS) or refs.get(ALL_SEGMENTS, {})
-
-        def driver(family: str, total: float, sign: float) -> Driver:
-            members = np.flatnonzero(family_of.to_numpy() == family)
-            best = members[np.argmax(sign * c_row[members])]
-            f = by_name[feats.columns[best]]
-            return Driver(family, f.name, float(total), describe(f, row, reference, segment))
-
+        context = (row, reference, segment)
         order = np.argsort(-f_row, kind="stable")
         risks = [
-            driver(fam.columns[j], f_row[j], 1.0) for j in order[:top] if f_row[j] > 1e-6
+            _driver(
+                fam.columns[j], f_row[j], 1.0, c_row, family_of, feats.columns, by_name, context
+            )
+            for j in order[:top]
+            if f_row[j] > 1e-6
         ]
         low = int(np.argmin(f_row))
-        protective = driver(fam.columns[low], f_row[low], -1.0) if f_row[low] < -1e-6 else None
+        protective = (
+            _driver(
+                fam.columns[low],
+                f_row[low],
+                -1.0,
+                c_row,
+                family_of,
+                feats.columns,
+                by_name,
+                context,
+            )
+            if f_row[low] < -1e-6
+            else None
+        )
         out.append((risks, protective))
-        del i
     return out
 
 
-def change_since(
-    previous: pd.DataFrame, current: pd.DataFrame, top: int = 2
-) -> pd.Series:
+def _driver(
+    family: str,
+    total: float,
+    sign: float,
+    contrib_row: np.ndarray,
+    family_of: np.ndarray,
+    names: pd.Index,
+    by_name: Mapping[str, Feature],
+    context: tuple[Mapping[Any, Any], Mapping[str, float], str | None],
+) -> Driver:
+    """The family's driver, described by its member pushing hardest in direction ``sign``."""
+    members = np.flatnonzero(family_of == family)
+    best = members[np.argmax(sign * contrib_row[members])]
+    f = by_name[names[best]]
+    row, reference, segment = context
+    return Driver(family, f.name, float(total), describe(f, row, reference, segment))
+
+
+def change_since(previous: pd.DataFrame, current: pd.DataFrame, top: int = 2) -> pd.Series:
     """What moved each account's score since the last run, in words.
 
     Both frames: ``account_id``, ``as_of``, ``churn_probability`` and one column per family
     (its contribution). Accounts not scored last time get an empty text.
     """
     fams = [c for c in current.columns if c in FAMILY_NAMES]
-    prev = previous.set_index("account_id")
+    prev: dict[Any, dict[str, Any]] = {
+        r["account_id"]: r for r in previous.to_dict("records")  # type: ignore[misc]
+    }
     texts = []
-    for row in current.itertuples(index=False):
-        acc = row.account_id
-        if acc not in prev.index:
+    for row in current.to_dict("records"):
+        p = prev.get(row["account_id"])
+        if p is None:
             texts.append("")
             continue
-        p = prev.loc[acc]
-        delta = {f: getattr(row, f) - float(p.get(f, 0.0) or 0.0) for f in fams}
+        delta = {f: float(row[f]) - float(p.get(f, 0.0) or 0.0) for f in fams}
         moved = sorted(delta.items(), key=lambda kv: -abs(kv[1]))[:top]
         parts = [
             f"{FAMILY_NAMES[f]} {'raised' if d > 0 else 'lowered'} risk"
             for f, d in moved
             if abs(d) > 0.05
         ]
-        was, now = float(p["churn_probability"]), float(row.churn_probability)
+        was, now = float(p["churn_probability"]), float(row["churn_probability"])
         since = pd.Timestamp(p["as_of"]).strftime("%Y-%m-%d")
         head = f"churn risk {was:.0%} -> {now:.0%} since {since}"
         texts.append(head + (": " + ", ".join(parts) if parts else ""))

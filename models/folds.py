@@ -119,9 +119,9 @@ def latest_split(
     """
     labelled = frame["label"].notna()
     as_of = frame.loc[labelled, "as_of"]
-    cut = as_of.quantile(1 - share).normalize()
+    # The quantile of timestamps is a timestamp (the stubs say float).
+    cut = pd.Timestamp(as_of.quantile(1 - share)).normalize()  # type: ignore[arg-type]
     if cut <= as_of.min():
         cut = as_of.min() + DAY
     held = (labelled & (frame["as_of"] >= cut)).to_numpy()
     return train_mask(frame, cut, purge_days), held, cut
-

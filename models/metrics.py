@@ -40,12 +40,11 @@ def pr_auc(y: ArrayLike, risk: ArrayLike) -> float:
     ``sum_n (R_n - R_{n-1}) P_n`` over the distinct score thresholds, highest first, as
     ``sklearn.metrics.average_precision_score`` defines it.
     """
-    y = np.asarray(y, float)
-    if not _both_classes(y):
+    ya, ra = np.asarray(y, float), np.asarray(risk, float)
+    if not _both_classes(ya):
         return float("nan")
-    risk = np.asarray(risk, float)
-    order = np.argsort(-risk, kind="stable")
-    ys, rs = y[order], risk[order]
+    order = np.argsort(-ra, kind="stable")
+    ys, rs = ya[order], ra[order]
     last = np.r_[np.flatnonzero(np.diff(rs)), ys.size - 1]
     tps = np.cumsum(ys)[last]
     precision = tps / (last + 1)
@@ -61,10 +60,10 @@ def brier(y: ArrayLike, p: ArrayLike) -> float:
 
 def log_loss(y: ArrayLike, p: ArrayLike, eps: float = 1e-6) -> float:
     """Mean negative log-likelihood, probabilities clipped to [eps, 1 - eps]."""
-    y, p = np.asarray(y, float), np.clip(np.asarray(p, float), eps, 1 - eps)
-    if not y.size:
+    ya, pa = np.asarray(y, float), np.clip(np.asarray(p, float), eps, 1 - eps)
+    if not ya.size:
         return float("nan")
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return float(-np.mean(ya * np.log(pa) + (1 - ya) * np.log(1 - pa)))
 
 
 def ece(y: ArrayLike, p: ArrayLike, bins: int = 10) -> float:
@@ -127,13 +126,13 @@ def band(p: ArrayLike, thresholds: tuple[float, float]) -> np.ndarray:
 
 def red_arr_share(y: ArrayLike, bands: ArrayLike, arr: ArrayLike) -> float:
     """Share of churned ARR whose account was red (missing ARR counts as zero)."""
-    y, bands = np.asarray(y) == 1, np.asarray(bands)
-    arr = np.nan_to_num(np.asarray(arr, float))
-    churned = arr[y].sum()
-    return float(arr[y & (bands == RED)].sum() / churned) if churned > 0 else float("nan")
+    churn, b = np.asarray(y) == 1, np.asarray(bands)
+    money = np.nan_to_num(np.asarray(arr, float))
+    churned = money[churn].sum()
+    return float(money[churn & (b == RED)].sum() / churned) if churned > 0 else float("nan")
 
 
 def watermelon_rate(y: ArrayLike, bands: ArrayLike) -> float:
     """Share of churned accounts that were green: green outside, red inside (lower is better)."""
-    y, bands = np.asarray(y) == 1, np.asarray(bands)
-    return float((bands[y] == GREEN).mean()) if y.any() else float("nan")
+    churn, b = np.asarray(y) == 1, np.asarray(bands)
+    return float((b[churn] == GREEN).mean()) if churn.any() else float("nan")

@@ -26,8 +26,9 @@ LABELS = {
 
 
 def _scorers(result: BacktestResult) -> list[str]:
-    return [s for s in LABELS if s in result.scores.columns and s not in ("model_monotone",
-                                                                           "model_free")]  # fmt: skip
+    """The scorers to draw: the chosen model and the baselines, not the monotone variants."""
+    variants = ("model_monotone", "model_free")
+    return [s for s in LABELS if s in result.scores.columns and s not in variants]
 
 
 def calibration_plot(result: BacktestResult, path: Path) -> Path:
@@ -96,7 +97,7 @@ def comparison_plot(result: BacktestResult, path: Path) -> Path:
     ax = fig.subplots()
     width = 0.8 / len(scorers)
     for i, s in enumerate(scorers):
-        values = [float(t.loc[s, n]) for n in names]
+        values = t.loc[s, list(names)].to_numpy(float)
         ax.bar(np.arange(len(names)) + i * width, values, width, label=LABELS[s])
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, ["ROC AUC", "PR AUC",
                                                             "recall, top decile"])  # fmt: skip

@@ -14,7 +14,7 @@ travel in the frame. It learns in two steps:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import lightgbm as lgb
@@ -86,8 +86,8 @@ def train_booster(
 ) -> lgb.Booster:
     """Boost up to ``rounds`` trees; with ``valid``, stop early on its log loss."""
     train_set = lgb.Dataset(X, label=y, categorical_feature="auto", free_raw_data=True)
-    callbacks = []
-    valid_sets = []
+    callbacks: list[Callable[..., Any]] = []
+    valid_sets: list[lgb.Dataset] = []
     if valid is not None:
         valid_sets = [lgb.Dataset(valid[0], label=valid[1], reference=train_set)]
         callbacks = [lgb.early_stopping(early_stopping_rounds, verbose=False)]
@@ -254,8 +254,8 @@ class ChurnModel(BaseEstimator):
             early_stopping_rounds=self.early_stopping_rounds,
         )  # fmt: skip
         rounds = self.n_estimators or max(first.best_iteration, 1)
-        raw = first.predict(X[held], num_iteration=rounds)
-        method = self.calibration
+        raw = np.asarray(first.predict(X[held], num_iteration=rounds), dtype=float)
+        method: str = self.calibration
         if method == "auto":
             method = choose_calibration(raw, y[held])
         self.calibration_ = method
@@ -286,7 +286,7 @@ class ChurnModel(BaseEstimator):
     def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
         """The trees' uncalibrated churn probability for each row of ``frame``."""
         X = self._check(frame)
-        return self.booster_.predict(X, num_iteration=self.n_estimators_)
+        return np.asarray(self.booster_.predict(X, num_iteration=self.n_estimators_), float)
 
     def predict_risk(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probability for each row of ``frame`` (1-D)."""

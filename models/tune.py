@@ -23,6 +23,10 @@ from models.folds import time_folds
 from models.train import lgb_params, train_booster
 
 Progress = Callable[[str, float], None] | None
+#: The settings that change a trial's value: a study is only resumed when they are equal.
+#: The budget (``trials``) is not among them, so raising it continues the same study.
+STUDY_SETTINGS = ("tune_folds", "fold_step_days", "purge_days", "learning_rate", "max_rounds",
+                  "early_stopping_rounds", "seed", "monotone")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class TuneResult:
     trials: pd.DataFrame
 
 
-def search_space(trial: optuna.Trial) -> dict[str, Any]:
+def search_space(trial: optuna.trial.BaseTrial) -> dict[str, Any]:
     """The tree parameters a trial draws (the learning rate stays fixed, see ModelConfig)."""
     return {
         "num_leaves": trial.suggest_int("num_leaves", 4, 64, log=True),
@@ -128,11 +132,11 @@ def tune(
         optuna.logging.set_verbosity(previous)
 
     best = study.best_trial
-    params = {**search_space(optuna.trial.FixedTrial(best.params)), **best.params}
+    params = search_space(optuna.trial.FixedTrial(best.params))
     return TuneResult(
         params=params,
-        n_estimators=int(round(np.mean(best.user_attrs["best_iterations"]))),
-        best_value=float(best.value),
+        n_estimators=round(float(np.mean(best.user_attrs["best_iterations"]))),
+        best_value=float(best.value) if best.value is not None else float("nan"),
         study_name=study_name,
         trials=trials_table(study),
     )

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # no display: batch jobs and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from features.catalog import Feature  # noqa: E402
+from features.catalog import Feature
 
 
 def _sigmoid(x: float) -> float:

@@ -31,7 +31,8 @@ console = Console(stderr=False, highlight=False)
 errors = Console(stderr=True, highlight=False)
 
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="YAML settings file (default: ./churn.yaml if present).")
+    Path | None,
+    typer.Option("--config", help="YAML settings file (default: ./churn.yaml if present)."),
 ]
 DataOpt = Annotated[Path, typer.Option("--data", help="Data directory (see DATA_CONTRACT.md).")]
 
@@ -115,7 +116,9 @@ def simulate(
 ) -> None:
     """Write a simulated B2B SaaS world; its ground truth goes to OUT-truth.parquet beside it."""
     with progress_bar() as progress:
-        summary = stages.simulate_world(out, accounts=accounts, seed=seed, fmt=fmt, progress=progress)
+        summary = stages.simulate_world(
+            out, accounts=accounts, seed=seed, fmt=fmt, progress=progress
+        )
     console.print(summary)
 
 
@@ -205,8 +208,10 @@ def train(
     ] = False,
     training_set: Annotated[
         Path | None,
-        typer.Option("--training-set", help="Also write the training set (Parquet) and its "
-                     "feature dictionary here."),
+        typer.Option(
+            "--training-set",
+            help="Also write the training set (Parquet) and its feature dictionary here.",
+        ),
     ] = None,
 ) -> None:
     """Tune, backtest against the baselines, fit, log to MLflow and gate the champion alias."""
@@ -350,8 +355,9 @@ def demo(
     console.rule("1. Simulate a B2B SaaS world")
     with progress_bar() as progress:
         console.print(
-            stages.simulate_world(data, accounts=accounts, seed=cfg.seed, fmt="parquet",
-                                  progress=progress)  # fmt: skip
+            stages.simulate_world(
+                data, accounts=accounts, seed=cfg.seed, fmt="parquet", progress=progress
+            )
         )
     console.rule("2. Validate it against the data contract")
     validate(data, config)
@@ -400,7 +406,9 @@ def main() -> None:
         sys.exit(2)
     except Exception as err:  # the last resort of the CLI: report, exit 1
         errors.print(traceback.format_exc(), markup=False)
-        errors.print(f"[red]internal error:[/] {escape(repr(err))}. Please report it with the trace above.")
+        errors.print(
+            f"[red]internal error:[/] {escape(repr(err))}. Please report it with the trace above."
+        )
         sys.exit(1)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def write_atomically(writer: Callable[[Path], None], out: Path) -> None:
+def write_atomically(writer: Callable[[Path], object], out: Path) -> None:
     """Call ``writer`` on a temporary sibling of ``out``, then rename it to ``out``.
 
     The temporary name keeps the suffix, since writers pick the format from it.

@@ -234,7 +234,7 @@ def score_frame(
     th = sm.context["thresholds"]
     per_segment = {k: tuple(v) for k, v in sm.context.get("per_segment", {}).items()}
     seg = frame["segment"] if "segment" in frame else None
-    bands = assign_bands(p, seg, (th["yellow"], th["red"]), per_segment)  # type: ignore[arg-type]
+    bands = assign_bands(p, seg, (th["yellow"], th["red"]), per_segment)
 
     info = accounts.set_index("account_id")
     def col(name: str) -> pd.Series:
@@ -327,7 +327,7 @@ def write_scores_dir(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         table = contract_frame(output.scores)
-        steps: list[tuple[str, Callable[[Path], None]]] = [
+        steps: list[tuple[str, Callable[[Path], object]]] = [
             ("scores.parquet", lambda p: table.to_parquet(p, index=False)),
             ("scores.csv", lambda p: neutralise_csv(table).to_csv(p, index=False)),
             (HISTORY_FILE, lambda p: output.history.to_parquet(p, index=False)),

@@ -22,6 +22,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
 
 from features.catalog import dictionary
 from models.champion import GATE_METRICS, GateDecision, champion_gate
@@ -106,7 +107,7 @@ def _input_frame(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-class ChurnPyfunc(mlflow.pyfunc.PythonModel):
+class ChurnPyfunc(PythonModel):
     """The fitted :class:`ChurnModel` as an MLflow pyfunc: ``predict`` gives calibrated churn
     probabilities, one per input row, in a frame with column ``churn_probability``."""
 
@@ -220,4 +221,3 @@ def register_with_gate(
         decision=decision,
         previous_champion=previous,
     )
-

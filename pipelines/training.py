@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import mlflow
-import mlflow.data
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
 
 from features.catalog import Feature, dictionary
 from features.resources import free_cores
@@ -32,7 +32,7 @@ from models.backtest import backtest as run_backtest
 from models.config import ModelConfig
 from models.plots import save_plots
 from models.train import ChurnModel
-from models.tune import TuneResult, tune
+from models.tune import STUDY_SETTINGS, TuneResult, tune
 from pipelines.config import ChurnConfig
 from pipelines.scoring import CONTEXT_FILE, scoring_context
 from pipelines.tracking import (
@@ -52,9 +52,14 @@ LOGGED_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top_dec
 class TrainingSetLike(Protocol):
     """What the stages read: ``features.training.TrainingSet`` or anything shaped like it."""
 
-    frame: pd.DataFrame
-    features: tuple[Feature, ...]
-    top_events: tuple[str, ...]
+    @property
+    def frame(self) -> pd.DataFrame: ...
+
+    @property
+    def features(self) -> tuple[Feature, ...]: ...
+
+    @property
+    def top_events(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ class BacktestRun:
 def training_set(data: Any, cfg: ChurnConfig, progress: Progress = None) -> TrainingSetLike:
     """``data`` itself if it is a training set, else the one built from ``CleanData``."""
     if hasattr(data, "frame") and hasattr(data, "features"):
-        return data  # type: ignore[no-any-return]
+        return data
     if hasattr(data, "tables"):
         from features.training import build_training_set
 
@@ -104,16 +109,25 @@ def training_set(data: Any, cfg: ChurnConfig, progress: Progress = None) -> Trai
 
 
 def fingerprint(ts: TrainingSetLike, model_cfg: ModelConfig) -> str:
-    """A short hash of the labelled rows, the declared features and the model settings.
+    """A short hash of the rows, the declared features and the settings a trial depends on.
 
-    Names the Optuna study, so a re-run on the same data and settings resumes its trials.
+    Names the Optuna study, so a re-run on the same data and settings resumes its trials
+    (:data:`models.tune.STUDY_SETTINGS`; a larger ``--trials`` continues the same study).
     """
     names = [f.name for f in ts.features]
     cols = ["as_of", "label", "label_known_at", *names]
     rows = pd.util.hash_pandas_object(ts.frame[cols], index=False).to_numpy()
     h = hashlib.sha256(rows.tobytes())
-    h.update(json.dumps([names, model_cfg.model_dump(mode="json")], sort_keys=True).encode())
+    settings = {k: getattr(model_cfg, k) for k in STUDY_SETTINGS}
+    h.update(json.dumps([names, settings], sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def model_settings(cfg: ChurnConfig) -> ModelConfig:
+    """``cfg.model``, with the run's ``seed`` unless ``model.seed`` was set explicitly."""
+    if "seed" in cfg.model.model_fields_set:
+        return cfg.model
+    return cfg.model.model_copy(update={"seed": cfg.seed})
 
 
 def _threads(cfg: ModelConfig) -> int:
@@ -150,7 +164,7 @@ def _log_training_set(ts: TrainingSetLike, cfg: ChurnConfig, name: str) -> None:
     with warnings.catch_warnings():
         # MLflow hints that integer columns cannot hold NaN; the ids and labels never do.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        dataset = mlflow.data.from_pandas(frame, targets="label", name=name)
+        dataset = from_pandas(frame, targets="label", name=name)
         mlflow.log_input(dataset, context="training")
     mlflow.log_dict(
         {"features": dictionary(ts.features), "top_events": list(ts.top_events)},
@@ -198,7 +212,7 @@ def _log_tuning(tuned: TuneResult, folder: Path) -> None:
         "best_value_mean_log_loss": tuned.best_value,
         "best_params": tuned.params,
         "n_estimators": tuned.n_estimators,
-        "trials": int(len(tuned.trials)),
+        "trials": len(tuned.trials),
     }
     (tdir / "study.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     mlflow.log_artifacts(str(tdir), "tuning")
@@ -241,7 +255,7 @@ def train(
     cwd
         Base of the default ``mlruns/`` store (default: the working directory).
     """
-    mc = cfg.model
+    mc = model_settings(cfg)
     tracking = setup_tracking(cfg.tracking, cwd)
     ts = training_set(data, cfg, progress)
     threads = _threads(mc)
@@ -319,7 +333,7 @@ def backtest(
     registered version), else to the defaults of :class:`models.train.ChurnModel` with
     early stopping.
     """
-    mc = cfg.model
+    mc = model_settings(cfg)
     tracking = setup_tracking(cfg.tracking, cwd)
     ts = training_set(data, cfg, progress)
     if params is None:

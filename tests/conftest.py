@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture
 def seed() -> int:
-    """The seed every randomised test uses, so any failure reproduces (override: CHURN_TEST_SEED)."""
+    """The seed of every randomised test, so a failure reproduces (override: CHURN_TEST_SEED)."""
     return int(os.environ.get("CHURN_TEST_SEED", "42"))
 
 
@@ -51,7 +51,9 @@ def tiny_tables() -> dict[str, pd.DataFrame]:
                 "account_id": ["A1", "A1", "A2", "A2"],
                 "user_id": ["u1", "u2", "u9", "u9"],
                 "ts": _utc(
-                    "2023-03-01T09:00:00", "2023-03-02T10:30:00", "2023-07-01T08:00:00",
+                    "2023-03-01T09:00:00",
+                    "2023-03-02T10:30:00",
+                    "2023-07-01T08:00:00",
                     "2023-07-03T17:45:00",
                 ),
                 "event": ["login", "report_exported", "login", "dashboard_viewed"],

@@ -16,9 +16,7 @@ from pipelines.config import load_config
 
 def churn(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("churn")
-    return subprocess.run(
-        [str(exe), *args], capture_output=True, text=True, timeout=300, cwd=cwd
-    )
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def test_simulate_writes_the_world_and_its_truth_beside_it(tmp_path: Path) -> None:
@@ -36,8 +34,15 @@ def test_simulate_writes_the_world_and_its_truth_beside_it(tmp_path: Path) -> No
 def test_features_verb_writes_rows_and_dictionary(sim_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "f.parquet"
     run = churn(
-        "features", "--data", str(sim_dir), "--as-of", "2025-06-01", "--out", str(out),
-        "--within", "90",
+        "features",
+        "--data",
+        str(sim_dir),
+        "--as-of",
+        "2025-06-01",
+        "--out",
+        str(out),
+        "--within",
+        "90",
     )
     assert run.returncode == 0, run.stderr
     frame = pd.read_parquet(out)
@@ -73,5 +78,5 @@ def test_command_line_overrides_the_file(tmp_path: Path) -> None:
     assert cfg.labels.horizon_days == 45, "the option wins"
     assert cfg.labels.active_days == 90, "an option not given keeps the default"
     assert cfg.features.windows == (14,)
-    with pytest.raises(ContractError, match="labels.lead_days"):
+    with pytest.raises(ContractError, match=r"labels\.lead_days"):
         load_config(None, {"labels": {"lead_days": [-5]}})

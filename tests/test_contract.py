@@ -108,7 +108,13 @@ CASES: list[tuple[str, str, str, str, Callable[[Frames], None]]] = [
     ("sentiment", "ts", "not empty", "hard", _set("sentiment", "ts", 0, pd.NaT)),
     ("sentiment", "sentiment", "not empty", "hard", _set("sentiment", "sentiment", 0, None)),
     ("sentiment", "account_id", "known account", "soft", _set("sentiment", "account_id", 0, "Z9")),
-    ("sentiment", "sentiment", "known sentiment", "soft", _set("sentiment", "sentiment", 0, "amber")),
+    (
+        "sentiment",
+        "sentiment",
+        "known sentiment",
+        "soft",
+        _set("sentiment", "sentiment", 0, "amber"),
+    ),
     ("invoices", "invoice_id", "not empty", "hard", _set("invoices", "invoice_id", 0, None)),
     ("invoices", "account_id", "not empty", "hard", _set("invoices", "account_id", 0, None)),
     ("invoices", "issued_at", "not empty", "hard", _set("invoices", "issued_at", 0, pd.NaT)),
@@ -144,8 +150,13 @@ def test_the_valid_tiny_world_has_no_problem(tmp_path: Path) -> None:
     report = validate(read_data(write_tables(tiny_tables(), tmp_path / "d")))
     assert report.problems == ()
     assert {s.table: s.rows for s in report.summaries} == {
-        "accounts": 2, "contracts": 3, "events": 4, "tickets": 2, "surveys": 2,
-        "sentiment": 2, "invoices": 2,
+        "accounts": 2,
+        "contracts": 3,
+        "events": 4,
+        "tickets": 2,
+        "surveys": 2,
+        "sentiment": 2,
+        "invoices": 2,
     }
 
 
@@ -216,13 +227,16 @@ def test_unparseable_timestamp_in_csv_is_hard(tmp_path: Path) -> None:
     (data_dir / "events.csv").write_text(text)
     with pytest.raises(ContractError) as err:
         load(data_dir)
-    assert "events.ts: 1 row cannot be read as a timestamp ('March 2nd') [rule: parses as timestamp]" in str(err.value)
+    assert (
+        "events.ts: 1 row cannot be read as a timestamp ('March 2nd') [rule: parses as timestamp]"
+        in str(err.value)
+    )
 
 
 def test_two_files_for_one_table_is_hard(tmp_path: Path) -> None:
     data_dir = write_tables(tiny_tables(), tmp_path / "d")
     tiny_tables()["events"].to_csv(data_dir / "events.csv", index=False)
-    with pytest.raises(ContractError, match="events: found events.parquet, events.csv"):
+    with pytest.raises(ContractError, match=r"events: found events\.parquet, events\.csv"):
         load(data_dir)
 
 

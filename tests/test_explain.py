@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,7 +50,9 @@ def test_native_contributions_agree_with_shap_tree_explainer(fitted) -> None:  #
     coded = X.apply(lambda c: c.cat.codes.replace(-1, np.nan) if c.dtype == "category" else c)
     booster = model.booster_
     if model.n_estimators_ < booster.current_iteration():
-        booster = booster.model_from_string(booster.model_to_string(num_iteration=model.n_estimators_))
+        booster = booster.model_from_string(
+            booster.model_to_string(num_iteration=model.n_estimators_)
+        )
     explainer = shap.TreeExplainer(booster)
     values = explainer.shap_values(coded.to_numpy(dtype=float))
     values = values[1] if isinstance(values, list) else values
@@ -73,7 +77,7 @@ def test_planted_key_feature_gap_is_the_top_driver(fitted) -> None:  # type: ign
     assert share > 0.6, f"depth is the top driver for only {share:.0%} of low key-feature rows"
     risks, _ = explained[0]
     assert len(risks) <= 3
-    assert all(a.contribution >= b.contribution for a, b in zip(risks, risks[1:]))
+    assert all(a.contribution >= b.contribution for a, b in itertools.pairwise(risks))
 
 
 def test_driver_text_names_value_and_healthy_reference() -> None:

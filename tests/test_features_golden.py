@@ -110,20 +110,36 @@ def golden_tables() -> dict[str, pd.DataFrame]:
 
 GOLDEN = {
     # frequency: ages 1, 1, 4 in 7 d; + 12 in 30 d; + 43, 48, 68 in 90 d
-    "events_7d": 3, "events_30d": 4, "events_90d": 7,
-    "active_days_7d": 2, "active_days_30d": 3, "active_days_90d": 6,
-    "user_days_7d": 2, "user_days_30d": 3, "user_days_90d": 6,
+    "events_7d": 3,
+    "events_30d": 4,
+    "events_90d": 7,
+    "active_days_7d": 2,
+    "active_days_30d": 3,
+    "active_days_90d": 6,
+    "user_days_7d": 2,
+    "user_days_30d": 3,
+    "user_days_90d": 6,
     "stickiness_30d": 3 / (30 * 2),  # user-days / (30 days x active users)
     "days_since_last_event": 1,
     # breadth: u1, u2 active in 30 d; u4 too in 90 d; 10 seats
-    "active_users_7d": 2, "active_users_30d": 2, "active_users_90d": 3,
-    "utilisation_7d": 0.2, "utilisation_30d": 0.2, "utilisation_90d": 0.3,
+    "active_users_7d": 2,
+    "active_users_30d": 2,
+    "active_users_90d": 3,
+    "utilisation_7d": 0.2,
+    "utilisation_30d": 0.2,
+    "utilisation_90d": 0.3,
     "new_users_30d": 0,  # u1 (age 48) and u2 (age 68) were active in the 60 days before
     "lost_users_30d": 1,  # u4: active at age 43, not in the last 30 days
     # depth: key events report_exported (age 1) and workflow_created (age 68)
-    "distinct_events_7d": 2, "distinct_events_30d": 2, "distinct_events_90d": 3,
-    "key_events_7d": 1, "key_events_30d": 1, "key_events_90d": 2,
-    "key_share_7d": 1 / 3, "key_share_30d": 1 / 4, "key_share_90d": 2 / 7,
+    "distinct_events_7d": 2,
+    "distinct_events_30d": 2,
+    "distinct_events_90d": 3,
+    "key_events_7d": 1,
+    "key_events_30d": 1,
+    "key_events_90d": 2,
+    "key_share_7d": 1 / 3,
+    "key_share_30d": 1 / 4,
+    "key_share_90d": 2 / 7,
     "key_users_30d": 1,
     "event_login_30d": 3,  # u1 age 1, u2 age 4, u1 age 12
     # trends: last 30 d vs ages 31-60 (u4 age 43, u1 age 48)
@@ -137,24 +153,38 @@ GOLDEN = {
     "days_since_champion": 1,  # u1 has most events in 180 d, last at age 1
     # support: T1 urgent, open at the snapshot (resolved after it), age 31 days; T2 high,
     # answered in 24 h, resolved in 48 h, CSAT 2; T3 created age 2, its answer comes later
-    "tickets_30d": 1, "tickets_90d": 3,
-    "urgent_open": 1, "high_open": 0,
+    "tickets_30d": 1,
+    "tickets_90d": 3,
+    "urgent_open": 1,
+    "high_open": 0,
     "first_response_hours_90d": (6 + 24) / 2,
     "resolution_hours_90d": 48,
     "oldest_open_ticket_days": 31,
     "ticket_csat_180d": 2,
     # voice: NPS 9 (2024-06-01) and 3 (2024-11-15, 17 days before); CES is 428 days old
-    "nps_last": 3, "nps_mean_365d": 6, "nps_detractor_share_365d": 0.5,
-    "nps_responses_365d": 2, "days_since_nps": 17,
-    "csat_mean_365d": 4, "ces_mean_365d": None,
+    "nps_last": 3,
+    "nps_mean_365d": 6,
+    "nps_detractor_share_365d": 0.5,
+    "nps_responses_365d": 2,
+    "days_since_nps": 17,
+    "csat_mean_365d": 4,
+    "ces_mean_365d": None,
     # sentiment: yellow (1) on 2024-10-01, 62 days before; green (2) 90+ days before
-    "sentiment_last": 1, "days_since_sentiment": 62, "sentiment_change_90d": -1,
+    "sentiment_last": 1,
+    "days_since_sentiment": 62,
+    "sentiment_change_90d": -1,
     # billing: I2 due 2024-10-31, paid after the snapshot -> 32 days overdue; I3 1 day;
     # I1 paid 15 days late within the year
-    "invoices_overdue": 2, "days_overdue_max": 32, "late_payments_365d": 1,
+    "invoices_overdue": 2,
+    "days_overdue_max": 32,
+    "late_payments_365d": 1,
     # lifecycle: 365 + 336 days since 2023-01-01; second term, ARR 8000 -> 10000
-    "tenure_days": 701, "days_to_renewal": 30, "term_number": 2, "seats": 10,
-    "arr": 10000, "arr_change_last_renewal": 0.25,
+    "tenure_days": 701,
+    "days_to_renewal": 30,
+    "term_number": 2,
+    "seats": 10,
+    "arr": 10000,
+    "arr_change_last_renewal": 0.25,
 }
 
 
@@ -205,7 +235,9 @@ def test_golden_label_and_cohorts(golden_row: pd.Series) -> None:
 def test_top_events_are_the_most_common(tmp_path: Path) -> None:
     clean = load(write_tables(golden_tables(), tmp_path / "d"))
     ts = build_training_set(
-        clean.tables, LabelConfig(lead_days=(30,)), FeatureConfig(top_events=2),
+        clean.tables,
+        LabelConfig(lead_days=(30,)),
+        FeatureConfig(top_events=2),
         cutoff=date(2025, 6, 1),
     )
     # login: 6 events; report_exported and workflow_created 1 each -> tie broken by name.

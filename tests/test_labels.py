@@ -26,7 +26,9 @@ def test_renewal_labels_are_known_before_the_cutoff(clean, sim_frames) -> None: 
     frame = build_training_set(clean.tables, LabelConfig(), FEW, cutoff=cutoff).frame
     cut = pd.Timestamp(cutoff, tz="UTC")
     assert (frame["label_known_at"] < cut).all(), "a label known after the cut-off was used"
-    assert (frame["as_of"] + pd.to_timedelta(frame["lead_days"], unit="D") == frame["label_known_at"]).all()
+    assert (
+        frame["as_of"] + pd.to_timedelta(frame["lead_days"], unit="D") == frame["label_known_at"]
+    ).all()
 
     contracts = sim_frames["contracts"]
     ends = pd.to_datetime(contracts["end_date"]).dt.tz_localize("UTC")

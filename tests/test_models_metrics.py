@@ -103,7 +103,7 @@ def test_baselines_refuse_frames_missing_their_columns(planted):
     frame, feats = planted.frame, planted.features
     for est in (HealthScore(), EngagementScore(), LogisticBaseline()):
         est.fit(frame, feats)
-        with pytest.raises(ValueError, match="seen at fit time, yet now missing: .*_30d"):
+        with pytest.raises(ValueError, match=r"seen at fit time, yet now missing: .*_30d"):
             est.predict_risk(frame.drop(columns=["stickiness_30d", "events_30d"]))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from models.backtest import ALL, backtest
@@ -89,3 +90,18 @@ def test_monotone_auto_reports_both_and_applies_the_rule(seed):
     chosen = "model_monotone" if res.monotone else "model_free"
     np.testing.assert_array_equal(res.scores["model"], res.scores[chosen])
     assert set(res.folds["variant"]) == {"model_monotone", "model_free"}
+
+
+def test_backtest_runs_on_an_inactivity_shaped_frame(seed):
+    # Inactivity mode: no contract, no renewal, lead 0, label known a horizon after as_of.
+    frame = make_planted(accounts=1500, seed=seed, lead_days=(0,)).frame
+    frame = frame.assign(
+        contract_id=None, arr=np.nan, renewal_date=pd.NaT, segment=None,
+        label_known_at=frame["as_of"] + pd.Timedelta(days=90),
+    )  # fmt: skip
+    feats = tuple(f for f in make_planted(accounts=10, seed=seed).features if f.name != "segment")
+    cfg = ModelConfig(monotone="on", backtest_folds=2, learning_rate=0.1, seed=seed)
+    res = backtest(frame, feats, cfg)
+    assert res.summary("model")["roc_auc"] > 0.7
+    assert np.isnan(res.summary("model")["red_arr_share"])  # no ARR, no red-ARR share
+    assert set(res.metrics.segment) == {ALL, "(none)"}

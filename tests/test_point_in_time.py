@@ -77,7 +77,9 @@ def perturb_future(
     out["sentiment"] = se
 
     inv = drop_and_shift("invoices", "issued_at")
-    inv["due_at"] = inv["due_at"].where(inv["issued_at"] < cut, inv["issued_at"] + pd.Timedelta(days=30))
+    inv["due_at"] = inv["due_at"].where(
+        inv["issued_at"] < cut, inv["issued_at"] + pd.Timedelta(days=30)
+    )
     paid_later = inv["paid_at"] >= cut
     inv.loc[paid_later, "paid_at"] = pd.NaT
     out["invoices"] = inv

@@ -123,7 +123,7 @@ def test_hostile_names_come_out_inert(scored) -> None:  # type: ignore[no-untype
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     if '=HYPERLINK("x")' in names:
         assert "'=HYPERLINK(" in csv
-        assert '\n=HYPERLINK' not in csv and ',=HYPERLINK' not in csv
+        assert "\n=HYPERLINK" not in csv and ",=HYPERLINK" not in csv
     assert names & {"<script>alert(1)</script>", '=HYPERLINK("x")'}, "a hostile name was scored"
 
 

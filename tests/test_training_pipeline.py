@@ -29,9 +29,7 @@ def cfg(tmp_path_factory):
     return ChurnConfig(
         seed=SEED,
         tracking=TrackingConfig(uri=f"sqlite:///{root}/mlflow.db"),
-        model=ModelConfig(
-            trials=2, backtest_folds=3, learning_rate=0.1, seed=SEED, num_threads=1
-        ),
+        model=ModelConfig(trials=2, backtest_folds=3, learning_rate=0.1, seed=SEED, num_threads=1),
     )
 
 
@@ -67,6 +65,7 @@ def test_train_logs_params_metrics_artifacts_and_the_data_fingerprint(first, cfg
     assert len(inputs) == 1 and inputs[0].dataset.digest
     files = {a.path for a in MlflowClient().list_artifacts(result.run_id)}
     assert {"backtest", "tuning", "feature_dictionary.json", "features.json"} <= files
+    assert "scoring.json" in files  # what `churn score` reads beside the trees
     plots = {a.path for a in MlflowClient().list_artifacts(result.run_id, "backtest/plots")}
     assert "backtest/plots/calibration.png" in plots
     table = pd.read_csv(out / "backtest" / "metrics.csv")
@@ -74,15 +73,27 @@ def test_train_logs_params_metrics_artifacts_and_the_data_fingerprint(first, cfg
 
 
 def test_an_interrupted_tuning_resumes_its_study(first, planted, cfg):
-    result, _ = first
-    again = train(planted, cfg, trials=3)
+    # A larger budget in the settings (as `churn train --trials 3` gives) continues the study.
+    more = cfg.model_copy(update={"model": cfg.model.model_copy(update={"trials": 3})})
+    assert fingerprint(planted, more.model) == fingerprint(planted, cfg.model)
+    again = train(planted, more)
     storage = f"sqlite:///{cfg.tracking.uri.removeprefix('sqlite:///').rsplit('/', 1)[0]}/optuna.db"
     study = optuna.load_study(
         study_name=f"churn-{fingerprint(planted, cfg.model)}", storage=storage
     )
     # Two trials from the first run plus one more: a budget, not two fresh studies.
+    # (A different seed or learning rate is a different study.)
+    other = cfg.model.model_copy(update={"learning_rate": 0.2})
+    assert fingerprint(planted, other) != fingerprint(planted, cfg.model)
     assert len(study.trials) == 3
     assert again.version == "2"
+
+
+def test_the_run_seed_is_the_model_seed_unless_set():
+    from pipelines.training import model_settings
+
+    assert model_settings(ChurnConfig(seed=11)).seed == 11
+    assert model_settings(ChurnConfig(seed=11, model=ModelConfig(seed=3))).seed == 3
 
 
 def test_backtest_stage_reuses_the_champion_parameters(first, planted, cfg):

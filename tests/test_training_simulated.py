@@ -64,7 +64,7 @@ def test_model_beats_the_hand_weighted_score_on_the_simulated_world(trained):
 
 def test_the_champion_scores_a_scoring_set_from_the_same_world(world, trained):
     _, clean, _ = world
-    cfg, ts, _, result = trained
+    cfg, ts, _, _ = trained
     scoring = build_scoring_set(
         clean.tables, date(2025, 12, 1), cfg.labels, cfg.features, top_events=ts.top_events
     )
