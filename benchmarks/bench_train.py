@@ -74,6 +74,12 @@ def run(frame: Any, features: Any, oracle: Any, threads: int, trials: int, seed:
     out["score_rows_per_s"] = len(frame) / (time.perf_counter() - t)
     out["n_estimators"] = tuned.n_estimators
     out["monotone"] = result.monotone
+    t = result.metrics
+    by_lead = t[(t.fold == "all") & (t.segment == "all") & t.lead_days.notna()]
+    out["roc_auc_by_lead"] = {
+        str(lead): dict(zip(rows.scorer, rows.roc_auc.round(4), strict=True))
+        for lead, rows in by_lead.groupby("lead_days")
+    }
     for scorer in ("model", "oracle", "logistic", "health_score", "engagement_score"):
         if scorer in result.scores.columns:
             s = result.summary(scorer)
@@ -113,6 +119,13 @@ def main() -> None:
             f"| {r['logistic_roc_auc']:.3f} | {r['health_score_roc_auc']:.3f} "
             f"| {r['model_ece']:.3f} |"
         )
+    print("\nROC AUC by lead time (days before renewal), last thread count:")
+    leads = rows[-1]["roc_auc_by_lead"]
+    scorers = list(next(iter(leads.values())))
+    print("| lead | " + " | ".join(scorers) + " |")
+    print("|---|" + "---|" * len(scorers))
+    for lead, aucs in leads.items():
+        print(f"| {lead} | " + " | ".join(f"{aucs[s]:.3f}" for s in scorers) + " |")
     if args.json:
         args.json.write_text(json.dumps({"source": source, "runs": rows}, indent=2))
 

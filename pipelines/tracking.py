@@ -97,14 +97,11 @@ def _input_frame(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
     cols = {}
     for f in model.features_:
         col = frame[f.name]
-        cols[f.name] = col.astype(object).where(col.notna(), None) if f.categorical else col
-    out = pd.DataFrame(cols, index=frame.index)
-    for f in model.features_:
         if f.categorical:
-            out[f.name] = out[f.name].astype(object)
+            cols[f.name] = col.astype(object).where(col.notna(), None)
         else:
-            out[f.name] = out[f.name].astype("float64")
-    return out.reset_index(drop=True)
+            cols[f.name] = pd.to_numeric(col, errors="coerce").astype("float64")
+    return pd.DataFrame(cols).reset_index(drop=True)
 
 
 class ChurnPyfunc(PythonModel):
@@ -134,9 +131,10 @@ def log_churn_model(
     loads where this project is not installed; requirements are pinned to the versions in
     use instead of being inferred (inference loads the model in a subprocess: slow).
     """
-    example = _input_frame(model, frame.head(5))
-    output = ChurnPyfunc(model).predict(None, example)
-    signature = infer_signature(example, output)
+    # The signature reads many rows: five could all lack a plan, leaving its type unknown.
+    sample = _input_frame(model, frame.head(2000))
+    signature = infer_signature(sample, ChurnPyfunc(model).predict(None, sample))
+    example = sample.head(5)
     meta = {
         "features": dictionary(model.features_),
         "top_events": list(top_events),

@@ -234,6 +234,10 @@ def train(
 ) -> TrainResult:
     """Tune, backtest, fit on all labelled history, log and register; gate the champion.
 
+    The backtest reuses the parameters tuned on folds of the same history, so its figures
+    are slightly optimistic about the parameters (not about the trees or the calibrators,
+    which each fold fits on its own past only).
+
     Parameters
     ----------
     data

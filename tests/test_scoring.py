@@ -167,9 +167,11 @@ def test_a_model_with_other_features_is_refused(world, cfg, trained, tmp_path: P
         stages.score(data, AS_OF, tmp_path / "x", other)
 
 
-def test_top_driver_matches_the_true_reason(world, scored) -> None:  # type: ignore[no-untyped-def]
-    _, truth = world
-    s = pd.read_parquet(scored / "scores.parquet")
+def test_top_driver_matches_the_true_reason(world, cfg, trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data, truth = world
+    # Renewals of the next 180 days: more churners with one dominant cause to compare.
+    wide = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"within_days": 180})})
+    s = stages.score(data, AS_OF, tmp_path / "wide", wide).scores
     t = truth.set_index("contract_id")
     contrib = t[[c for c in t.columns if c.startswith("contrib_") and c != "contrib_noise"]]
     positive = contrib.clip(lower=0)
