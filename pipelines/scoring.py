@@ -245,7 +245,7 @@ def explain_batch(
     explained = explain_rows(frame, contrib, model.features_, sm.context["references"])
     th = sm.context["thresholds"]
     per_segment = {k: tuple(v) for k, v in sm.context.get("per_segment", {}).items()}
-    seg = frame["segment"] if "segment" in frame else None
+    seg = frame.get("segment")
     bands = assign_bands(p, seg, (th["yellow"], th["red"]), per_segment)
     driver_lists, top_family = [], []
     for risks, protective in explained:
