@@ -222,5 +222,5 @@ def test_train_then_score_hand_over_through_the_registry(tmp_path: Path) -> None
     champion = client.get_model_version_by_alias("churn-health", "champion")
     assert champion.run_id == train.info.run_id
     scores = pd.read_parquet(tmp_path / "scores" / "scores.parquet")
-    assert len(scores) and set(scores["model_version"]) == {champion.version}
+    assert len(scores) and set(scores["model_version"]) == {str(champion.version)}
     assert project_run(tmp_path, "score").data.params["model"] == "models:/churn-health@champion"
