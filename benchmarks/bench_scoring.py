@@ -50,9 +50,7 @@ def main() -> None:
     train = frame[frame["label_known_at"] < cut]
     test = frame[frame["as_of"] >= cut]
 
-    ours = ChurnModel(monotone=True, seed=args.seed, num_threads=args.threads).fit(
-        train, features
-    )
+    ours = ChurnModel(monotone=True, seed=args.seed, num_threads=args.threads).fit(train, features)
     cats = ours.categories_
     X_train, X_test = matrix(train, features, cats), matrix(test, features, cats)
     default = lgb.LGBMClassifier(
@@ -91,9 +89,10 @@ def main() -> None:
     t_shap = t_shap_sample * len(coded) / sample
 
     n = len(rows)
+    shape = f"{ours.n_estimators_} / {ours.lgb_params_.get('num_leaves')}"
     table = pd.DataFrame(
         [
-            ("our model: trees / leaves", f"{ours.n_estimators_} / {ours.lgb_params_.get('num_leaves')}"),
+            ("our model: trees / leaves", shape),
             ("default LightGBM: trees / leaves", "500 / 31"),
             ("held-out ROC AUC, ours", f"{auc_ours:.4f}"),
             ("held-out ROC AUC, default LightGBM", f"{auc_default:.4f}"),
@@ -101,7 +100,8 @@ def main() -> None:
             ("score + explain + drivers + plays (accounts/s)", f"{n / t_explain:,.0f}"),
             ("our TreeSHAP alone, pred_contrib (s)", f"{t_native:.2f}"),
             ("shap.TreeExplainer on default LightGBM (s, scaled from 10k)", f"{t_shap:.2f}"),
-            ("explanation speed-up (TreeExplainer / ours, SHAP alone)", f"{t_shap / t_native:.1f}x"),
+            ("explanation speed-up (TreeExplainer / ours, SHAP alone)",
+             f"{t_shap / t_native:.1f}x"),
             ("explanation speed-up (TreeExplainer / our whole explain step)",
              f"{t_shap / t_explain:.1f}x"),
         ],

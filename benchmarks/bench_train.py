@@ -107,17 +107,21 @@ def main() -> None:
     build_s = time.perf_counter() - t
     source = f"simulated world, {args.world} accounts" if args.world else "planted set"
     print(f"{source}: {len(frame):,} rows, {len(features)} features (built in {build_s:.1f} s)\n")
-    rows = [run(frame, features, oracle, n, args.trials, args.seed) for n in args.threads]
     print("| threads | rows | trials | tune s | backtest s | final fit s | score rows/s "
           "| model AUC | oracle AUC | logistic AUC | hand-weighted AUC | ECE |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
+    rows = []
+    for n in args.threads:
+        r = run(frame, features, oracle, n, args.trials, args.seed)
+        rows.append(r)
+        # One line per thread count as soon as it is measured: a long run shows progress.
         print(
             f"| {r['threads']} | {r['rows']:,} | {r['trials']} | {r['tune_s']:.1f} "
             f"| {r['backtest_s']:.1f} | {r['fit_s']:.1f} | {r['score_rows_per_s']:,.0f} "
             f"| {r['model_roc_auc']:.3f} | {r.get('oracle_roc_auc', float('nan')):.3f} "
             f"| {r['logistic_roc_auc']:.3f} | {r['health_score_roc_auc']:.3f} "
-            f"| {r['model_ece']:.3f} |"
+            f"| {r['model_ece']:.3f} |",
+            flush=True,
         )
     print("\nROC AUC by lead time (days before renewal), last thread count:")
     leads = rows[-1]["roc_auc_by_lead"]

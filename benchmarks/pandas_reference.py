@@ -3,8 +3,8 @@
 Written the way a data scientist would write it without an engine: load the event columns,
 merge them to the snapshots of their account, keep the rows strictly before ``as_of`` and
 inside the window, and ``groupby``-aggregate. It is independent of :mod:`features.build`
-(only the definitions in ``features/catalog.py`` are shared), so :func:`check` is also a
-second implementation that our values are compared with.
+(only the configuration defaults and the catalog's feature names are shared), so
+:func:`check` also compares our values with a second implementation.
 
 The merge repeats every event once per snapshot of its account before the window filter
 drops most of them, so on the benchmark world it is run on chunks of accounts

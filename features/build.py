@@ -45,9 +45,7 @@ def _ratio(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
     return (den > 0).ifelse(num.cast("float64") / den.nullif(0), ibis.null("float64"))
 
 
-def usage_features(
-    events: ir.Table, snaps: ir.Table, cfg: FeatureConfig
-) -> ir.Table:
+def usage_features(events: ir.Table, snaps: ir.Table, cfg: FeatureConfig) -> ir.Table:
     """Frequency, breadth, depth, trend and concentration, from a user-day roll-up."""
     key = events.event.isin(list(cfg.key_events)) if cfg.key_events else ibis.literal(False)
     ud = (
@@ -73,9 +71,7 @@ def usage_features(
     }
     u = j.group_by(["snapshot_id", "user_id"]).aggregate(**per_user)
     u = u.mutate(**{c: u[c].fill_null(0) for c in per_user if c != "last_age"})
-    champion_order = ibis.window(
-        group_by=u.snapshot_id, order_by=[ibis.desc(u.n_all), u.user_id]
-    )
+    champion_order = ibis.window(group_by=u.snapshot_id, order_by=[ibis.desc(u.n_all), u.user_id])
     u = u.mutate(_rank=ibis.row_number().over(champion_order))
     out: dict[str, ir.Value] = {}
     for w in cfg.windows:
@@ -102,7 +98,9 @@ def usage_features(
     }
     s = u.group_by("snapshot_id").aggregate(**out)
     derived = {
-        **{f"key_share_{w}d": _ratio(s[f"key_events_{w}d"], s[f"events_{w}d"]) for w in cfg.windows},
+        **{
+            f"key_share_{w}d": _ratio(s[f"key_events_{w}d"], s[f"events_{w}d"]) for w in cfg.windows
+        },
         "stickiness_30d": _ratio(s._ud30, s._u30 * 30),
         "events_change_30d": (s._n30 + 1).cast("float64") / (s._n_prev30 + 1) - 1,
         "active_users_change_30d": (s._u30 + 1).cast("float64") / (s._u_prev30 + 1) - 1,
@@ -205,9 +203,7 @@ def support_features(tickets: ir.Table, snaps: ir.Table) -> ir.Table:
             0.5, where=resolved >= now - 90 * SECONDS_PER_DAY
         ),
         oldest_open_ticket_days=age_days.max(where=is_open),
-        ticket_csat_180d=j.csat.cast("float64").mean(
-            where=resolved >= now - 180 * SECONDS_PER_DAY
-        ),
+        ticket_csat_180d=j.csat.cast("float64").mean(where=resolved >= now - 180 * SECONDS_PER_DAY),
     )
 
 
@@ -262,9 +258,23 @@ def billing_features(invoices: ir.Table, snaps: ir.Table) -> ir.Table:
 
 #: Counts are 0, not missing, when a snapshot has no source rows.
 ZERO_WHEN_ABSENT = (
-    "events_", "user_days_", "active_users_", "key_events_", "active_days_", "distinct_events_",
-    "event_", "key_users_", "new_users_", "lost_users_", "tickets_", "urgent_open", "high_open",
-    "oldest_open_ticket_days", "nps_responses_", "invoices_overdue", "days_overdue_max",
+    "events_",
+    "user_days_",
+    "active_users_",
+    "key_events_",
+    "active_days_",
+    "distinct_events_",
+    "event_",
+    "key_users_",
+    "new_users_",
+    "lost_users_",
+    "tickets_",
+    "urgent_open",
+    "high_open",
+    "oldest_open_ticket_days",
+    "nps_responses_",
+    "invoices_overdue",
+    "days_overdue_max",
     "late_payments_",
 )
 
@@ -297,9 +307,9 @@ def feature_table(
     }
     parts += [make(tables[name], snaps) for name, make in makers.items() if name in tables]
 
-    acc = accounts.select(
-        "account_id", *static, _created_sec=_sec(accounts.created_at)
-    ).rename(_acc="account_id")
+    acc = accounts.select("account_id", *static, _created_sec=_sec(accounts.created_at)).rename(
+        _acc="account_id"
+    )
     base = snaps.join(acc, snaps.account_id == acc._acc, how="left").drop("_acc")
     as_of_sec = base.as_of_day * SECONDS_PER_DAY
     base = base.mutate(tenure_days=(as_of_sec - base._created_sec) / SECONDS_PER_DAY)
@@ -317,8 +327,7 @@ def feature_table(
         extra["days_since_last_event"] = base.days_since_last_event.fill_null(LOOKBACK_DAYS + 1)
     if "contracts" in tables or "seats" in base.columns:
         extra |= {
-            f"utilisation_{w}d": _ratio(base[f"active_users_{w}d"], base.seats)
-            for w in cfg.windows
+            f"utilisation_{w}d": _ratio(base[f"active_users_{w}d"], base.seats) for w in cfg.windows
         }
         extra["days_to_renewal"] = (base.renewal_day - base.as_of_day).cast("float64")
         extra["arr_change_last_renewal"] = _ratio(base.arr, base.prev_arr) - 1

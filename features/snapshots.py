@@ -35,7 +35,9 @@ def terms(contracts: ir.Table) -> ir.Table:
     ``term_number`` counts terms by start date; ``prev_arr`` is the ARR of the term before.
     Both depend only on terms that started earlier, so they are known during the term.
     """
-    order = ibis.window(group_by=contracts.account_id, order_by=[contracts.start_date, contracts.contract_id])
+    order = ibis.window(
+        group_by=contracts.account_id, order_by=[contracts.start_date, contracts.contract_id]
+    )
     return contracts.mutate(
         start_day=epoch_day(contracts.start_date),
         end_day=epoch_day(contracts.end_date),
@@ -182,6 +184,16 @@ def inactivity_snapshots(
     )
     j = j.mutate(_rank=ibis.row_number().over(latest)).filter(lambda x: x._rank == 0)
     return j.select(
-        "account_id", "as_of_day", "label", "contract_id", "lead_days", "renewal_day",
-        "expansion", "label_known_day", "term_number", "seats", "arr", "prev_arr",
+        "account_id",
+        "as_of_day",
+        "label",
+        "contract_id",
+        "lead_days",
+        "renewal_day",
+        "expansion",
+        "label_known_day",
+        "term_number",
+        "seats",
+        "arr",
+        "prev_arr",
     ).mutate(contract_id=ibis.null("string"))

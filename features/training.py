@@ -35,6 +35,11 @@ ID_COLUMNS = ("account_id", "contract_id", "as_of", "lead_days")
 LABEL_COLUMNS = ("label", "label_known_at", "expansion")
 CONTEXT_COLUMNS = ("renewal_date", "segment", "arr", "cohort_month", "tenure_bucket", "signup_quarter")
 TENURE_BUCKETS = ((365, "<1y"), (730, "1-2y"), (1095, "2-3y"), (np.inf, "3y+"))
+#: The columns of a feature expression that :func:`frame_from_raw` reads besides the features.
+RAW_COLUMNS = ("account_id", "contract_id", "as_of_day", "lead_days", "label", "label_known_day",
+               "expansion", "renewal_day", "segment", "arr", "tenure_days")  # fmt: skip
+#: The order of the rows of every training and scoring set.
+ROW_ORDER = ("as_of", "account_id", "contract_id")
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,20 @@ class TrainingSet:
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+
+@dataclass(frozen=True)
+class FeatureQuery:
+    """A training or scoring set not yet run: the Ibis expression and its declarations.
+
+    ``expr`` has one row per snapshot (``snapshot_id``, unique) with the :data:`RAW_COLUMNS`
+    and the declared features; :func:`frame_from_raw` turns (any batch of) its rows into the
+    frame the model reads.
+    """
+
+    expr: ir.Table
+    features: tuple[Feature, ...]
+    top_events: tuple[str, ...]
 
 
 def data_end_day(tables: Mapping[str, ir.Table]) -> int:
@@ -94,7 +113,23 @@ def _with_ids(snaps: ir.Table) -> ir.Table:
 
 
 def _to_frame(expr: ir.Table, decl: Sequence[Feature]) -> pd.DataFrame:
-    raw = expr.to_pyarrow().to_pandas()
+    return sort_rows(frame_from_raw(expr.to_pyarrow().to_pandas(), decl))
+
+
+def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` in the order of every training and scoring set: :data:`ROW_ORDER`, missing
+    contract ids first, with a fresh index."""
+    return frame.sort_values(list(ROW_ORDER), na_position="first").reset_index(drop=True)
+
+
+def frame_from_raw(raw: pd.DataFrame, decl: Sequence[Feature]) -> pd.DataFrame:
+    """Rows of a feature expression (as pandas) in the shape the model reads; order kept.
+
+    ``raw`` holds the :data:`RAW_COLUMNS` of :func:`features.build.feature_table`'s output
+    (``segment`` may be absent) and the declared features. Whole sets go through this and
+    then :func:`sort_rows`; on Spark each partition's batch goes through it on its own, so it
+    must treat a row the same whatever batch it is in.
+    """
     day = lambda c: pd.to_datetime(raw[c].astype("float64"), unit="D", utc=True).astype(  # noqa: E731
         "datetime64[us, UTC]"
     )
@@ -129,9 +164,7 @@ def _to_frame(expr: ir.Table, decl: Sequence[Feature]) -> pd.DataFrame:
             if f.categorical
             else col.astype("float64")
         )
-    return out.sort_values(["as_of", "account_id", "contract_id"], na_position="first").reset_index(
-        drop=True
-    )
+    return out
 
 
 def _build(
@@ -141,14 +174,23 @@ def _build(
     top_events: Sequence[str],
     progress: Progress,
 ) -> TrainingSet:
-    snaps = _with_ids(snaps)
+    query = _query(tables, snaps, features, top_events)
     if progress:
         progress("computing features", 0.2)
-    expr, decl = feature_table(tables, snaps, features, top_events)
-    frame = _to_frame(expr, decl)
+    frame = _to_frame(query.expr, query.features)
     if progress:
         progress("features built", 1.0)
-    return TrainingSet(frame, decl, tuple(top_events))
+    return TrainingSet(frame, query.features, query.top_events)
+
+
+def _query(
+    tables: Mapping[str, ir.Table],
+    snaps: ir.Table,
+    features: FeatureConfig,
+    top_events: Sequence[str],
+) -> FeatureQuery:
+    expr, decl = feature_table(tables, _with_ids(snaps), features, top_events)
+    return FeatureQuery(expr, decl, tuple(top_events))
 
 
 def build_training_set(
@@ -184,6 +226,33 @@ def build_scoring_set(
     event in the ``labels.active_days`` before ``as_of``. ``top_events`` must be the model's
     own list so that the columns match; by default they are computed from the data.
     """
+    snaps, top = _scoring_snapshots(tables, as_of, labels, features, top_events)
+    return _build(tables, snaps, features, top, progress)
+
+
+def scoring_query(
+    tables: Mapping[str, ir.Table],
+    as_of: date,
+    labels: LabelConfig,
+    features: FeatureConfig,
+    top_events: Sequence[str] | None = None,
+) -> FeatureQuery:
+    """:func:`build_scoring_set` without running it: the expression stays on the engine.
+
+    For engines whose results are too large to collect (Spark): run ``query.expr`` there
+    and turn each batch of its rows into model rows with :func:`frame_from_raw`.
+    """
+    snaps, top = _scoring_snapshots(tables, as_of, labels, features, top_events)
+    return _query(tables, snaps, features, top)
+
+
+def _scoring_snapshots(
+    tables: Mapping[str, ir.Table],
+    as_of: date,
+    labels: LabelConfig,
+    features: FeatureConfig,
+    top_events: Sequence[str] | None,
+) -> tuple[ir.Table, tuple[str, ...]]:
     day = day_number(as_of)
     if labels.label == "renewal":
         if "contracts" not in tables:
@@ -198,7 +267,7 @@ def build_scoring_set(
         if top_events is not None
         else common_events(tables["events"], features.top_events, day)
     )
-    return _build(tables, snaps, features, top, progress)
+    return snaps, top
 
 
 def write_training_set(ts: TrainingSet, path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from features.config import Frozen
 
@@ -30,10 +30,18 @@ DEFAULT_PLAYS: dict[str, str] = {
 
 
 class PlayConfig(Frozen):
-    """Which play each driver family triggers, and the play of a healthy account."""
+    """Which play each driver family triggers, and the play of a healthy account.
+
+    A team names only the plays it changes; the other families keep the defaults.
+    """
 
     by_family: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PLAYS))
     healthy: str = "No action: keep the regular cadence"
+
+    @field_validator("by_family")
+    @classmethod
+    def _over_defaults(cls, value: dict[str, str]) -> dict[str, str]:
+        return merged(DEFAULT_PLAYS, value)
 
 
 def choose_play(top_family: str | None, band: str, cfg: PlayConfig) -> str:

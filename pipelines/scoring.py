@@ -365,18 +365,23 @@ def write_scores_dir(
     output: ScoreOutput,
     report_html: str,
     crash_after: str | None = None,
+    write_parquet: Callable[[pd.DataFrame, Path], object] | None = None,
 ) -> None:
     """Write scores.parquet, scores.csv, report.html and history atomically (all or none).
 
     ``crash_after`` names a file after which to fail, to test that nothing partial remains.
+    ``write_parquet(table, path)`` writes scores.parquet instead of pandas (the Spark path
+    has Spark write it); it gets the contract table and the file's path in the temporary
+    folder, and must leave one Parquet file there.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         table = contract_frame(output.scores)
+        write_table = write_parquet or (lambda t, p: t.to_parquet(p, index=False))
         steps: list[tuple[str, Callable[[Path], object]]] = [
-            ("scores.parquet", lambda p: table.to_parquet(p, index=False)),
+            ("scores.parquet", lambda p: write_table(table, p)),
             ("scores.csv", lambda p: neutralise_csv(table).to_csv(p, index=False)),
             (HISTORY_FILE, lambda p: output.history.to_parquet(p, index=False)),
             ("drift.csv", lambda p: output.drift.to_csv(p, index=False)),

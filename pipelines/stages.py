@@ -138,10 +138,19 @@ def score(
     if progress:
         progress("reading data", 0.05)
     clean = open_clean(data_dir, cfg)
-    ts = scoring_set(clean.tables, as_of, sm, cfg, progress)
-    if progress:
-        progress("scoring and explaining", 0.6)
-    output = score_frame(ts, accounts_info(clean.tables), sm, cfg.plays, read_history(out))
+    write_parquet = None
+    if cfg.engine.name == "spark":
+        from pipelines import spark_scoring  # pyspark is an optional extra
+
+        output = spark_scoring.score_on_spark(
+            clean.con, clean.tables, as_of, sm, cfg, read_history(out), progress
+        )
+        write_parquet = spark_scoring.parquet_writer(clean.con)
+    else:
+        ts = scoring_set(clean.tables, as_of, sm, cfg, progress)
+        if progress:
+            progress("scoring and explaining", 0.6)
+        output = score_frame(ts, accounts_info(clean.tables), sm, cfg.plays, read_history(out))
     ctx = sm.context
     html = render_report(
         output.scores,
@@ -155,7 +164,7 @@ def score(
     )
     if progress:
         progress("writing", 0.9)
-    write_scores_dir(out, output, html, crash_after=crash_after)
+    write_scores_dir(out, output, html, crash_after=crash_after, write_parquet=write_parquet)
     return output
 
 

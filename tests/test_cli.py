@@ -80,3 +80,23 @@ def test_command_line_overrides_the_file(tmp_path: Path) -> None:
     assert cfg.features.windows == (14,)
     with pytest.raises(ContractError, match=r"labels\.lead_days"):
         load_config(None, {"labels": {"lead_days": [-5]}})
+
+
+def test_the_readme_configuration_is_valid_and_complete() -> None:
+    """The YAML under "## Configuration" in the README parses, and names every section."""
+    import yaml
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    raw = yaml.safe_load(block)
+    from pipelines.config import ChurnConfig
+
+    cfg = ChurnConfig.model_validate(raw)
+    assert set(raw) == set(ChurnConfig.model_fields), "every top-level section is documented"
+    for name, sub in raw.items():
+        if isinstance(sub, dict) and name != "plays":
+            model = type(getattr(cfg, name))
+            assert set(sub) == set(model.model_fields), f"every setting of {name} is documented"
+    assert cfg.plays.by_family["depth"].startswith("Key-feature training"), "defaults kept"
+    assert cfg == ChurnConfig(), "the documented values are the defaults"

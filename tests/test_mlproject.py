@@ -201,26 +201,25 @@ def test_validate_runs_on_the_simulated_world(
     assert project_run(store, "validate").info.status == "FINISHED"
 
 
-def test_train_then_score_hand_over_through_the_registry(tmp_path: Path) -> None:
+def test_train_then_score_hand_over_through_the_registry(simulated: Simulated) -> None:
     """``train`` logs its model in the entry point's own run and makes it the champion;
     ``score`` finds it by its default URI (the champion alias), with no path between them."""
-    world = tmp_path / "w"
-    config = tmp_path / "tiny.yaml"
+    store, world, _ = simulated
+    config = store / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY), encoding="utf-8")
     steps = [
-        ("simulate", {"out": str(world), "accounts": "150"}),
         ("train", {"data": str(world), "config": str(config)}),
-        ("score", {"data": str(world), "as_of": "2025-10-01", "out": str(tmp_path / "scores"),
+        ("score", {"data": str(world), "as_of": "2025-10-01", "out": str(store / "scores"),
                    "config": str(config)}),
     ]  # fmt: skip
     for entry_point, params in steps:
-        done = mlflow_run(entry_point, params, tmp_path)
+        done = mlflow_run(entry_point, params, store)
         assert done.returncode == 0, f"{entry_point}: {explain(done)}"
-    train = project_run(tmp_path, "train")
+    train = project_run(store, "train")
     assert train.info.status == "FINISHED"
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
     champion = client.get_model_version_by_alias("churn-health", "champion")
     assert champion.run_id == train.info.run_id
-    scores = pd.read_parquet(tmp_path / "scores" / "scores.parquet")
+    scores = pd.read_parquet(store / "scores" / "scores.parquet")
     assert len(scores) and set(scores["model_version"]) == {str(champion.version)}
-    assert project_run(tmp_path, "score").data.params["model"] == "models:/churn-health@champion"
+    assert project_run(store, "score").data.params["model"] == "models:/churn-health@champion"

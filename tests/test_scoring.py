@@ -188,3 +188,29 @@ def test_top_driver_matches_the_true_reason(world, cfg, trained, tmp_path: Path)
     share_hit = float(np.mean(hits))
     print(f"top driver matches the true reason for {share_hit:.0%} of {len(clear)} churners")
     assert share_hit > 0.5
+
+
+def test_explain_prints_drivers_play_history_and_writes_a_png(
+    world, cfg, trained, scored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    data, _ = world
+    top = pd.read_parquet(scored / "scores.parquet").iloc[0]  # the highest priority
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cfg.tracking.uri)
+    result = CliRunner().invoke(
+        app,
+        ["explain", top["account_id"], "--data", str(data), "--as-of", str(AS_OF),
+         "--model", trained.model_uri, "--out", str(tmp_path)],
+        terminal_width=200,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert top["account_id"] in out
+    assert f"{top['churn_probability']:.1%}" in out
+    assert top["play"][:30] in out
+    assert "Score history" in out and "2025-06-01" in out, "the month before is re-scored"
+    png = tmp_path / f"explain-{top['account_id']}-{AS_OF}.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

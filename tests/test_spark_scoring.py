@@ -1,0 +1,164 @@
+"""Scoring on Spark gives the scores of the local (DuckDB) path: one scoring code, two engines.
+
+A model is trained on a small simulated past; the same ``as_of`` is then scored by
+``stages.score`` on DuckDB and on local Spark (``local[2]``: features by Spark through the
+same Ibis expression, probabilities by ``mlflow.pyfunc.spark_udf``, drivers per partition by
+``mapInPandas``). DuckDB is the reference: its scores are checked in ``test_scoring.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from ibis.backends import BaseBackend
+
+from features.read import connect
+from features.simulator import SimConfig, simulate, write_world
+from features.training import build_training_set
+from features.validate import load
+from pipelines import stages, training
+from pipelines.config import ChurnConfig, load_config
+from pipelines.scoring import ScoreOutput, write_scores_dir
+
+pytestmark = [
+    pytest.mark.spark,
+    pytest.mark.skipif(
+        importlib.util.find_spec("pyspark") is None,
+        reason="pyspark is not installed (pip install -e '.[spark]', or make install-dev)",
+    ),
+    pytest.mark.skipif(
+        shutil.which("java") is None, reason="java is not on PATH (Spark needs Java 17)"
+    ),
+]
+
+ACCOUNTS, WORLD_SEED = 150, 7
+CUTOFF, AS_OF = date(2025, 6, 1), date(2025, 7, 1)
+#: A small local Spark: two cores, few shuffle partitions (the data are a few MB).
+SPARK_OPTIONS: dict[str, Any] = {"spark.sql.shuffle.partitions": "2"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("spark-scoring") / "data"
+    write_world(simulate(SimConfig(accounts=ACCOUNTS, seed=WORLD_SEED)), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory: pytest.TempPathFactory) -> ChurnConfig:
+    store = tmp_path_factory.mktemp("mlruns")
+    return load_config(
+        None,
+        {
+            "tracking": {"uri": f"sqlite:///{store}/mlflow.db"},
+            "model": {"trials": 2, "tune_folds": 2, "backtest_folds": 2, "monotone": "on",
+                      "num_threads": 1},
+        },
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(world: Path, cfg: ChurnConfig) -> training.TrainResult:
+    ts = build_training_set(load(world).tables, cfg.labels, cfg.features, cutoff=CUTOFF)
+    return training.train(ts, cfg)
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[BaseBackend]:
+    """Local Spark for this module; ``stages.score`` reuses the session it finds running."""
+    from pyspark.sql import SparkSession
+
+    # Python workers (spark_udf, mapInPandas) must run this interpreter, not PATH's python3.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", sys.executable))
+        con = connect("spark", master="local[2]", **SPARK_OPTIONS)
+        session = SparkSession.getActiveSession()
+        assert session is not None
+        session.sparkContext.setLogLevel("ERROR")  # keep the output to failures
+        try:
+            yield con
+        finally:
+            session.stop()
+
+
+@pytest.fixture(scope="module")
+def both(
+    world: Path,
+    cfg: ChurnConfig,
+    trained: training.TrainResult,
+    spark: BaseBackend,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path]:
+    """The scores directory of the same run on DuckDB and on Spark."""
+    out = tmp_path_factory.mktemp("scores")
+    on_spark = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"name": "spark"})})
+    stages.score(world, AS_OF, out / "duckdb", cfg, model_uri=trained.model_uri)
+    stages.score(world, AS_OF, out / "spark", on_spark, model_uri=trained.model_uri)
+    return out / "duckdb", out / "spark"
+
+
+def test_spark_scores_equal_the_duckdb_scores(both: tuple[Path, Path]) -> None:
+    duckdb, spark = (pd.read_parquet(d / "scores.parquet") for d in both)
+    assert len(duckdb) > 10, "too few scored accounts for the comparison to mean much"
+    assert list(spark.columns) == list(duckdb.columns)
+    assert spark["account_id"].tolist() == duckdb["account_id"].tolist(), "same rows, same order"
+    pd.testing.assert_series_equal(
+        spark["churn_probability"], duckdb["churn_probability"], check_exact=False, rtol=0,
+        atol=1e-9,
+    )  # fmt: skip
+    for col in ("health_score", "band", "drivers", "play"):
+        assert spark[col].tolist() == duckdb[col].tolist(), col
+    # Every other column too; dtypes aside: Spark's file has no pandas metadata, so a column
+    # of text may come back as str where pandas wrote object, and an empty one as text.
+    pd.testing.assert_frame_equal(spark, duckdb, check_dtype=False, rtol=0, atol=1e-9)
+
+
+def test_spark_writes_the_same_scores_directory(both: tuple[Path, Path]) -> None:
+    duckdb, spark = both
+    names = sorted(p.name for p in duckdb.iterdir())
+    assert sorted(p.name for p in spark.iterdir()) == names
+    assert (spark / "scores.parquet").is_file(), "scores.parquet is a file, not Spark's folder"
+    assert pq.read_metadata(spark / "scores.parquet").created_by.startswith("parquet-mr"), (
+        "scores.parquet was not written by Spark"
+    )
+    assert not [p for p in spark.parent.iterdir() if p.name.startswith(".")], "temp left over"
+    # Built from the same scores by the same code: the same bytes.
+    for name in ("scores.csv", "drift.csv", "report.html"):
+        assert (spark / name).read_bytes() == (duckdb / name).read_bytes(), name
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(spark / "history.parquet"), pd.read_parquet(duckdb / "history.parquet")
+    )
+
+
+def test_a_crash_after_the_spark_parquet_leaves_nothing(
+    both: tuple[Path, Path], spark: BaseBackend, tmp_path: Path
+) -> None:
+    from pipelines.spark_scoring import parquet_writer
+
+    # An empty column (accounts without names) has no Parquet type on Spark: written as text.
+    scores = pd.read_parquet(both[0] / "scores.parquet").assign(name=None)
+    output = ScoreOutput(scores, pd.DataFrame({"a": [1]}), pd.DataFrame({"feature": []}))
+    write = parquet_writer(spark)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        write_scores_dir(
+            tmp_path / "x", output, "<html></html>", crash_after="scores.parquet",
+            write_parquet=write,
+        )  # fmt: skip
+    assert not list(tmp_path.iterdir()), "no partial scores directory, no temporary folder"
+
+    write_scores_dir(tmp_path / "x", output, "<html></html>", write_parquet=write)
+    back = pd.read_parquet(tmp_path / "x" / "scores.parquet")
+    assert back["name"].isna().all()
+    pd.testing.assert_frame_equal(
+        back.drop(columns="name"), scores.drop(columns="name"), check_dtype=False
+    )
