@@ -479,11 +479,12 @@ def catalog(
             Feature(
                 "ces_mean_365d",
                 "voice",
-                "Customer effort (365 d)",
+                "Customer effort score (365 d)",
                 "1-7",
                 365,
-                "lower",
-                "mean customer-effort answer over the last year (7: hardest)",
+                "higher",
+                "mean answer to 'the company made it easy for me' over the last year "
+                "(CES 2.0 scale: 7 is easiest)",
                 source="surveys",
             ),
         ]

@@ -5,12 +5,9 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display: batch jobs and CI
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from features.catalog import Feature
 
@@ -42,27 +39,32 @@ def waterfall_png(
     if len(order) > top:
         names.append(f"{len(order) - top} other features")
         deltas.append(rest)
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(deltas) + 1.6), dpi=90)
+    # The Figure API draws without pyplot's global state: no backend switch, safe in
+    # notebooks and batch jobs alike.
+    fig = Figure(figsize=(8, 0.45 * len(deltas) + 1.6), dpi=90)
+    ax = fig.subplots()
     start = base
     for i, d in enumerate(deltas):
         ax.barh(i, d, left=start, color="#c0392b" if d > 0 else "#27864a", height=0.6)
         ax.text(start + d, i, f" {d:+.2f}", va="center", ha="left" if d > 0 else "right",
                 fontsize=8)  # fmt: skip
         start += d
+    ends = np.cumsum([base, *deltas])
+    pad = 0.15 * max(float(np.ptp(ends)), 0.5)
+    ax.set_xlim(float(ends.min()) - pad, float(ends.max()) + pad)  # room for the labels
     ax.axvline(base, color="#888", lw=0.8, ls="--")
     ax.axvline(start, color="#333", lw=0.8)
     ax.set_yticks(range(len(deltas)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(
         f"log-odds of churn: average account {_sigmoid(base):.0%} -> this account "
-        f"{_sigmoid(start):.0%} (before calibration); red raises risk, green lowers it",
+        f"{_sigmoid(start):.0%} (before calibration)\nred raises the risk, green lowers it",
         fontsize=8,
     )
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -39,6 +39,9 @@ SAMPLES = {
     "active_days": "45", "trials": "2", "accounts": "60", "sim_accounts": "60", "seed": "3",
 }  # fmt: skip
 Simulated = tuple[Path, Path, subprocess.CompletedProcess[str]]
+#: Environment variables through which MLflow hands its state to subprocesses.
+MLFLOW_STATE = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID",
+                "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")  # fmt: skip
 TABLES = ("accounts", "contracts", "events", "tickets", "surveys", "sentiment", "invoices")
 #: A training budget that runs in seconds on a tiny world.
 TINY = {
@@ -141,8 +144,11 @@ def mlflow_run(
 ) -> subprocess.CompletedProcess[str]:
     """``mlflow run <repo> -e entry_point -P k=v ... --env-manager local`` against ``store``."""
     venv_bin = str(Path(sys.executable).parent)  # `churn` lives beside this Python
+    # Nothing of this process's MLflow state (a registry URI left by an earlier test, a run)
+    # may reach the run: the store is the only link.
+    inherited = {k: v for k, v in os.environ.items() if k not in MLFLOW_STATE}
     env = {
-        **os.environ,
+        **inherited,
         "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db",
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
         "OMP_NUM_THREADS": "1",
@@ -156,11 +162,18 @@ def mlflow_run(
     return subprocess.run(args, env=env, cwd=store, capture_output=True, text=True, timeout=600)
 
 
+def client(store: Path) -> MlflowClient:
+    """A client of ``store`` for runs and the registry (set apart: MLflow would otherwise
+    take the registry from MLFLOW_REGISTRY_URI, which an earlier test may have left)."""
+    uri = f"sqlite:///{store}/mlflow.db"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def project_run(store: Path, entry_point: str) -> Run:
     """The one MLflow run of ``entry_point`` in ``store``."""
-    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(
+    tracking = client(store)
+    experiments = [e.experiment_id for e in tracking.search_experiments()]
+    runs = tracking.search_runs(
         experiments, filter_string=f"tags.`mlflow.project.entryPoint` = '{entry_point}'"
     )
     assert len(runs) == 1, f"expected one run of {entry_point}, found {len(runs)}"
@@ -217,8 +230,7 @@ def test_train_then_score_hand_over_through_the_registry(simulated: Simulated) -
         assert done.returncode == 0, f"{entry_point}: {explain(done)}"
     train = project_run(store, "train")
     assert train.info.status == "FINISHED"
-    client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
-    champion = client.get_model_version_by_alias("churn-health", "champion")
+    champion = client(store).get_model_version_by_alias("churn-health", "champion")
     assert champion.run_id == train.info.run_id
     scores = pd.read_parquet(store / "scores" / "scores.parquet")
     assert len(scores) and set(scores["model_version"]) == {str(champion.version)}

@@ -55,12 +55,21 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                       "num_threads": 1, "seed": SEED},
         },
     )  # fmt: skip
-    before = mlflow.get_tracking_uri()
+    # The stages point MLflow at this store, and MLflow exports that to os.environ for
+    # subprocesses: put both back so that no later test reaches this store by accident.
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     try:
         training.train(load(world), cfg)
         stages.score(world, AS_OF, root / "scores", cfg)
     finally:
-        mlflow.set_tracking_uri(before)
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return {
         "CHURN_DATA": str(world),
         "CHURN_SCORES": str(root / "scores"),
@@ -102,6 +111,7 @@ def test_notebook_runs_on_the_demo_world(
 ) -> None:
     for name, value in demo.items():
         monkeypatch.setenv(name, value)  # the kernel inherits this environment
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)  # as left by an earlier test
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
