@@ -14,6 +14,7 @@ reused, and only its SQL settings are changed.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import ibis
@@ -71,6 +72,10 @@ def spark_connect(master: str = "local[2]", **options: Any) -> BaseBackend:
         submitted = "PYSPARK_GATEWAY_PORT" in os.environ
         local = not submitted and master.startswith("local")
         settings = {**DEFAULTS, **(LOCAL if local else {}), **given}
+        if local:
+            # Local workers must run this interpreter (it has the project installed), even
+            # when `churn` is started without activating its virtual environment.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = SparkSession.builder.appName("churn-health")
         if not submitted:
             builder = builder.master(master)

@@ -33,7 +33,14 @@ from features.snapshots import (
 Progress = Callable[[str, float], None] | None
 ID_COLUMNS = ("account_id", "contract_id", "as_of", "lead_days")
 LABEL_COLUMNS = ("label", "label_known_at", "expansion")
-CONTEXT_COLUMNS = ("renewal_date", "segment", "arr", "cohort_month", "tenure_bucket", "signup_quarter")
+CONTEXT_COLUMNS = (
+    "renewal_date",
+    "segment",
+    "arr",
+    "cohort_month",
+    "tenure_bucket",
+    "signup_quarter",
+)
 TENURE_BUCKETS = ((365, "<1y"), (730, "1-2y"), (1095, "2-3y"), (np.inf, "3y+"))
 #: The columns of a feature expression that :func:`frame_from_raw` reads besides the features.
 RAW_COLUMNS = ("account_id", "contract_id", "as_of_day", "lead_days", "label", "label_known_day",
@@ -155,7 +162,9 @@ def frame_from_raw(raw: pd.DataFrame, decl: Sequence[Feature]) -> pd.DataFrame:
         tenure, [-np.inf, *(b for b, _ in TENURE_BUCKETS)], labels=[n for _, n in TENURE_BUCKETS]
     ).astype("str")
     out["signup_quarter"] = (
-        created.dt.year.astype("Int64").astype("str") + "Q" + created.dt.quarter.astype("Int64").astype("str")
+        created.dt.year.astype("Int64").astype("str")
+        + "Q"
+        + created.dt.quarter.astype("Int64").astype("str")
     )
     for f in decl:
         col = raw[f.name]

@@ -11,7 +11,7 @@ learned from history, not causes.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,63 +144,63 @@ def explain_rows(
     protective factor of each row.
 
     A family is described by its feature with the largest contribution in the same
-    direction; its text carries the account's value and the healthy reference.
+    direction; its text carries the account's value and the healthy reference. The choice
+    of families and features is vectorised over rows; only the sentences are built per row.
     """
     by_name = {f.name: f for f in features}
     fam = family_contributions(contrib, features)
-    feats = contrib[[c for c in contrib.columns if c in by_name]]
-    family_of = np.array([by_name[n].family for n in feats.columns])
+    names = [c for c in contrib.columns if c in by_name]
+    c_all = contrib[names].to_numpy()
+    family_of = np.array([by_name[n].family for n in names])
+    f_all = fam.to_numpy()
+    n_rows, n_fam = f_all.shape
+    # For each family, the member feature pushing hardest up (risk) and down (protective).
+    up = np.empty((n_rows, n_fam), dtype=np.int64)
+    down = np.empty((n_rows, n_fam), dtype=np.int64)
+    for j, family in enumerate(fam.columns):
+        members = np.flatnonzero(family_of == family)
+        part = c_all[:, members]
+        up[:, j] = members[np.argmax(part, axis=1)]
+        down[:, j] = members[np.argmin(part, axis=1)]
+    order = np.argsort(-f_all, axis=1, kind="stable")[:, :top]
+    lowest = np.argmin(f_all, axis=1)
+    # Only the columns a sentence can read, as arrays: far cheaper than a dict per row.
+    wanted = [c for c in frame.columns if c in by_name or c in ("seats", "segment")]
+    cols = {c: frame[c].to_numpy(dtype=object) for c in wanted}
+    segments = cols.get("segment", np.full(n_rows, None, dtype=object))
     out: list[tuple[list[Driver], Driver | None]] = []
-    for row, f_row, c_row in zip(
-        frame.to_dict("records"), fam.to_numpy(), feats.to_numpy(), strict=True
-    ):
-        segment = row.get("segment")
+    for i in range(n_rows):
+        segment = segments[i]
         segment = None if segment is None or isinstance(segment, float) else str(segment)
         reference = refs.get(segment or ALL_SEGMENTS) or refs.get(ALL_SEGMENTS, {})
-        context = (row, reference, segment)
-        order = np.argsort(-f_row, kind="stable")
-        risks = [
-            _driver(
-                fam.columns[j], f_row[j], 1.0, c_row, family_of, feats.columns, by_name, context
-            )
-            for j in order[:top]
-            if f_row[j] > 1e-6
-        ]
-        low = int(np.argmin(f_row))
-        protective = (
-            _driver(
-                fam.columns[low],
-                f_row[low],
-                -1.0,
-                c_row,
-                family_of,
-                feats.columns,
-                by_name,
-                context,
-            )
-            if f_row[low] < -1e-6
-            else None
-        )
+
+        def driver(j: int, member: int, i: int = i, seg: str | None = segment,
+                   ref: Mapping[str, float] = reference) -> Driver:  # fmt: skip
+            f = by_name[names[member]]
+            row = _RowView(cols, i)
+            return Driver(fam.columns[j], f.name, float(f_all[i, j]), describe(f, row, ref, seg))
+
+        risks = [driver(j, up[i, j]) for j in order[i] if f_all[i, j] > 1e-6]
+        low = lowest[i]
+        protective = driver(low, down[i, low]) if f_all[i, low] < -1e-6 else None
         out.append((risks, protective))
     return out
 
 
-def _driver(
-    family: str,
-    total: float,
-    sign: float,
-    contrib_row: np.ndarray,
-    family_of: np.ndarray,
-    names: pd.Index,
-    by_name: Mapping[str, Feature],
-    context: tuple[Mapping[Any, Any], Mapping[str, float], str | None],
-) -> Driver:
-    """The family's driver, described by its member pushing hardest in direction ``sign``."""
-    members = np.flatnonzero(family_of == family)
-    best = members[np.argmax(sign * contrib_row[members])]
-    f = by_name[names[best]]
-    row, reference, segment = context
-    return Driver(family, f.name, float(total), describe(f, row, reference, segment))
+class _RowView(Mapping[str, Any]):
+    """One row of column arrays, read lazily (``describe`` reads two or three cells)."""
+
+    def __init__(self, cols: Mapping[str, np.ndarray], i: int) -> None:
+        self._cols, self._i = cols, i
+
+    def __getitem__(self, key: str) -> Any:
+        return self._cols[key][self._i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cols)
+
+    def __len__(self) -> int:
+        return len(self._cols)
 
 
 def change_since(previous: pd.DataFrame, current: pd.DataFrame, top: int = 2) -> pd.Series:
@@ -211,7 +211,8 @@ def change_since(previous: pd.DataFrame, current: pd.DataFrame, top: int = 2) ->
     """
     fams = [c for c in current.columns if c in FAMILY_NAMES]
     prev: dict[Any, dict[str, Any]] = {
-        r["account_id"]: r for r in previous.to_dict("records")  # type: ignore[misc]
+        r["account_id"]: r
+        for r in previous.to_dict("records")  # type: ignore[misc]
     }
     texts = []
     for row in current.to_dict("records"):

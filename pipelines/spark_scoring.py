@@ -24,11 +24,13 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import date
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import ibis.expr.types as ir
 import mlflow.pyfunc
 import pandas as pd
 import pyarrow as pa
@@ -44,6 +46,7 @@ from features.training import (
     sort_rows,
 )
 from models.plays import PlayConfig
+from pipelines.config import ChurnConfig
 from pipelines.scoring import (
     WATERFALLS,
     ScoreOutput,
@@ -72,10 +75,10 @@ FRAME = "_frame_"
 
 def score_on_spark(
     con: BaseBackend,
-    tables: dict[str, Any],
-    as_of: Any,
+    tables: Mapping[str, ir.Table],
+    as_of: date,
     sm: ScoringModel,
-    cfg: Any,
+    cfg: ChurnConfig,
     previous: pd.DataFrame | None = None,
     progress: Progress = None,
     waterfalls: int = WATERFALLS,
@@ -83,9 +86,9 @@ def score_on_spark(
     """Score every account eligible at ``as_of`` on Spark; the same result as the local path.
 
     ``con`` is the Ibis PySpark backend that ``tables`` were read with, ``cfg`` the run's
-    :class:`pipelines.config.ChurnConfig` (labels, features, plays) and ``previous`` the
-    scores directory's history. The feature rows are cached on the cluster for the length
-    of the call (one pass for the scores, one small one for the waterfalls).
+    settings (labels, features, plays) and ``previous`` the scores directory's history.
+    The feature rows are cached on the cluster for the length of the call (one pass for the
+    scores, one small one for the waterfalls).
     """
     query = scoring_query(tables, as_of, cfg.labels, cfg.features, sm.top_events)
     # check_features_match reads only the frame's column names: no need to build the frame.
@@ -137,21 +140,21 @@ def explain_on_spark(
     wanted = [ROW_ID, *RAW_COLUMNS, *(f.name for f in decl)]
     raw = [c for c in dict.fromkeys(wanted) if c in features.columns]
     with_p = features.select(*raw, predict(inputs).alias(PROBABILITY))
-    # The ScoringModel is plain Python and a LightGBM booster: shipped once per executor.
-    model = spark.sparkContext.broadcast(sm)
-    explain = partial(_explain_batches, model=model, decl=tuple(decl), plays=plays, drift=drift)
+    # The ScoringModel (plain Python and a LightGBM booster) travels inside the function;
+    # PySpark broadcasts a pickled function above 1 MB by itself. No sparkContext.broadcast:
+    # Spark Connect sessions (Databricks shared and serverless compute) have no context.
+    explain = partial(_explain_batches, sm=sm, decl=tuple(decl), plays=plays, drift=drift)
     return with_p.mapInPandas(explain, batch_schema(sm, drift))
 
 
 def _explain_batches(
     batches: Iterator[pd.DataFrame],
-    model: Any,
+    sm: ScoringModel,
     decl: tuple[Feature, ...],
     plays: PlayConfig,
     drift: Sequence[str],
 ) -> Iterator[pd.DataFrame]:
     """``mapInPandas``: shape each batch as the local frame is, then :func:`explain_batch`."""
-    sm: ScoringModel = model.value
     for raw in batches:
         if raw.empty:
             continue
@@ -217,7 +220,8 @@ def _spark_frame(con: BaseBackend, query: FeatureQuery) -> tuple[SparkFrame, str
 
 
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
-    """A collected Arrow table as pandas, with the dtypes :func:`explain_batch` gives."""
+    """A collected Arrow table as pandas; lists (``driver_list``) as Python lists, as
+    :func:`explain_batch` gives them."""
     out = table.to_pandas()
     if "driver_list" in out:
         # Arrow lists arrive as numpy arrays; the local path has Python lists.

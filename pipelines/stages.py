@@ -103,9 +103,7 @@ def build_features(
     clean = open_clean(data_dir, cfg)
     ts = build_scoring_set(clean.tables, as_of, cfg.labels, cfg.features, progress=progress)
     write_atomically(lambda p: ts.frame.to_parquet(p, index=False), out)
-    write_atomically(
-        lambda p: write_dictionary(ts.features, p), out.with_suffix(".features.json")
-    )
+    write_atomically(lambda p: write_dictionary(ts.features, p), out.with_suffix(".features.json"))
     return ts
 
 
@@ -195,9 +193,7 @@ def explain_account(
     sm = load_scoring_model(model_uri or default_model_uri(cfg.tracking.registered_model))
     cfg = _scoring_labels(cfg, sm)
     # Wide horizon: explain any account with an open term, not only those renewing soon.
-    wide = cfg.model_copy(
-        update={"labels": cfg.labels.model_copy(update={"within_days": 3650})}
-    )
+    wide = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"within_days": 3650})})
     clean = open_clean(data_dir, wide)
     info = accounts_info(clean.tables)
     if account_id not in set(info["account_id"]):
@@ -213,7 +209,9 @@ def explain_account(
             continue
         one = TrainingSet(mine.reset_index(drop=True), ts.features, ts.top_events)
         scored = score_frame(one, info, sm, cfg.plays, waterfalls=1 if k == 0 else 0)
-        history.append(scored.scores.iloc[0][["as_of", "churn_probability", "health_score", "band"]])
+        history.append(
+            scored.scores.iloc[0][["as_of", "churn_probability", "health_score", "band"]]
+        )
         if k == 0:
             row = scored.scores.iloc[0]
             png = scored.waterfalls.get(account_id, b"")
