@@ -264,18 +264,19 @@ def catalog(
             "days since the most active user of the last 180 days last had an event",
         ),
     ]
+    tenure = Feature(
+        "tenure_days",
+        "lifecycle",
+        "Tenure",
+        "days",
+        None,
+        "higher",
+        "days since the account became a customer",
+        source="accounts",
+    )
     if "contracts" in sources:
         f += [
-            Feature(
-                "tenure_days",
-                "lifecycle",
-                "Tenure",
-                "days",
-                None,
-                "higher",
-                "days since the account became a customer",
-                source="accounts",
-            ),
+            tenure,
             Feature(
                 "days_to_renewal",
                 "lifecycle",
@@ -328,18 +329,7 @@ def catalog(
             ),
         ]
     else:
-        f.append(
-            Feature(
-                "tenure_days",
-                "lifecycle",
-                "Tenure",
-                "days",
-                None,
-                "higher",
-                "days since the account became a customer",
-                source="accounts",
-            )
-        )
+        f.append(tenure)
     if "tickets" in sources:
         f += _windowed(
             "tickets",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +12,19 @@ import pytest
 
 # Tests share the machine with other work: one thread each keeps them fast and deterministic.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+#: Marks of the tests that run local Spark: skipped only where pyspark or Java is missing.
+SPARK = [
+    pytest.mark.spark,
+    pytest.mark.skipif(
+        importlib.util.find_spec("pyspark") is None,
+        reason="pyspark is not installed (pip install -e '.[spark]', or make install-dev)",
+    ),
+    pytest.mark.skipif(
+        shutil.which("java") is None, reason="java is not on PATH (Spark needs Java 17)"
+    ),
+]
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ pinned by hand in ``test_features_golden.py``.
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,22 +15,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import SPARK
 
 from features.config import FeatureConfig, LabelConfig
 from features.read import connect
 from features.training import TrainingSet, build_scoring_set, build_training_set, data_end_day
 from features.validate import CleanData, load
 
-pytestmark = [
-    pytest.mark.spark,
-    pytest.mark.skipif(
-        importlib.util.find_spec("pyspark") is None,
-        reason="pyspark is not installed (pip install -e '.[spark]', or make install-dev)",
-    ),
-    pytest.mark.skipif(
-        shutil.which("java") is None, reason="java is not on PATH (Spark needs Java 17)"
-    ),
-]
+pytestmark = SPARK
 
 ACCOUNTS, WORLD_SEED = 60, 3
 #: A small local Spark: two cores, few shuffle partitions (the data are a few MB).

@@ -8,9 +8,7 @@ same Ibis expression, probabilities by ``mlflow.pyfunc.spark_udf``, drivers per 
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from datetime import date
@@ -20,6 +18,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import SPARK
 from ibis.backends import BaseBackend
 
 from features.read import connect
@@ -30,16 +29,7 @@ from pipelines import stages, training
 from pipelines.config import ChurnConfig, load_config
 from pipelines.scoring import ScoreOutput, write_scores_dir
 
-pytestmark = [
-    pytest.mark.spark,
-    pytest.mark.skipif(
-        importlib.util.find_spec("pyspark") is None,
-        reason="pyspark is not installed (pip install -e '.[spark]', or make install-dev)",
-    ),
-    pytest.mark.skipif(
-        shutil.which("java") is None, reason="java is not on PATH (Spark needs Java 17)"
-    ),
-]
+pytestmark = SPARK
 
 ACCOUNTS, WORLD_SEED = 150, 7
 CUTOFF, AS_OF = date(2025, 6, 1), date(2025, 7, 1)
