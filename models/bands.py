@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from features.config import Frozen
+from models.metrics import band
 
 
 class BandConfig(Frozen):
@@ -70,11 +71,11 @@ def threshold_quality(p: np.ndarray, y: np.ndarray, yellow: float, red: float) -
     """Precision and recall for churn of "red" and of "red or yellow"."""
     p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=int)
     rows = []
-    for band, t in (("red", red), ("yellow", yellow)):
+    for name, t in (("red", red), ("yellow", yellow)):
         flagged = p >= t
         rows.append(
             {
-                "band": band,
+                "band": name,
                 "threshold": t,
                 "precision": float(y[flagged].mean()) if flagged.any() else float("nan"),
                 "recall": float(y[flagged].sum() / max(y.sum(), 1)),
@@ -98,4 +99,4 @@ def assign_bands(
         seg = segments.astype("str").to_numpy()
         for name, (y_t, r_t) in per_segment.items():
             yellow[seg == name], red[seg == name] = y_t, r_t
-    return np.where(p >= red, "red", np.where(p >= yellow, "yellow", "green"))
+    return band(p, (yellow, red))  # type: ignore[arg-type]  # arrays broadcast like scalars

@@ -210,10 +210,7 @@ def change_since(previous: pd.DataFrame, current: pd.DataFrame, top: int = 2) ->
     (its contribution). Accounts not scored last time get an empty text.
     """
     fams = [c for c in current.columns if c in FAMILY_NAMES]
-    prev: dict[Any, dict[str, Any]] = {
-        r["account_id"]: r
-        for r in previous.to_dict("records")  # type: ignore[misc]
-    }
+    prev: dict[Any, Any] = {r["account_id"]: r for r in previous.to_dict("records")}
     texts = []
     for row in current.to_dict("records"):
         p = prev.get(row["account_id"])

@@ -58,11 +58,6 @@ def priority(arr: float | None, probability: float) -> float:
     return float(arr) * float(probability)
 
 
-def plays_for(families: list[str | None], bands: list[str], cfg: PlayConfig) -> list[str]:
-    """The play of each account, in order."""
-    return [choose_play(f, b, cfg) for f, b in zip(families, bands, strict=True)]
-
-
 def merged(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
     """Team-specific plays on top of the defaults."""
     return {**base, **extra}

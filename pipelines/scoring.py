@@ -7,7 +7,6 @@ replaces the old one with a rename, so a crash leaves the previous output or non
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -40,6 +39,7 @@ from models.explain import (
     family_contributions,
     references,
 )
+from models.metrics import roc_auc, watermelon_rate
 from models.plays import PlayConfig, choose_play, priority
 from models.train import ChurnModel
 from models.waterfall import waterfall_png
@@ -79,8 +79,6 @@ def scoring_context(
       ``band_lead_days`` before renewal, the watermelon rate, ROC AUC vs hand-weighted;
     - ``drift_baseline``: decile bins of the most important numeric features.
     """
-    from models.metrics import roc_auc
-
     frame = ts.frame
     healthy = frame["label"].fillna(1).astype(int) == 0
     refs = references(frame, ts.features, healthy)
@@ -101,7 +99,7 @@ def scoring_context(
         "roc_auc": roc_auc(y, p),
         "green_churn_rate": float(lead_y[green].mean()) if green.any() else float("nan"),
         "red_recall": float((lead_y & (lead_band == "red")).sum() / max(lead_y.sum(), 1)),
-        "watermelon_rate": float((lead_y & green).sum() / max(lead_y.sum(), 1)),
+        "watermelon_rate": watermelon_rate(lead_y, lead_band),
         "band_lead_days": band_lead_days,
         "rows": len(bt),
     }
@@ -420,7 +418,3 @@ def scoring_set(
 ) -> TrainingSet:
     """The feature rows at ``as_of`` with the model's own list of common events."""
     return build_scoring_set(tables, as_of, cfg.labels, cfg.features, sm.top_events, progress)
-
-
-def context_json(context: dict[str, Any]) -> str:
-    return json.dumps(context, indent=1, default=float)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+from ibis.backends import BaseBackend
 
 from features.errors import ContractError
 from features.read import connect, read_data
@@ -60,24 +61,20 @@ def simulate_world(
     )
 
 
+def engine(cfg: ChurnConfig) -> BaseBackend:
+    """A connection to the configured engine (the Spark master only matters for Spark)."""
+    spark = {"master": cfg.engine.spark_master} if cfg.engine.name == "spark" else {}
+    return connect(cfg.engine.name, threads=cfg.engine.threads, **spark)
+
+
 def validate_data(data_dir: Path, cfg: ChurnConfig) -> Report:
     """Read and check a data directory on the configured engine."""
-    con = connect(
-        cfg.engine.name,
-        threads=cfg.engine.threads,
-        **({"master": cfg.engine.spark_master} if cfg.engine.name == "spark" else {}),
-    )
-    return validate(read_data(data_dir, con))
+    return validate(read_data(data_dir, engine(cfg)))
 
 
 def open_clean(data_dir: Path, cfg: ChurnConfig) -> CleanData:
     """Read and validate on the configured engine; raise on a hard problem."""
-    con = connect(
-        cfg.engine.name,
-        threads=cfg.engine.threads,
-        **({"master": cfg.engine.spark_master} if cfg.engine.name == "spark" else {}),
-    )
-    return load(data_dir, con)
+    return load(data_dir, engine(cfg))
 
 
 def training_set(
@@ -107,15 +104,20 @@ def build_features(
     return ts
 
 
-def _scoring_labels(cfg: ChurnConfig, sm: ScoringModel) -> ChurnConfig:
-    """The model decides the label mode it was trained for; the run decides the horizon."""
+def _scoring_model(cfg: ChurnConfig, model_uri: str | None) -> tuple[ScoringModel, ChurnConfig]:
+    """Load the model (default: the champion) and the settings to score with.
+
+    The model decides the label mode it was trained for; the run decides the horizon.
+    """
+    setup_tracking(cfg.tracking)
+    sm = load_scoring_model(model_uri or default_model_uri(cfg.tracking.registered_model))
     trained = sm.context.get("labels", {})
     if not trained:
-        return cfg
+        return sm, cfg
     labels = cfg.labels.model_copy(
         update={k: v for k, v in trained.items() if k in ("label", "horizon_days")}
     )
-    return cfg.model_copy(update={"labels": labels})
+    return sm, cfg.model_copy(update={"labels": labels})
 
 
 def score(
@@ -130,9 +132,7 @@ def score(
     """Score every eligible account at ``as_of`` and write the scores directory atomically."""
     from pipelines.report import render_report
 
-    setup_tracking(cfg.tracking)
-    sm = load_scoring_model(model_uri or default_model_uri(cfg.tracking.registered_model))
-    cfg = _scoring_labels(cfg, sm)
+    sm, cfg = _scoring_model(cfg, model_uri)
     if progress:
         progress("reading data", 0.05)
     clean = open_clean(data_dir, cfg)
@@ -189,9 +189,7 @@ def explain_account(
     The history re-scores the account on the same day of each of the previous months
     (when it was eligible then), with today's model.
     """
-    setup_tracking(cfg.tracking)
-    sm = load_scoring_model(model_uri or default_model_uri(cfg.tracking.registered_model))
-    cfg = _scoring_labels(cfg, sm)
+    sm, cfg = _scoring_model(cfg, model_uri)
     # Wide horizon: explain any account with an open term, not only those renewing soon.
     wide = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"within_days": 3650})})
     clean = open_clean(data_dir, wide)

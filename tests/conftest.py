@@ -6,6 +6,7 @@ import importlib.util
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -25,6 +26,20 @@ SPARK = [
         shutil.which("java") is None, reason="java is not on PATH (Spark needs Java 17)"
     ),
 ]
+
+
+def quick_config(store: Path, trials: int, **more: Any) -> Any:
+    """Settings that train a model in seconds: few trials and folds, one thread, a SQLite
+    MLflow store in ``store``. ``more`` adds top-level settings (e.g. ``seed``)."""
+    from pipelines.config import load_config
+
+    model = {"trials": trials, "tune_folds": 2, "backtest_folds": 2, "monotone": "on",
+             "num_threads": 1}  # fmt: skip
+    if "seed" in more:
+        model["seed"] = more["seed"]
+    return load_config(
+        None, {"tracking": {"uri": f"sqlite:///{store}/mlflow.db"}, "model": model, **more}
+    )
 
 
 @pytest.fixture

@@ -16,13 +16,13 @@ from pathlib import Path
 import mlflow
 import nbformat
 import pytest
+from conftest import quick_config
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from features.simulator import SimConfig, simulate, write_world
 from features.validate import load
 from pipelines import stages, training
-from pipelines.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -45,16 +45,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     world = root / "world"
     write_world(simulate(SimConfig(accounts=ACCOUNTS, seed=SEED)), world)
     uri = f"sqlite:///{root}/mlruns/mlflow.db"
-    cfg = load_config(
-        None,
-        {
-            "seed": SEED,
-            "engine": {"threads": 1},
-            "tracking": {"uri": uri},
-            "model": {"trials": 3, "tune_folds": 2, "backtest_folds": 2, "monotone": "on",
-                      "num_threads": 1, "seed": SEED},
-        },
-    )  # fmt: skip
+    cfg = quick_config(root / "mlruns", trials=3, seed=SEED, engine={"threads": 1})
     # The stages point MLflow at this store, and MLflow exports that to os.environ for
     # subprocesses: put both back so that no later test reaches this store by accident.
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}

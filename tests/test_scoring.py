@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import quick_config
 
 from features.simulator import SimConfig, simulate, write_world
 from features.training import build_training_set
 from features.validate import load
 from models.bands import assign_bands
 from pipelines import stages, training
-from pipelines.config import load_config
 from pipelines.scoring import CONTRACT_COLUMNS, load_scoring_model, write_scores_dir
 
 AS_OF = date(2025, 7, 1)
@@ -41,8 +41,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
     sim = simulate(SimConfig(accounts=500, seed=21))
     accounts = sim.tables["accounts"].copy()
     # Hostile names: they must come out inert in the report and the CSV.
-    accounts.loc[0, "name"] = "<script>alert(1)</script>"
-    accounts.loc[1, "name"] = '=HYPERLINK("x")'
+    # One account in ten of each, so that both are among the renewals scored.
+    accounts.loc[accounts.index[::10], "name"] = "<script>alert(1)</script>"
+    accounts.loc[accounts.index[1::10], "name"] = '=HYPERLINK("x")'
     tables = {**sim.tables, "accounts": accounts}
     write_world(type(sim)(**{**sim.__dict__, "tables": tables}), out)
     return out, sim.truth
@@ -50,15 +51,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    store = tmp_path_factory.mktemp("mlruns")
-    return load_config(
-        None,
-        {
-            "tracking": {"uri": f"sqlite:///{store}/mlflow.db"},
-            "model": {"trials": 3, "tune_folds": 2, "backtest_folds": 2, "monotone": "on",
-                      "num_threads": 1},
-        },
-    )  # fmt: skip
+    return quick_config(tmp_path_factory.mktemp("mlruns"), trials=3)
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +111,13 @@ def test_hostile_names_come_out_inert(scored) -> None:  # type: ignore[no-untype
     csv = (scored / "scores.csv").read_text()
     parquet = pd.read_parquet(scored / "scores.parquet")
     names = set(parquet["name"])
-    if "<script>alert(1)</script>" in names:
-        assert "<script>alert(1)" not in html
-        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    if '=HYPERLINK("x")' in names:
-        assert "'=HYPERLINK(" in csv
-        assert "\n=HYPERLINK" not in csv and ",=HYPERLINK" not in csv
-    assert names & {"<script>alert(1)</script>", '=HYPERLINK("x")'}, "a hostile name was scored"
+    assert {"<script>alert(1)</script>", '=HYPERLINK("x")'} <= names, "both were scored"
+    assert "<script>alert(1)" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "'=HYPERLINK(" in csv
+    cells = pd.read_csv(scored / "scores.csv", dtype=str).stack()
+    assert not cells.str.match(r"[=+@\t\r]").any(), "no cell can start a spreadsheet formula"
+    assert (cells == '\'=HYPERLINK("x")').sum() >= 1
 
 
 def test_a_crash_mid_write_leaves_the_previous_output(scored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import SPARK
+from conftest import SPARK, quick_config
 from ibis.backends import BaseBackend
 
 from features.read import connect
@@ -26,7 +26,7 @@ from features.simulator import SimConfig, simulate, write_world
 from features.training import build_training_set
 from features.validate import load
 from pipelines import stages, training
-from pipelines.config import ChurnConfig, load_config
+from pipelines.config import ChurnConfig
 from pipelines.scoring import ScoreOutput, write_scores_dir
 
 pytestmark = SPARK
@@ -51,15 +51,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory: pytest.TempPathFactory) -> ChurnConfig:
-    store = tmp_path_factory.mktemp("mlruns")
-    return load_config(
-        None,
-        {
-            "tracking": {"uri": f"sqlite:///{store}/mlflow.db"},
-            "model": {"trials": 2, "tune_folds": 2, "backtest_folds": 2, "monotone": "on",
-                      "num_threads": 1},
-        },
-    )  # fmt: skip
+    return quick_config(tmp_path_factory.mktemp("mlruns"), trials=2)
 
 
 @pytest.fixture(scope="module")
