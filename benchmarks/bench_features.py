@@ -13,7 +13,13 @@ The world is simulated into ``--data`` when it is absent and reused afterwards. 
 next to it (``--data``'s parent), never into the repository. The 1-minute load average is
 printed beside every figure: the machine is shared and figures move with it.
 
-    python benchmarks/bench_features.py --accounts 18500 --data /tmp/bench/world --threads 2
+    python benchmarks/bench_features.py --accounts 2300 --session-events 8 \
+        --data /tmp/bench/sessions --threads 2
+
+``--session-events 1`` simulates one event per action (the default worlds of the tests:
+about 1.2 events per active user-day); 8 gives sessions of several events per visit, as
+product analytics log them. The build's cost follows user-days and account-days more than
+events, so the README reports both worlds.
 """
 
 from __future__ import annotations
@@ -67,7 +73,8 @@ def stage_simulate(a: argparse.Namespace) -> dict[str, Any]:
     from features.simulator import SimConfig, simulate, write_world
 
     t = time.perf_counter()
-    write_world(simulate(SimConfig(accounts=a.accounts, seed=a.seed)), a.data)
+    cfg = SimConfig(accounts=a.accounts, seed=a.seed, session_events=a.session_events)
+    write_world(simulate(cfg), a.data)
     return {"seconds": time.perf_counter() - t}
 
 
@@ -145,12 +152,12 @@ def stage_pandas(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def stage_profile(a: argparse.Namespace) -> dict[str, Any]:
-    """Time the feature queries one family at a time and save DuckDB's EXPLAIN ANALYZE."""
+    """Time each part of the build alone and save DuckDB's EXPLAIN ANALYZE of the query."""
     import ibis
 
-    from features import build
+    from features import build, usage
     from features.config import FeatureConfig, LabelConfig
-    from features.training import _with_ids, common_events, data_end_day, training_snapshots
+    from features.training import _with_ids, data_end_day, training_snapshots
     from features.validate import load
 
     con = _connect(a)
@@ -166,14 +173,18 @@ def stage_profile(a: argparse.Namespace) -> dict[str, Any]:
     tables, cfg = clean.tables, FeatureConfig()
     cutoff = clock("data_end_day", lambda: data_end_day(tables))
     snaps_expr = training_snapshots(tables, LabelConfig(), cutoff)
-    top = clock("common_events", lambda: common_events(tables["events"], cfg.top_events, cutoff))
+    days = clock(
+        "daily roll-up (one pass over events)", lambda: usage.daily(tables["events"]).cache()
+    )
+    top = clock("common_events", lambda: usage.common_events(days, cfg.top_events, cutoff))
     # Materialised once so that each family below is timed without the snapshot query.
     snaps = ibis.memtable(clock("snapshots", lambda: _with_ids(snaps_expr).to_pyarrow()))
-    ev = tables["events"]
+    ud, ed = usage.rollups(days, cfg)
     families: dict[str, Callable[[], Any]] = {
-        "usage (user-day roll-up)": lambda: build.usage_features(ev, snaps, cfg),
-        "active days (account-day)": lambda: build.active_day_features(ev, snaps, cfg),
-        "event mix (event-day)": lambda: build.event_mix_features(ev, snaps, cfg, top),
+        "usage (running sums)": lambda: usage.usage_features(ud, ed, snaps, cfg, top),
+        "concentration (user look-back join)": lambda: usage.concentration_features(
+            ud, snaps, cfg.champion_days
+        ),
         "support": lambda: build.support_features(tables["tickets"], snaps),
         "voice": lambda: build.voice_features(tables["surveys"], snaps),
         "sentiment": lambda: build.sentiment_features(tables["sentiment"], snaps),
@@ -181,12 +192,13 @@ def stage_profile(a: argparse.Namespace) -> dict[str, Any]:
     }
     for name, make in families.items():
         clock(name, lambda make=make: make().to_pyarrow())  # type: ignore[misc]
-    expr, _ = build.feature_table(tables, _with_ids(snaps_expr), cfg, top)
+    expr, _ = build.feature_table(tables, _with_ids(snaps_expr), cfg, top, days)
     plan = a.data.parent / f"{a.data.name}-explain-analyze.txt"
     t = time.perf_counter()
     rows = con.raw_sql(f"EXPLAIN ANALYZE {ibis.to_sql(expr, dialect='duckdb')}").fetchall()
     timed["whole feature table (EXPLAIN ANALYZE)"] = time.perf_counter() - t
     plan.write_text("\n".join(str(r[-1]) for r in rows), encoding="utf-8")
+    days.release()
     return {"seconds": sum(timed.values()), "parts": timed, "plan": str(plan)}
 
 
@@ -207,6 +219,7 @@ def run_stage(name: str, a: argparse.Namespace) -> dict[str, Any]:
     argv = [
         sys.executable, str(Path(__file__).resolve()), "--stage", name,
         "--accounts", str(a.accounts), "--seed", str(a.seed), "--data", str(a.data),
+        "--session-events", str(a.session_events),
         "--threads", str(a.threads), "--chunk-accounts", str(a.chunk_accounts),
         "--repeat", str(a.repeat), "--memory-limit", a.memory_limit,
     ]  # fmt: skip
@@ -319,9 +332,12 @@ def report(n_events: int, r: dict[str, dict[str, Any]]) -> str:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--accounts", type=int, default=18_500, help="accounts of a new world")
+    p.add_argument("--accounts", type=int, default=2_300, help="accounts of a new world")
+    p.add_argument(
+        "--session-events", type=float, default=8.0, help="mean events per session (new world)"
+    )
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--data", type=Path, default=Path("/tmp/bench/world"))
+    p.add_argument("--data", type=Path, default=Path("/tmp/bench/sessions"))
     p.add_argument("--threads", type=int, default=2, help="DuckDB threads")
     p.add_argument("--chunk-accounts", type=int, default=1000, help="pandas: accounts per merge")
     p.add_argument("--repeat", type=int, default=3, help="floor: best of this many scans")

@@ -1,8 +1,9 @@
 """Point-in-time feature queries, written once in Ibis and run by DuckDB or Spark.
 
-Every query joins a source table to the snapshots on ``account_id`` with the strict filter
-``time < as_of``, then aggregates per snapshot. Events are first rolled up to one row per
-user-day (and per event-day), which is what the windowed counts need and is far smaller.
+Every query of the small tables joins them to the snapshots on ``account_id`` with the strict
+filter ``time < as_of``, then aggregates per snapshot. Events, by far the largest table, are
+rolled up once to user-days and event-days and read through running sums
+(:mod:`features.usage`).
 """
 
 from __future__ import annotations
@@ -12,134 +13,12 @@ from collections.abc import Mapping, Sequence
 import ibis
 import ibis.expr.types as ir
 
-from features.catalog import Feature, _slug, catalog
+from features.catalog import Feature, catalog
 from features.config import FeatureConfig
-from features.snapshots import SECONDS_PER_DAY, epoch_day
+from features.snapshots import SECONDS_PER_DAY
+from features.usage import concentration_features, daily, ratio, rollups, usage_features
 
-#: The longest look-back of any event feature (the champion's window).
-LOOKBACK_DAYS = 180
-SLOPE_WEEKS = 13
 SENTIMENT_SCORE = {"red": 0, "yellow": 1, "green": 2}
-
-
-def before(t: ir.Table, day: ir.IntegerValue, snaps: ir.Table, lookback: int | None) -> ir.Table:
-    """Join ``t`` to the snapshots of its account, keeping rows strictly before ``as_of``.
-
-    ``day`` is the row's day number; ``lookback`` bounds how far back rows are kept. The
-    result has ``age``: 1 for the day before the snapshot, 2 for the day before that, ...
-    """
-    t = t.mutate(_day=day)
-    s = snaps.select("snapshot_id", "as_of_day", _acc="account_id")
-    cond = [t.account_id == s._acc, t._day < s.as_of_day]
-    if lookback is not None:
-        cond.append(t._day >= s.as_of_day - lookback)
-    j = t.join(s, cond)
-    return j.mutate(age=j.as_of_day - j._day)
-
-
-def _in(age: ir.IntegerValue, w: int, start: int = 0) -> ir.BooleanValue:
-    return (age > start) & (age <= w)
-
-
-def _ratio(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
-    return (den > 0).ifelse(num.cast("float64") / den.nullif(0), ibis.null("float64"))
-
-
-def usage_features(events: ir.Table, snaps: ir.Table, cfg: FeatureConfig) -> ir.Table:
-    """Frequency, breadth, depth, trend and concentration, from a user-day roll-up."""
-    key = events.event.isin(list(cfg.key_events)) if cfg.key_events else ibis.literal(False)
-    ud = (
-        events.mutate(day=epoch_day(events.ts), k=key.cast("int64"))
-        .group_by(["account_id", "user_id", "day"])
-        .aggregate(n=ibis._.count(), k=ibis._.k.sum())
-    )
-    j = before(ud, ud.day, snaps, LOOKBACK_DAYS)
-    a, n, k = j.age, j.n, j.k
-    # Per snapshot and user: enough to count users, user-days and find the champion.
-    per_user = {
-        **{f"n{w}": n.sum(where=_in(a, w)) for w in (*cfg.windows, 30)},
-        **{f"k{w}": k.sum(where=_in(a, w)) for w in (*cfg.windows, 30)},
-        **{f"d{w}": a.count(where=_in(a, w)) for w in (*cfg.windows, 30)},
-        "n_prev30": n.sum(where=_in(a, 60, 30)),
-        "k_prev30": k.sum(where=_in(a, 60, 30)),
-        "d_prev30": a.count(where=_in(a, 60, 30)),
-        "d_prior60": a.count(where=_in(a, 90, 30)),
-        "n_all": n.sum(),
-        "last_age": a.min(),
-        "slope": (n * (6 - (a - 1) // 7)).sum(where=_in(a, SLOPE_WEEKS * 7)),
-        "n_slope": n.sum(where=_in(a, SLOPE_WEEKS * 7)),
-    }
-    u = j.group_by(["snapshot_id", "user_id"]).aggregate(**per_user)
-    u = u.mutate(**{c: u[c].fill_null(0) for c in per_user if c != "last_age"})
-    champion_order = ibis.window(group_by=u.snapshot_id, order_by=[ibis.desc(u.n_all), u.user_id])
-    u = u.mutate(_rank=ibis.row_number().over(champion_order))
-    out: dict[str, ir.Value] = {}
-    for w in cfg.windows:
-        out[f"events_{w}d"] = u[f"n{w}"].sum()
-        out[f"user_days_{w}d"] = u[f"d{w}"].sum()
-        out[f"active_users_{w}d"] = u[f"d{w}"].count(where=u[f"d{w}"] > 0)
-        out[f"key_events_{w}d"] = u[f"k{w}"].sum()
-    out |= {
-        "_n30": u.n30.sum(),
-        "_k30": u.k30.sum(),
-        "_u30": u.d30.count(where=u.d30 > 0),
-        "_ud30": u.d30.sum(),
-        "_n_prev30": u.n_prev30.sum(),
-        "_k_prev30": u.k_prev30.sum(),
-        "_u_prev30": u.d_prev30.count(where=u.d_prev30 > 0),
-        "key_users_30d": u.k30.count(where=u.k30 > 0),
-        "new_users_30d": u.d30.count(where=(u.d30 > 0) & (u.d_prior60 == 0)),
-        "lost_users_30d": u.d_prev30.count(where=(u.d_prev30 > 0) & (u.d30 == 0)),
-        "_top_n30": u.n30.max(),
-        "days_since_last_event": u.last_age.min(),
-        "days_since_champion": u.last_age.min(where=u._rank == 0),
-        "_slope": u.slope.sum(),
-        "_n_slope": u.n_slope.sum(),
-    }
-    s = u.group_by("snapshot_id").aggregate(**out)
-    derived = {
-        **{
-            f"key_share_{w}d": _ratio(s[f"key_events_{w}d"], s[f"events_{w}d"]) for w in cfg.windows
-        },
-        "stickiness_30d": _ratio(s._ud30, s._u30 * 30),
-        "events_change_30d": (s._n30 + 1).cast("float64") / (s._n_prev30 + 1) - 1,
-        "active_users_change_30d": (s._u30 + 1).cast("float64") / (s._u_prev30 + 1) - 1,
-        "key_events_change_30d": (s._k30 + 1).cast("float64") / (s._k_prev30 + 1) - 1,
-        # Least-squares slope of 13 weekly counts: sum((w - 6) * c_w) / sum((w - 6)^2), with
-        # sum((w - 6)^2) = 182; weeks without events add nothing to the numerator. The cast
-        # matters on Spark, where 182.0 is a DECIMAL literal and int / decimal is rounded.
-        "events_slope_90d": (s._slope.cast("float64") / 182.0) / (s._n_slope / SLOPE_WEEKS + 1),
-        "top_user_share_30d": _ratio(s._top_n30, s._n30),
-    }
-    s = s.mutate(**derived)
-    return s.drop(*[c for c in s.columns if c.startswith("_")])
-
-
-def active_day_features(events: ir.Table, snaps: ir.Table, cfg: FeatureConfig) -> ir.Table:
-    """Days with any event, per window, from an account-day roll-up."""
-    ad = events.select("account_id", day=epoch_day(events.ts)).distinct()
-    j = before(ad, ad.day, snaps, max(cfg.windows))
-    return j.group_by("snapshot_id").aggregate(
-        **{f"active_days_{w}d": j.age.count(where=_in(j.age, w)) for w in cfg.windows}
-    )
-
-
-def event_mix_features(
-    events: ir.Table, snaps: ir.Table, cfg: FeatureConfig, top_events: Sequence[str]
-) -> ir.Table:
-    """Distinct events used per window and counts of the most common events (30 days)."""
-    ed = (
-        events.mutate(day=epoch_day(events.ts))
-        .group_by(["account_id", "event", "day"])
-        .aggregate(n=ibis._.count())
-    )
-    j = before(ed, ed.day, snaps, max(cfg.windows))
-    aggs: dict[str, ir.Value] = {
-        f"distinct_events_{w}d": j.event.nunique(where=_in(j.age, w)) for w in cfg.windows
-    }
-    for e in top_events:
-        aggs[f"event_{_slug(e)}_30d"] = j.n.sum(where=_in(j.age, 30) & (j.event == e))
-    return j.group_by("snapshot_id").aggregate(**aggs)
 
 
 def _sec(col: ir.Value) -> ir.IntegerValue:
@@ -284,20 +163,23 @@ def feature_table(
     snaps: ir.Table,
     cfg: FeatureConfig,
     top_events: Sequence[str],
+    days: ir.Table | None = None,
 ) -> tuple[ir.Table, tuple[Feature, ...]]:
     """Every feature of every snapshot, as one Ibis expression, and their declarations.
+
+    ``days`` is :func:`features.usage.daily` of the events, when the caller holds it
+    (cached); by default the expression rolls the events up itself.
 
     ``snaps`` needs ``snapshot_id``, ``account_id``, ``as_of_day`` and the contract context
     (``seats``, ``arr``, ``prev_arr``, ``term_number``, ``renewal_day``).
     """
     accounts = tables["accounts"]
     static = [c for c in accounts.columns if c not in ("account_id", "created_at", "name", "csm")]
-    decl = catalog(cfg.windows, top_events, static, tables.keys())
-    events = tables["events"]
+    decl = catalog(cfg.windows, top_events, static, tables.keys(), cfg.champion_days)
+    ud, ed = rollups(daily(tables["events"]) if days is None else days, cfg)
     parts = [
-        usage_features(events, snaps, cfg),
-        active_day_features(events, snaps, cfg),
-        event_mix_features(events, snaps, cfg, top_events),
+        usage_features(ud, ed, snaps, cfg, top_events),
+        concentration_features(ud, snaps, cfg.champion_days),
     ]
     makers = {
         "tickets": support_features,
@@ -323,13 +205,12 @@ def feature_table(
     }
     base = base.mutate(**fills)
     extra: dict[str, ir.Value] = {}
-    if "days_since_last_event" in base.columns:
-        extra["days_since_last_event"] = base.days_since_last_event.fill_null(LOOKBACK_DAYS + 1)
+    extra["top_user_share_30d"] = ratio(base._top_n30, base._n30)
     if "contracts" in tables or "seats" in base.columns:
         extra |= {
-            f"utilisation_{w}d": _ratio(base[f"active_users_{w}d"], base.seats) for w in cfg.windows
+            f"utilisation_{w}d": ratio(base[f"active_users_{w}d"], base.seats) for w in cfg.windows
         }
         extra["days_to_renewal"] = (base.renewal_day - base.as_of_day).cast("float64")
-        extra["arr_change_last_renewal"] = _ratio(base.arr, base.prev_arr) - 1
-    base = base.mutate(**extra)
+        extra["arr_change_last_renewal"] = ratio(base.arr, base.prev_arr) - 1
+    base = base.mutate(**extra).drop("_top_n30", "_n30")
     return base, decl

@@ -78,6 +78,7 @@ def catalog(
     top_events: Sequence[str] = (),
     static_columns: Sequence[str] = (),
     sources: Iterable[str] = ("events", "contracts", "tickets", "surveys", "sentiment", "invoices"),
+    champion_days: int = 365,
 ) -> tuple[Feature, ...]:
     """Every feature built for these windows, common events, account attributes and tables."""
     f: list[Feature] = []
@@ -259,9 +260,9 @@ def catalog(
             "concentration",
             "Days since the champion was active",
             "days",
-            180,
+            champion_days,
             "lower",
-            "days since the most active user of the last 180 days last had an event",
+            f"days since the most active user of the last {champion_days} days last had an event",
         ),
     ]
     tenure = Feature(

@@ -43,3 +43,6 @@ class FeatureConfig(Frozen):
     windows: tuple[int, ...] = (7, 30, 90)
     key_events: tuple[str, ...] = DEFAULT_KEY_EVENTS
     top_events: int = Field(10, ge=0, description="per-event counts for this many common events")
+    champion_days: int = Field(
+        365, gt=0, description="the champion is the most active user over this many days"
+    )

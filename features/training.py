@@ -24,11 +24,11 @@ from features.config import FeatureConfig, LabelConfig
 from features.snapshots import (
     calendar_days,
     day_number,
-    epoch_day,
     inactivity_snapshots,
     open_term_snapshots,
     renewal_snapshots,
 )
+from features.usage import common_events, daily
 
 Progress = Callable[[str, float], None] | None
 ID_COLUMNS = ("account_id", "contract_id", "as_of", "lead_days")
@@ -82,15 +82,6 @@ def data_end_day(tables: Mapping[str, ir.Table]) -> int:
     if last is None:
         raise ValueError("events is empty: there is no history to learn from")
     return day_number(last.date()) + 1
-
-
-def common_events(events: ir.Table, n: int, before_day: int) -> tuple[str, ...]:
-    """The ``n`` most frequent event names before ``before_day`` (ties broken by name)."""
-    if n == 0:
-        return ()
-    ev = events.filter(epoch_day(events.ts) < before_day)
-    top = ev.group_by("event").aggregate(c=ev.count()).order_by([ibis.desc("c"), "event"]).limit(n)
-    return tuple(top.to_pyarrow()["event"].to_pylist())
 
 
 def training_snapshots(
@@ -180,13 +171,22 @@ def _build(
     tables: Mapping[str, ir.Table],
     snaps: ir.Table,
     features: FeatureConfig,
-    top_events: Sequence[str],
+    top: Sequence[str] | None,
+    top_before_day: int,
     progress: Progress,
 ) -> TrainingSet:
-    query = _query(tables, snaps, features, top_events)
-    if progress:
-        progress("computing features", 0.2)
-    frame = _to_frame(query.expr, query.features)
+    """Run the feature query, with the events rolled up once and kept for its duration.
+
+    ``top``: the per-event columns; ``None`` takes the most common events before
+    ``top_before_day``.
+    """
+    with daily(tables["events"]).cache() as days:
+        if progress:
+            progress("events rolled up", 0.3)
+        if top is None:
+            top = common_events(days, features.top_events, top_before_day)
+        query = _query(tables, snaps, features, top, days)
+        frame = _to_frame(query.expr, query.features)
     if progress:
         progress("features built", 1.0)
     return TrainingSet(frame, query.features, query.top_events)
@@ -197,8 +197,9 @@ def _query(
     snaps: ir.Table,
     features: FeatureConfig,
     top_events: Sequence[str],
+    days: ir.Table | None = None,
 ) -> FeatureQuery:
-    expr, decl = feature_table(tables, _with_ids(snaps), features, top_events)
+    expr, decl = feature_table(tables, _with_ids(snaps), features, top_events, days)
     return FeatureQuery(expr, decl, tuple(top_events))
 
 
@@ -217,8 +218,7 @@ def build_training_set(
     """
     cutoff_day = day_number(cutoff) if cutoff else data_end_day(tables)
     snaps = training_snapshots(tables, labels, cutoff_day)
-    top = common_events(tables["events"], features.top_events, cutoff_day)
-    return _build(tables, snaps, features, top, progress)
+    return _build(tables, snaps, features, None, cutoff_day, progress)
 
 
 def build_scoring_set(
@@ -235,8 +235,8 @@ def build_scoring_set(
     event in the ``labels.active_days`` before ``as_of``. ``top_events`` must be the model's
     own list so that the columns match; by default they are computed from the data.
     """
-    snaps, top = _scoring_snapshots(tables, as_of, labels, features, top_events)
-    return _build(tables, snaps, features, top, progress)
+    snaps = _scoring_snapshots(tables, as_of, labels)
+    return _build(tables, snaps, features, top_events, day_number(as_of), progress)
 
 
 def scoring_query(
@@ -251,32 +251,23 @@ def scoring_query(
     For engines whose results are too large to collect (Spark): run ``query.expr`` there
     and turn each batch of its rows into model rows with :func:`frame_from_raw`.
     """
-    snaps, top = _scoring_snapshots(tables, as_of, labels, features, top_events)
-    return _query(tables, snaps, features, top)
+    snaps = _scoring_snapshots(tables, as_of, labels)
+    if top_events is None:
+        top_events = common_events(daily(tables["events"]), features.top_events, day_number(as_of))
+    return _query(tables, snaps, features, top_events)
 
 
 def _scoring_snapshots(
-    tables: Mapping[str, ir.Table],
-    as_of: date,
-    labels: LabelConfig,
-    features: FeatureConfig,
-    top_events: Sequence[str] | None,
-) -> tuple[ir.Table, tuple[str, ...]]:
+    tables: Mapping[str, ir.Table], as_of: date, labels: LabelConfig
+) -> ir.Table:
     day = day_number(as_of)
     if labels.label == "renewal":
         if "contracts" not in tables:
             raise ValueError("renewal scoring needs the contracts table; use --label inactivity")
-        snaps = open_term_snapshots(tables["contracts"], day, labels.within_days)
-    else:
-        snaps = inactivity_snapshots(
-            tables["events"], tables.get("contracts"), labels, [day], labelled=False
-        )
-    top = (
-        tuple(top_events)
-        if top_events is not None
-        else common_events(tables["events"], features.top_events, day)
+        return open_term_snapshots(tables["contracts"], day, labels.within_days)
+    return inactivity_snapshots(
+        tables["events"], tables.get("contracts"), labels, [day], labelled=False
     )
-    return snaps, top
 
 
 def write_training_set(ts: TrainingSet, path: Path) -> None:

@@ -66,31 +66,47 @@ def _applicable(rule: Rule, tables: Tables) -> bool:
     return rule.table in tables and all(n in tables for n in rule.needs)
 
 
+def _rules(table: str, tables: Tables) -> list[Rule]:
+    return [r for r in RULES if r.table == table and _applicable(r, tables)]
+
+
+def _flags(t: ir.Table, rules: list[Rule], tables: Tables) -> ir.Table:
+    """One 0/1 column per rule (``r0``, ``r1``, ...): the row breaks it."""
+    return t.select(
+        **{f"r{i}": r.broken(t, tables).fill_null(False).cast("int64") for i, r in enumerate(rules)}
+    )
+
+
 def schema_for(table: str, tables: Tables) -> pa.DataFrameSchema:
-    """The pandera schema of one table: contract columns, types and every rule."""
+    """The pandera schema of one table: contract columns, types and all its rules.
+
+    The rules form one check, so that a valid table is read once whatever the number of
+    rules (pandera runs a query per check); :func:`check_rules` counts them one by one
+    only when that check fails.
+    """
     spec = TABLES[table]
+    rules = _rules(table, tables)
     checks = [
         pa.Check(
-            # Bind the rule now; pandera calls the check with the table it validates.
-            lambda data, rule=rule: data.table.select(ok=~rule.broken(data.table, tables)),
-            name=f"{rule.column}: {rule.name}",
+            lambda data: _flags(data.table, rules, tables).select(
+                ok=sum((ibis._[f"r{i}"] for i in range(len(rules))), ibis.literal(0)) == 0
+            ),
+            name="contract rules",
             n_failure_cases=EXAMPLES,
         )
-        for rule in RULES
-        if rule.table == table and _applicable(rule, tables)
     ]
     columns = {
         c.name: pa.Column(ibis.dtype(IBIS_TYPES[c.kind]), nullable=True) for c in spec.columns
     }
-    return pa.DataFrameSchema(columns, checks=checks, name=table, strict=False)
+    return pa.DataFrameSchema(columns, checks=checks if rules else [], name=table, strict=False)
 
 
-def _failed_checks(table: str, t: ir.Table, tables: Tables) -> set[str]:
+def _passes(table: str, t: ir.Table, tables: Tables) -> bool:
     try:
         schema_for(table, tables).validate(t, lazy=True)
-    except pa.errors.SchemaErrors as err:
-        return set(err.failure_cases["check"].astype(str))
-    return set()
+    except pa.errors.SchemaErrors:
+        return False
+    return True
 
 
 def _examples(rule: Rule, t: ir.Table, tables: Tables) -> tuple[str, ...]:
@@ -109,24 +125,16 @@ def check_rules(tables: Tables) -> list[Problem]:
     """Run every applicable rule; return one problem per broken rule, with counts."""
     problems: list[Problem] = []
     for name, t in tables.items():
-        failed = _failed_checks(name, t, tables)
-        rules = [
-            r
-            for r in RULES
-            if r.table == name and _applicable(r, tables) and f"{r.column}: {r.name}" in failed
-        ]
-        if not rules:
+        rules = _rules(name, tables)
+        if not rules or _passes(name, t, tables):
             continue
         # Flag first, then sum: a rule may use a window (duplicates), which cannot nest in a sum.
-        flags = t.select(
-            **{
-                f"r{i}": r.broken(t, tables).fill_null(False).cast("int64")
-                for i, r in enumerate(rules)
-            }
-        )
+        flags = _flags(t, rules, tables)
         counts = flags.aggregate(**{c: flags[c].sum() for c in flags.columns}).to_pyarrow()
         for i, rule in enumerate(rules):
             n = counts[f"r{i}"][0].as_py() or 0
+            if n == 0:
+                continue
             problems.append(
                 Problem(
                     rule.table,

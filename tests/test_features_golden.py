@@ -150,7 +150,7 @@ GOLDEN = {
     # two at 0, one at -3 -> 20 / 182; weekly mean 7 / 13 -> / (7 / 13 + 1)
     "events_slope_90d": (20 / 182) / (7 / 13 + 1),
     "top_user_share_30d": 3 / 4,  # u1 made 3 of the 4 events
-    "days_since_champion": 1,  # u1 has most events in 180 d, last at age 1
+    "days_since_champion": 1,  # u1 has most events in 365 d (4), last at age 1
     # support: T1 urgent, open at the snapshot (resolved after it), age 31 days; T2 high,
     # answered in 24 h, resolved in 48 h, CSAT 2; T3 created age 2, its answer comes later
     "tickets_30d": 1,
@@ -242,3 +242,36 @@ def test_top_events_are_the_most_common(tmp_path: Path) -> None:
     )
     # login: 6 events; report_exported and workflow_created 1 each -> tie broken by name.
     assert ts.top_events == ("login", "report_exported")
+
+
+@pytest.mark.parametrize(("champion_days", "expected"), [(365, 215), (180, 1)])
+def test_champion_who_left_within_the_look_back(
+    tmp_path: Path, champion_days: int, expected: int
+) -> None:
+    """u5 made 5 events on 2024-05-01 (age 215) and none since; u1 made 4 in the last year.
+
+    Over 365 days u5 is the champion, silent for 215 days; over 180 days u5 is not seen
+    and u1 (last event at age 1) is the champion.
+    """
+    tables = golden_tables()
+    gone = pd.DataFrame(
+        {
+            "account_id": "G1",
+            "user_id": "u5",
+            "ts": _ts(*[f"2024-05-01T0{h}:00:00" for h in range(5)]),
+            "event": "login",
+            "value": 1.0,
+        }
+    )
+    tables["events"] = pd.concat([tables["events"], gone], ignore_index=True)
+    assert (date(2024, 12, 2) - date(2024, 5, 1)).days == 215
+    clean = load(write_tables(tables, tmp_path / "d"))
+    ts = build_training_set(
+        clean.tables,
+        LabelConfig(lead_days=(30,)),
+        FeatureConfig(top_events=1, champion_days=champion_days),
+        cutoff=date(2025, 6, 1),
+    )
+    row = ts.frame.set_index("contract_id").loc["C1"]
+    assert row["days_since_champion"] == expected
+    assert row["top_user_share_30d"] == 3 / 4  # u5's events are older than 30 days

@@ -97,6 +97,11 @@ class SimConfig(BaseModel):
     watermelon_share: float = Field(default=0.08, ge=0.0, le=1.0)
     under_utilised_share: float = Field(default=0.2, ge=0.0, le=1.0)
     accounts_per_csm: int = Field(default=60, ge=1)
+    #: Mean events per session: each simulated action is emitted as a burst of
+    #: ``1 + Poisson(session_events - 1)`` events of the same name, a minute or two apart.
+    #: 1 keeps one event per action (the default worlds); product analytics typically log
+    #: several events per visit, which large benchmark worlds use.
+    session_events: float = Field(default=1.0, ge=1.0)
     chunk_accounts: int = Field(default=2000, ge=1)
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ Arrays = dict[str, npt.NDArray[Any]]
 # Seconds spent per event: lognormal(log(median), sigma); NaN median means no value.
 VANITY_SECONDS = ((np.nan, 0.0), (45.0, 0.8), (20.0, 0.9))
 KEY_SECONDS = (180.0, 0.7)
+SESSION_GAP_S = 90.0
 # Survey answers per account-week.
 NPS_INVITES = 0.1
 CSAT_RATE = 0.03
@@ -52,6 +53,22 @@ def _expand(counts: npt.NDArray[np.int32]) -> tuple[npt.NDArray[np.int64], ...]:
     return rows // (n_weeks * n_ev), (rows // n_ev) % n_weeks, rows % n_ev
 
 
+def _sessions(
+    rng: np.random.Generator, mean: float, *rows: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], ...]:
+    """Each row (the last array is its time) repeated ``1 + Poisson(mean - 1)`` times, the
+    copies SESSION_GAP_S seconds apart on average (whole seconds)."""
+    *cols, ts = rows
+    reps = 1 + np.asarray(rng.poisson(mean - 1.0, ts.shape[0]), dtype=np.int64)
+    first = np.cumsum(reps) - reps
+    gaps = np.floor(rng.exponential(SESSION_GAP_S, int(reps.sum()))).astype(np.int64)
+    gaps[first] = 0
+    # Seconds since the session's first event: a running sum restarted at each session.
+    run = np.cumsum(gaps)
+    since = run - np.repeat(run[first], reps)
+    return (*(np.repeat(c, reps) for c in cols), np.repeat(ts, reps) + since * 1_000_000)
+
+
 def emit_events(
     res: ChunkResult, acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generator
 ) -> Arrays:
@@ -77,6 +94,8 @@ def emit_events(
     e = np.concatenate([e_r, e_c])
     user = np.concatenate([user_r, user_c])
     ts = grid.week_start_us[w] + working_time_us(rng, REGION_TZ[acc.region[i]], grid.day_probs)
+    if cfg.session_events > 1.0:
+        i, w, e, user, ts = _sessions(rng, cfg.session_events, i, w, e, user, ts)
 
     medians = np.array([m for m, _ in VANITY_SECONDS] + [KEY_SECONDS[0]] * (n_ev - n_van))
     sigmas = np.array([s for _, s in VANITY_SECONDS] + [KEY_SECONDS[1]] * (n_ev - n_van))
