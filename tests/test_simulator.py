@@ -178,6 +178,25 @@ def test_base_churn_rate_and_oracle_auc(world: World) -> None:
     assert 0.75 < auc < 0.92
 
 
+def test_oracle_is_the_churn_probability_averaged_over_the_noise(world: World) -> None:
+    truth = world.truth[world.truth["outcome"].notna()]
+    weights = world.config.churn
+    contrib = truth[[c for c in truth.columns if c.startswith("contrib_") and c != "contrib_noise"]]
+    logit = weights.intercept + contrib.sum(axis=1).to_numpy()
+    noisy = 1.0 / (1.0 + np.exp(-(logit + truth["contrib_noise"].to_numpy())))
+    np.testing.assert_allclose(truth["churn_probability_with_noise"], noisy, rtol=1e-12)
+    # Independent of the simulator's quadrature: Monte Carlo over 200,000 noise draws
+    # (standard error of each mean below 1e-4).
+    z = np.random.default_rng(0).normal(0.0, weights.noise_sd, 200_000)
+    rows = np.linspace(0, len(truth) - 1, 25).astype(int)
+    mc = [float(np.mean(1.0 / (1.0 + np.exp(-(logit[i] + z))))) for i in rows]
+    np.testing.assert_allclose(truth["true_churn_probability"].to_numpy()[rows], mc, atol=5e-4)
+    # Averaging over the noise pulls the probability towards 1/2 (Jensen: the sigmoid is
+    # convex below a log-odds of 0 and concave above it).
+    towards_half = np.sign(truth["true_churn_probability"] - 1.0 / (1.0 + np.exp(-logit)))
+    assert (towards_half == -np.sign(logit)).all()
+
+
 def test_churned_terms_use_key_features_less(terms: pd.DataFrame) -> None:
     churned = terms.loc[terms["churned"], "key_per_seat"].mean()
     renewed = terms.loc[terms["outcome"] == "renewed", "key_per_seat"].mean()

@@ -109,6 +109,7 @@ CONTRACT_COLS = (
     "arr",
     "outcome",
     "p",
+    "p_noisy",
     "contrib",
     "noise",
     "champion_left_us",
@@ -264,8 +265,8 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
             if w > lo
             else health[ending],
         )
-        contrib, noise, p = churn_logit(win, cfg.churn, mech, rng)
-        churn = rng.random(ending.size) < p
+        draw = churn_logit(win, cfg.churn, mech, rng)
+        churn = rng.random(ending.size) < draw.p_noisy
         outcome = np.where(churn, 3, 0)
         if mech.expansions:
             u = rng.random(ending.size)
@@ -282,9 +283,10 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
             seats=seats[ending],
             arr=arr[ending],
             outcome=outcome,
-            p=p,
-            contrib=contrib,
-            noise=noise,
+            p=draw.p,
+            p_noisy=draw.p_noisy,
+            contrib=draw.contrib,
+            noise=draw.noise,
             champion_left_us=np.where(win.champion_left, last_dep[ending], -1),
             mean_health=win.mean_health,
         )
@@ -318,6 +320,7 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
         arr=arr[open_],
         outcome=np.full(k, -1),
         p=np.full(k, np.nan),
+        p_noisy=np.full(k, np.nan),
         contrib=np.full((k, len(DRIVERS)), np.nan),
         noise=np.full(k, np.nan),
         champion_left_us=np.where(

@@ -213,6 +213,7 @@ def _contracts_and_truth(c: Arrays, acc: Accounts) -> tuple[pd.DataFrame, pd.Dat
             "account_id": contracts["account_id"],
             "end_date": contracts["end_date"],
             "true_churn_probability": c["p"].astype(np.float64),
+            "churn_probability_with_noise": c["p_noisy"].astype(np.float64),
             "outcome": outcome,
             "dominant_reason": pd.Series(reason, dtype="str"),
             **{f"contrib_{d}": contrib[:, k] for k, d in enumerate(DRIVERS)},
