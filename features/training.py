@@ -76,12 +76,20 @@ class FeatureQuery:
     top_events: tuple[str, ...]
 
 
-def data_end_day(tables: Mapping[str, ir.Table]) -> int:
-    """The day after the last event: labels must be known before it to be used."""
-    last = tables["events"].ts.max().to_pyarrow().as_py()
+def data_end_day(tables: Mapping[str, ir.Table], days: ir.Table | None = None) -> int:
+    """The day after the last event: labels must be known before it to be used.
+
+    ``days``: the events' :func:`features.usage.daily` roll-up, when the caller holds it
+    (far smaller than the events).
+    """
+    if days is not None:
+        last = days.day.max().to_pyarrow().as_py()
+    else:
+        ts = tables["events"].ts.max().to_pyarrow().as_py()
+        last = None if ts is None else day_number(ts.date())
     if last is None:
         raise ValueError("events is empty: there is no history to learn from")
-    return day_number(last.date()) + 1
+    return int(last) + 1
 
 
 def training_snapshots(
@@ -169,20 +177,20 @@ def frame_from_raw(raw: pd.DataFrame, decl: Sequence[Feature]) -> pd.DataFrame:
 
 def _build(
     tables: Mapping[str, ir.Table],
-    snaps: ir.Table,
+    plan: Callable[[ir.Table], tuple[ir.Table, int]],
     features: FeatureConfig,
     top: Sequence[str] | None,
-    top_before_day: int,
     progress: Progress,
 ) -> TrainingSet:
     """Run the feature query, with the events rolled up once and kept for its duration.
 
-    ``top``: the per-event columns; ``None`` takes the most common events before
-    ``top_before_day``.
+    ``plan`` gives, from the roll-up, the snapshots and the day before which the most common
+    events are counted; ``top``: the per-event columns (``None``: those common events).
     """
     with daily(tables["events"]).cache() as days:
         if progress:
             progress("events rolled up", 0.3)
+        snaps, top_before_day = plan(days)
         if top is None:
             top = common_events(days, features.top_events, top_before_day)
         query = _query(tables, snaps, features, top, days)
@@ -216,9 +224,12 @@ def build_training_set(
     label was known before the cut-off (renewal: the term ended; inactivity: the horizon
     passed); its features use only data strictly before its own ``as_of``.
     """
-    cutoff_day = day_number(cutoff) if cutoff else data_end_day(tables)
-    snaps = training_snapshots(tables, labels, cutoff_day)
-    return _build(tables, snaps, features, None, cutoff_day, progress)
+
+    def plan(days: ir.Table) -> tuple[ir.Table, int]:
+        cutoff_day = day_number(cutoff) if cutoff else data_end_day(tables, days)
+        return training_snapshots(tables, labels, cutoff_day), cutoff_day
+
+    return _build(tables, plan, features, None, progress)
 
 
 def build_scoring_set(
@@ -236,7 +247,7 @@ def build_scoring_set(
     own list so that the columns match; by default they are computed from the data.
     """
     snaps = _scoring_snapshots(tables, as_of, labels)
-    return _build(tables, snaps, features, top_events, day_number(as_of), progress)
+    return _build(tables, lambda _: (snaps, day_number(as_of)), features, top_events, progress)
 
 
 def scoring_query(

@@ -33,7 +33,7 @@ SLOPE_WEEKS = 13
 #: "New" users were not active in the 60 days before the last 30; "lost" users were active
 #: 31-60 days ago. Fixed spans, whatever the configured windows.
 MONTH = 30
-#: Days per bucket of the two-level prefix sums (see ``_lookups``).
+#: Days per bucket of the two-level prefix sums (``_lookups``) and of the look-back join.
 BUCKET = 32
 NEW_GAP = 90
 LOST_SPAN = 60
@@ -89,9 +89,19 @@ def common_events(days: ir.Table, n: int, before_day: int) -> tuple[str, ...]:
 
 
 def _gaps(t: ir.Table, by: Sequence[str]) -> ir.Table:
-    """Adds ``gp`` and ``gn``: days since the previous and until the next row of ``by``."""
-    w = ibis.window(group_by=list(by), order_by="day")
-    return t.mutate(gp=t.day - t.day.lag().over(w), gn=t.day.lead().over(w) - t.day)
+    """Adds ``gp`` and ``gn``: days since the previous and until the next row of ``by``.
+
+    One window per account (``by[0]``), ordered by the rest of ``by`` and the day, with the
+    neighbours of another key blanked: engines sort a few large partitions faster than
+    millions of small ones.
+    """
+    w = ibis.window(group_by=by[0], order_by=[*by[1:], "day"])
+    key = t[by[-1]]
+    same_prev, same_next = key.lag().over(w) == key, key.lead().over(w) == key
+    return t.mutate(
+        gp=same_prev.ifelse(t.day - t.day.lag().over(w), ibis.null("int64")),
+        gn=same_next.ifelse(t.day.lead().over(w) - t.day, ibis.null("int64")),
+    )
 
 
 def _between(gap: ir.IntegerValue, lo: int, hi: int) -> ir.BooleanValue:
@@ -280,14 +290,16 @@ def concentration_features(ud: ir.Table, snaps: ir.Table, champion_days: int) ->
 
     The champion is the user with the most events in the ``champion_days`` before the
     snapshot (ties: the smallest ``user_id``). User-days meet the snapshots of their account
-    through look-back buckets (``day // champion_days``), two per snapshot, so the join
-    never pairs a user-day with a snapshot further away than one look-back.
+    through ``BUCKET``-day buckets, each snapshot listing the buckets its look-back
+    touches, so the join pairs a user-day only with snapshots at most a look-back and a
+    bucket away.
     """
     span = max(champion_days, MONTH)  # the look-back of both features
     s = snaps.select("snapshot_id", "as_of_day", _acc="account_id")
-    s = s.cross_join(ibis.memtable({"_j": [0, 1]}, schema={"_j": "int64"}))
-    s = s.mutate(_b=(s.as_of_day - 1) // span - s._j)
-    u = ud.mutate(_b=ud.day // span)
+    reach = list(range(span // BUCKET + 2))
+    s = s.cross_join(ibis.memtable({"_j": reach}, schema={"_j": "int64"}))
+    s = s.mutate(_b=(s.as_of_day - 1) // BUCKET - s._j)
+    u = ud.mutate(_b=ud.day // BUCKET)
     j = u.join(
         s,
         [

@@ -1,9 +1,10 @@
-"""Check typed tables against the contract's rules with pandera, inside the engine.
+"""Check typed tables against the contract's rules, inside the engine.
 
-The rules are declared once in :mod:`features.contract`; this module turns them into
-pandera schemas (``pandera.ibis``, so the checks run in DuckDB or Spark and tens of millions
-of events never reach pandas), counts the rows that break each rule, and returns the clean
-tables: hard problems stop the run, soft ones exclude their rows and are reported.
+The rules are declared once in :mod:`features.contract`. This module turns them into pandera
+schemas (``pandera.ibis``: columns, types and the rules as one check, so that tens of
+millions of events never reach pandas); the pipeline validates the columns with pandera and
+counts the rows that break each rule in one pass per table, then returns the clean tables:
+hard problems stop the run, soft ones exclude their rows and are reported.
 """
 
 from __future__ import annotations
@@ -70,27 +71,35 @@ def _rules(table: str, tables: Tables) -> list[Rule]:
     return [r for r in RULES if r.table == table and _applicable(r, tables)]
 
 
-def _flags(t: ir.Table, rules: list[Rule], tables: Tables) -> ir.Table:
-    """One 0/1 column per rule (``r0``, ``r1``, ...): the row breaks it."""
+def _flags(t: ir.Table, rules: list[Rule], tables: Tables, **keep: ir.Value) -> ir.Table:
+    """One 0/1 column per rule (``r0``, ``r1``, ...): the row breaks it; and ``keep``."""
     return t.select(
-        **{f"r{i}": r.broken(t, tables).fill_null(False).cast("int64") for i, r in enumerate(rules)}
+        **keep,
+        **{
+            f"r{i}": r.broken(t, tables).fill_null(False).cast("int64") for i, r in enumerate(rules)
+        },
     )
 
 
-def schema_for(table: str, tables: Tables) -> pa.DataFrameSchema:
-    """The pandera schema of one table: contract columns, types and all its rules.
+def _none_broken(t: ir.Table, rules: list[Rule], tables: Tables) -> ir.BooleanValue:
+    ok: ir.BooleanValue = ibis.literal(True)
+    for rule in rules:
+        ok &= ~rule.broken(t, tables).fill_null(False)
+    return ok
 
-    The rules form one check, so that a valid table is read once whatever the number of
-    rules (pandera runs a query per check); :func:`check_rules` counts them one by one
-    only when that check fails.
+
+def schema_for(table: str, tables: Tables, rules: bool = True) -> pa.DataFrameSchema:
+    """The pandera schema of one table: contract columns and types, and all its rules.
+
+    The rules form one check (pandera runs a query per check), for validating a table with
+    pandera alone; :func:`check_rules` validates the columns with ``rules=False`` and
+    counts every rule in one pass of its own, which also gives the counts it reports.
     """
     spec = TABLES[table]
-    rules = _rules(table, tables)
+    chosen = _rules(table, tables) if rules else []
     checks = [
         pa.Check(
-            lambda data: _flags(data.table, rules, tables).select(
-                ok=sum((ibis._[f"r{i}"] for i in range(len(rules))), ibis.literal(0)) == 0
-            ),
+            lambda data: data.table.select(ok=_none_broken(data.table, chosen, tables)),
             name="contract rules",
             n_failure_cases=EXAMPLES,
         )
@@ -98,15 +107,7 @@ def schema_for(table: str, tables: Tables) -> pa.DataFrameSchema:
     columns = {
         c.name: pa.Column(ibis.dtype(IBIS_TYPES[c.kind]), nullable=True) for c in spec.columns
     }
-    return pa.DataFrameSchema(columns, checks=checks if rules else [], name=table, strict=False)
-
-
-def _passes(table: str, t: ir.Table, tables: Tables) -> bool:
-    try:
-        schema_for(table, tables).validate(t, lazy=True)
-    except pa.errors.SchemaErrors:
-        return False
-    return True
+    return pa.DataFrameSchema(columns, checks=checks if chosen else [], name=table, strict=False)
 
 
 def _examples(rule: Rule, t: ir.Table, tables: Tables) -> tuple[str, ...]:
@@ -121,51 +122,42 @@ def _fmt(value: object) -> str:
     return "empty" if value is None else str(value)
 
 
-def check_rules(tables: Tables) -> list[Problem]:
-    """Run every applicable rule; return one problem per broken rule, with counts."""
-    problems: list[Problem] = []
-    for name, t in tables.items():
-        rules = _rules(name, tables)
-        if not rules or _passes(name, t, tables):
-            continue
-        # Flag first, then sum: a rule may use a window (duplicates), which cannot nest in a sum.
-        flags = _flags(t, rules, tables)
-        counts = flags.aggregate(**{c: flags[c].sum() for c in flags.columns}).to_pyarrow()
-        for i, rule in enumerate(rules):
-            n = counts[f"r{i}"][0].as_py() or 0
-            if n == 0:
-                continue
-            problems.append(
-                Problem(
-                    rule.table,
-                    rule.column,
-                    rule.name,
-                    rule.severity,
-                    int(n),
-                    _examples(rule, t, tables),
-                    rule.phrase,
-                    rule.fix,
-                )
-            )
-    return problems
-
-
-def summarise(data: DataSet) -> tuple[TableSummary, ...]:
-    """Rows and time span of each table."""
-    out = []
-    for name, t in data.tables.items():
-        col = TABLES[name].time_column
-        if col and col in t.columns:
-            agg = t.aggregate(rows=t.count(), first=t[col].min(), last=t[col].max())
-        else:
-            agg = t.aggregate(
-                rows=t.count(), first=ibis.null("timestamp"), last=ibis.null("timestamp")
-            )
-        row = agg.to_pyarrow().to_pylist()[0]
-        out.append(
-            TableSummary(name, str(data.sources[name]), row["rows"], row["first"], row["last"])
+def _scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem]]:
+    """One table's summary and broken rules, from one pass over it (plus the examples of
+    each broken rule)."""
+    t, tables = data.tables[name], data.tables
+    schema_for(name, tables, rules=False).validate(t)
+    rules = _rules(name, tables)
+    col = TABLES[name].time_column
+    has_time = bool(col) and col in t.columns
+    # Flag first, then sum: a rule may use a window (duplicates), which cannot nest in a sum.
+    flags = _flags(t, rules, tables, _t=t[col] if has_time else ibis.null("timestamp"))
+    row = (
+        flags.aggregate(
+            rows=flags.count(),
+            first=flags._t.min(),
+            last=flags._t.max(),
+            **{f"r{i}": flags[f"r{i}"].sum() for i in range(len(rules))},
         )
-    return tuple(out)
+        .to_pyarrow()
+        .to_pylist()[0]
+    )
+    summary = TableSummary(name, str(data.sources[name]), row["rows"], row["first"], row["last"])
+    problems = [
+        Problem(
+            rule.table,
+            rule.column,
+            rule.name,
+            rule.severity,
+            int(row[f"r{i}"]),
+            _examples(rule, t, tables),
+            rule.phrase,
+            rule.fix,
+        )
+        for i, rule in enumerate(rules)
+        if row[f"r{i}"]
+    ]
+    return summary, problems
 
 
 def validate(data: DataSet) -> Report:
@@ -173,7 +165,8 @@ def validate(data: DataSet) -> Report:
     if any(p.severity == "hard" for p in data.problems):
         # Columns are missing or do not parse: the rules cannot be evaluated on such tables.
         return Report(summarise_safe(data), data.problems)
-    return Report(summarise(data), (*data.problems, *check_rules(data.tables)))
+    scans = [_scan(name, data) for name in data.tables]
+    return Report(tuple(s for s, _ in scans), (*data.problems, *(p for _, ps in scans for p in ps)))
 
 
 def summarise_safe(data: DataSet) -> tuple[TableSummary, ...]:

@@ -9,13 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import pandera.ibis as pa
 import pytest
 from conftest import tiny_tables, write_tables
 
 from features.contract import RULES
 from features.errors import ContractError
 from features.read import read_data
-from features.validate import load, validate
+from features.validate import load, schema_for, validate
 
 Frames = dict[str, pd.DataFrame]
 
@@ -158,6 +159,21 @@ def test_the_valid_tiny_world_has_no_problem(tmp_path: Path) -> None:
         "sentiment": 2,
         "invoices": 2,
     }
+
+
+def test_the_pandera_schema_passes_a_valid_table_in_one_check(tmp_path: Path) -> None:
+    """Valid tables pass pandera's single rules check, so only failing tables are counted
+    rule by rule (a check that errors would also count as failed, and cost a pass)."""
+    data = read_data(write_tables(tiny_tables(), tmp_path / "d"))
+    for name, table in data.tables.items():
+        schema = schema_for(name, data.tables)
+        assert [c.name for c in schema.checks] == ["contract rules"]
+        schema.validate(table, lazy=True)  # raises SchemaErrors on any failure or error
+    bad = tiny_tables()
+    _set("events", "event", 0, None)(bad)
+    data = read_data(write_tables(bad, tmp_path / "bad"))
+    with pytest.raises(pa.errors.SchemaErrors, match="contract rules"):
+        schema_for("events", data.tables).validate(data.tables["events"], lazy=True)
 
 
 @pytest.mark.parametrize(
