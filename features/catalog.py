@@ -127,7 +127,7 @@ def catalog(
             "days",
             None,
             "lower",
-            "days between the last event and the snapshot (none in 180 days: 180)",
+            "days between the last event and the snapshot (none in 180 days: 181)",
         ),
     ]
     f += _windowed(
