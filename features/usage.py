@@ -258,12 +258,11 @@ def usage_features(
 
     _formulas(record, cfg, top_events)
     s = snaps.select("snapshot_id", "as_of_day")
-    for part in _contributions(ud, ed, cfg, top_events):
+    for i, part in enumerate(_contributions(ud, ed, cfg, top_events)):
         cols = set(part.columns)
         found = _lookups(part, snaps, {(c, o) for c, o in need if c in cols})
-        found = found.rename(_sid="snapshot_id")
-        if "last_day" in s.columns:
-            found = found.drop("last_day")
+        # Every part is dated on active days: the first one's last_day is the account's.
+        found = found.rename(_sid="snapshot_id").drop(*(["last_day"] if i else []))
         s = s.join(found, s.snapshot_id == found._sid).drop("_sid")
     f = _formulas(lambda c, o: s[f"{c}@{o}"], cfg, top_events)
     age = s.as_of_day - s.last_day

@@ -92,8 +92,8 @@ def schema_for(table: str, tables: Tables, rules: bool = True) -> pa.DataFrameSc
     """The pandera schema of one table: contract columns and types, and all its rules.
 
     The rules form one check (pandera runs a query per check), for validating a table with
-    pandera alone; :func:`check_rules` validates the columns with ``rules=False`` and
-    counts every rule in one pass of its own, which also gives the counts it reports.
+    pandera alone; :func:`validate` checks the columns with ``rules=False`` and counts
+    every rule in one pass of its own (``_scan``), which also gives the counts it reports.
     """
     spec = TABLES[table]
     chosen = _rules(table, tables) if rules else []
