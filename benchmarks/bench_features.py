@@ -114,7 +114,7 @@ def stage_ours(a: argparse.Namespace) -> dict[str, Any]:
     con = _connect(a)
     clean = load(a.data, con)
     t1 = time.perf_counter()
-    ts = build_training_set(clean.tables, LabelConfig(), FeatureConfig())
+    ts = build_training_set(clean.tables, LabelConfig(), FeatureConfig(), days=clean.days)
     t2 = time.perf_counter()
     ts.frame.to_parquet(_ours_path(a.data), index=False)  # for the pandas stage's comparison
     return {
