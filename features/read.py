@@ -35,17 +35,27 @@ class DataSet:
     problems: tuple[Problem, ...] = ()
 
 
-def connect(engine: str = "duckdb", threads: int | None = None, **options: Any) -> BaseBackend:
+def connect(
+    engine: str = "duckdb",
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    **options: Any,
+) -> BaseBackend:
     """Open an engine connection in UTC.
 
-    ``threads`` sizes DuckDB's thread pool; by default the free cores, never more. For Spark,
-    ``options`` go to :func:`features.spark.spark_connect` (``master``, Spark settings), and
-    ``threads`` without a ``master`` runs local Spark on that many cores.
+    ``threads`` sizes DuckDB's thread pool; by default the free cores, never more.
+    ``memory_limit`` caps DuckDB's memory (e.g. ``"3GB"``; default: DuckDB's, 80% of RAM):
+    beyond it, joins, sorts and aggregates spill to disk, slower but within the cap. For
+    Spark, ``options`` go to :func:`features.spark.spark_connect` (``master``, Spark
+    settings such as ``spark.driver.memory``), and ``threads`` without a ``master`` runs
+    local Spark on that many cores.
     """
     if engine == "duckdb":
         con = ibis.duckdb.connect(**options)
         con.raw_sql("SET TimeZone = 'UTC'")
         con.raw_sql(f"SET threads = {int(threads or free_cores())}")
+        if memory_limit:
+            con.raw_sql(f"SET memory_limit = '{memory_limit}'")
         return con
     if engine == "spark":
         from features.spark import spark_connect  # pyspark is an optional extra

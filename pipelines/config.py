@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from features.config import FeatureConfig, Frozen, LabelConfig
 from features.errors import ContractError
@@ -22,7 +22,22 @@ class EngineConfig(Frozen):
 
     name: Literal["duckdb", "spark"] = "duckdb"
     threads: int | None = Field(None, ge=1, description="default: the free cores")
+    memory_limit: str | None = Field(
+        None,
+        pattern=r"^[0-9]+(\.[0-9]+)? ?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory cap, e.g. 3GB (spills to disk beyond it); "
+        "default: DuckDB's, 80% of RAM",
+    )
     spark_master: str = "local[2]"
+
+    @model_validator(mode="after")
+    def _memory_limit_is_duckdb_only(self) -> EngineConfig:
+        if self.memory_limit and self.name != "duckdb":
+            raise ValueError(
+                "memory_limit caps DuckDB only; on Spark set spark.driver.memory (and the "
+                "executors' memory) in the Spark configuration instead"
+            )
+        return self
 
 
 class TrackingConfig(Frozen):

@@ -64,7 +64,8 @@ def simulate_world(
 def engine(cfg: ChurnConfig) -> BaseBackend:
     """A connection to the configured engine (the Spark master only matters for Spark)."""
     spark = {"master": cfg.engine.spark_master} if cfg.engine.name == "spark" else {}
-    return connect(cfg.engine.name, threads=cfg.engine.threads, **spark)
+    e = cfg.engine
+    return connect(e.name, threads=e.threads, memory_limit=e.memory_limit, **spark)
 
 
 def validate_data(data_dir: Path, cfg: ChurnConfig) -> Report:

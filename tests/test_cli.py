@@ -100,3 +100,18 @@ def test_the_readme_configuration_is_valid_and_complete() -> None:
             assert set(sub) == set(model.model_fields), f"every setting of {name} is documented"
     assert cfg.plays.by_family["depth"].startswith("Key-feature training"), "defaults kept"
     assert cfg == ChurnConfig(), "the documented values are the defaults"
+
+
+def test_memory_limit_caps_duckdb_and_is_refused_for_spark() -> None:
+    """engine.memory_limit reaches DuckDB (512 MB = 512e6 bytes = 488.2 MiB, as DuckDB
+    prints it); a malformed size, or the setting on Spark, is a named config error."""
+    from pipelines.stages import engine
+
+    con = engine(load_config(None, {"engine": {"memory_limit": "512MB"}}))
+    assert con.raw_sql("SELECT current_setting('memory_limit')").fetchone() == ("488.2 MiB",)
+    default = engine(load_config(None, {})).raw_sql("SELECT current_setting('memory_limit')")
+    assert default.fetchone() != ("488.2 MiB",)
+    with pytest.raises(ContractError, match=r"engine\.memory_limit: .*'lots'"):
+        load_config(None, {"engine": {"memory_limit": "lots"}})
+    with pytest.raises(ContractError, match="memory_limit caps DuckDB only"):
+        load_config(None, {"engine": {"name": "spark", "memory_limit": "1GB"}})
