@@ -45,8 +45,7 @@ def world_set(accounts: int, seed: int) -> tuple[Any, Any, Any]:
     world = simulate(SimConfig(accounts=accounts, seed=seed))
     with tempfile.TemporaryDirectory() as tmp:
         write_world(world, Path(tmp) / "data", "parquet")
-        clean = load(Path(tmp) / "data")
-        ts = build_training_set(clean.tables, LabelConfig(), FeatureConfig(), days=clean.days)
+        ts = build_training_set(load(Path(tmp) / "data").tables, LabelConfig(), FeatureConfig())
     truth = world.truth.set_index("contract_id")["true_churn_probability"]
     return ts.frame, ts.features, ts.frame["contract_id"].map(truth)
 

@@ -252,8 +252,7 @@ def check(data_dir: Path, accounts: int = 100, seed: int = 7) -> int:
         write_world(simulate(SimConfig(accounts=accounts, seed=seed)), data_dir)
     con = connect("duckdb", threads=2)
     con.raw_sql("SET enable_progress_bar = false")
-    clean = load(data_dir, con)
-    ours = build_training_set(clean.tables, LabelConfig(), FeatureConfig(), days=clean.days).frame
+    ours = build_training_set(load(data_dir, con).tables, LabelConfig(), FeatureConfig()).frame
     ref = reference_features(data_dir, chunk_accounts=0)
     chunked = reference_features(data_dir, chunk_accounts=max(1, accounts // 7))
     problems = compare(ours, ref) + [f"chunked: {p}" for p in compare(ref, chunked)]

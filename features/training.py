@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -182,15 +181,13 @@ def _build(
     features: FeatureConfig,
     top: Sequence[str] | None,
     progress: Progress,
-    days: ir.Table | None,
 ) -> TrainingSet:
     """Run the feature query, with the events rolled up once and kept for its duration.
 
     ``plan`` gives, from the roll-up, the snapshots and the day before which the most common
-    events are counted; ``top``: the per-event columns (``None``: those common events);
-    ``days``: the events' roll-up when the caller keeps one (``CleanData.days``).
+    events are counted; ``top``: the per-event columns (``None``: those common events).
     """
-    with daily(tables["events"]).cache() if days is None else nullcontext(days) as days:
+    with daily(tables["events"]).cache() as days:
         if progress:
             progress("events rolled up", 0.3)
         snaps, top_before_day = plan(days)
@@ -220,22 +217,19 @@ def build_training_set(
     features: FeatureConfig,
     cutoff: date | None = None,
     progress: Progress = None,
-    days: ir.Table | None = None,
 ) -> TrainingSet:
     """Labelled, cohort-tagged feature rows from all history known before ``cutoff``.
 
     ``cutoff`` defaults to the day after the last event. A row is included only if its
     label was known before the cut-off (renewal: the term ended; inactivity: the horizon
-    passed); its features use only data strictly before its own ``as_of``. ``days``: the
-    clean events' roll-up, when validation kept one (``CleanData.days``), saves a pass
-    over the events.
+    passed); its features use only data strictly before its own ``as_of``.
     """
 
     def plan(days: ir.Table) -> tuple[ir.Table, int]:
         cutoff_day = day_number(cutoff) if cutoff else data_end_day(tables, days)
         return training_snapshots(tables, labels, cutoff_day), cutoff_day
 
-    return _build(tables, plan, features, None, progress, days)
+    return _build(tables, plan, features, None, progress)
 
 
 def build_scoring_set(
@@ -245,18 +239,15 @@ def build_scoring_set(
     features: FeatureConfig,
     top_events: Sequence[str] | None = None,
     progress: Progress = None,
-    days: ir.Table | None = None,
 ) -> TrainingSet:
     """Feature rows of every account eligible at ``as_of`` (no label).
 
     Renewal mode: an open term ending within ``labels.within_days``. Inactivity mode: an
     event in the ``labels.active_days`` before ``as_of``. ``top_events`` must be the model's
     own list so that the columns match; by default they are computed from the data.
-    ``days`` as in :func:`build_training_set`.
     """
     snaps = _scoring_snapshots(tables, as_of, labels)
-    plan = lambda _: (snaps, day_number(as_of))  # noqa: E731
-    return _build(tables, plan, features, top_events, progress, days)
+    return _build(tables, lambda _: (snaps, day_number(as_of)), features, top_events, progress)
 
 
 def scoring_query(

@@ -59,20 +59,14 @@ def _daily_sum(t: ir.Table, v: ir.Value) -> ir.FloatingScalar:
     return total.cast("float64")
 
 
-#: The columns that key :func:`daily`'s rows.
-DAILY_KEYS = ("account_id", "user_id", "event", "day")
-
-
-def daily(events: ir.Table, **extra: ibis.Deferred) -> ir.Table:
+def daily(events: ir.Table) -> ir.Table:
     """Events per account, user, event name and day (``n``): the one pass over events.
 
     Every event feature reads this roll-up; engines that can keep it (``.cache()``) read
-    the events once per build. ``extra``: more aggregates over the events of each row
-    (deferred, e.g. ``first=ibis._.ts.min()``), which validation adds to count the rows
-    that break a rule in the same pass.
+    the events once per build.
     """
-    ev = events.mutate(day=epoch_day(events.ts))
-    return ev.group_by(list(DAILY_KEYS)).aggregate(n=ev.count(), **extra)
+    ev = events.select("account_id", "user_id", "event", day=epoch_day(events.ts))
+    return ev.group_by(["account_id", "user_id", "event", "day"]).aggregate(n=ev.count())
 
 
 def rollups(days: ir.Table, cfg: FeatureConfig) -> tuple[ir.Table, ir.Table]:

@@ -5,10 +5,6 @@ schemas (``pandera.ibis``: columns, types and the rules as one check, so that te
 millions of events never reach pandas); the pipeline validates the columns with pandera and
 counts the rows that break each rule in one pass per table, then returns the clean tables:
 hard problems stop the run, soft ones exclude their rows and are reported.
-
-The events, by far the largest table, are checked through their daily roll-up
-(:func:`features.usage.daily`), which the features read: the pass that counts broken rules
-also rolls the events up, so that a build reads the events once.
 """
 
 from __future__ import annotations
@@ -25,10 +21,6 @@ from ibis.backends import BaseBackend
 from features.contract import IBIS_TYPES, RULES, TABLES, Rule, Tables
 from features.errors import ContractError, Problem
 from features.read import EXAMPLES, DataSet, read_data
-from features.usage import DAILY_KEYS, daily
-
-#: The table checked through its roll-up (see the module's docstring).
-ROLLED_UP = "events"
 
 
 @dataclass(frozen=True)
@@ -69,9 +61,6 @@ class CleanData:
     con: BaseBackend
     tables: dict[str, ir.Table]
     report: Report
-    #: The clean events' :func:`features.usage.daily` roll-up, kept on the engine
-    #: (``.cache()``) for the builds that read this data; ``None`` without events.
-    days: ir.Table | None = None
 
 
 def _applicable(rule: Rule, tables: Tables) -> bool:
@@ -154,105 +143,30 @@ def _scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem]]:
         .to_pylist()[0]
     )
     summary = TableSummary(name, str(data.sources[name]), row["rows"], row["first"], row["last"])
-    return summary, _problems(rules, row, t, tables)
-
-
-def _problems(
-    rules: list[Rule], counts: dict[str, int], t: ir.Table, tables: Tables
-) -> list[Problem]:
-    """A problem per rule with rows counted against it (``counts["r<i>"]``), with examples."""
-    return [
+    problems = [
         Problem(
             rule.table,
             rule.column,
             rule.name,
             rule.severity,
-            int(counts[f"r{i}"]),
+            int(row[f"r{i}"]),
             _examples(rule, t, tables),
             rule.phrase,
             rule.fix,
         )
         for i, rule in enumerate(rules)
-        if counts[f"r{i}"]
+        if row[f"r{i}"]
     ]
-
-
-def _rolled_scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem], ir.Table]:
-    """:func:`_scan` through the table's daily roll-up, which is kept (``.cache()``).
-
-    A rule on a roll-up key (a missing id, an unknown account) is counted on the roll-up's
-    rows, weighted by their events; any other rule (a missing timestamp, a negative value)
-    is counted on each event, as the roll-up's ``r<i>`` columns, and ``_soft`` counts the
-    events that break any soft one of those.
-    """
-    t, tables = data.tables[name], data.tables
-    schema_for(name, tables, rules=False).validate(t)
-    rules = _rules(name, tables)
-    on_rows = {i: r for i, r in enumerate(rules) if r.column not in DAILY_KEYS}
-    flags = {f"r{i}": _broken(r, t, tables) for i, r in on_rows.items()}
-    soft = [f"r{i}" for i, r in on_rows.items() if r.severity == "soft"]
-    col = TABLES[name].time_column or ""
-    extra = {
-        "_first": ibis._[col].min(),
-        "_last": ibis._[col].max(),
-        **{c: ibis._.count(where=ibis._[c]) for c in flags},
-    }
-    if len(soft) > 1:
-        # Events that break several soft rules are excluded once.
-        flags["_soft_row"] = _any([flags[c] for c in soft])
-        extra["_soft"] = ibis._.count(where=ibis._._soft_row)
-    rolled = daily(t.mutate(**flags), **extra)
-    if len(soft) == 1:
-        rolled = rolled.mutate(_soft=rolled[soft[0]])
-    days = rolled.cache()
-    counts = {
-        f"r{i}": days[f"r{i}"].sum() if i in on_rows else days.n.sum(where=_broken(r, days, tables))
-        for i, r in enumerate(rules)
-    }
-    row = (
-        days.aggregate(rows=days.n.sum(), first=days._first.min(), last=days._last.max(), **counts)
-        .to_pyarrow()
-        .to_pylist()[0]
-    )
-    summary = TableSummary(
-        name, str(data.sources[name]), row["rows"] or 0, row["first"], row["last"]
-    )
-    return summary, _problems(rules, row, t, tables), days
-
-
-def _any(flags: list[ir.BooleanValue]) -> ir.BooleanValue:
-    out = flags[0]
-    for f in flags[1:]:
-        out |= f
-    return out
-
-
-def _broken(rule: Rule, t: ir.Table, tables: Tables) -> ir.BooleanValue:
-    return rule.broken(t, tables).fill_null(False)
-
-
-def _check(data: DataSet) -> tuple[Report, ir.Table | None]:
-    """The report, and the roll-up of the table checked through one (kept on the engine)."""
-    if any(p.severity == "hard" for p in data.problems):
-        # Columns are missing or do not parse: the rules cannot be evaluated on such tables.
-        return Report(summarise_safe(data), data.problems), None
-    summaries, problems, days = [], [*data.problems], None
-    for name in data.tables:
-        if name == ROLLED_UP:
-            summary, found, days = _rolled_scan(name, data)
-        else:
-            summary, found = _scan(name, data)
-        summaries.append(summary)
-        problems.extend(found)
-    return Report(tuple(summaries), tuple(problems)), days
+    return summary, problems
 
 
 def validate(data: DataSet) -> Report:
     """Check a data set against the contract; nothing is raised, everything is reported."""
-    report, days = _check(data)
-    if days is not None:
-        days.release()
-    return report
+    if any(p.severity == "hard" for p in data.problems):
+        # Columns are missing or do not parse: the rules cannot be evaluated on such tables.
+        return Report(summarise_safe(data), data.problems)
+    scans = [_scan(name, data) for name in data.tables]
+    return Report(tuple(s for s, _ in scans), (*data.problems, *(p for _, ps in scans for p in ps)))
 
 
 def summarise_safe(data: DataSet) -> tuple[TableSummary, ...]:
@@ -275,35 +189,10 @@ def clean(data: DataSet, report: Report) -> dict[str, ir.Table]:
     return out
 
 
-def clean_days(days: ir.Table, data: DataSet, report: Report) -> ir.Table:
-    """The roll-up of :func:`_rolled_scan` without the events that break soft rules.
-
-    Rows whose key breaks one (an unknown account) are dropped; events that break a rule
-    on another column (a negative value) are taken from ``n``, and rows left with none
-    are dropped.
-    """
-    broken = {(p.table, p.column, p.rule) for p in report.soft}
-    rules = [r for r in _rules(ROLLED_UP, data.tables) if (r.table, r.column, r.name) in broken]
-    out = days
-    for rule in rules:
-        if rule.column in DAILY_KEYS:
-            # Foreign keys against the original tables, as the report counted them.
-            out = out.filter(~_broken(rule, out, data.tables))
-    if any(r.column not in DAILY_KEYS for r in rules):
-        out = out.mutate(n=out.n - out._soft).filter(ibis._.n > 0)
-    return out.select(*DAILY_KEYS, "n")
-
-
 def load(data_dir: Path, con: BaseBackend | None = None) -> CleanData:
-    """Read and validate ``data_dir``; raise :class:`ContractError` on any hard problem.
-
-    The clean events' roll-up stays on the engine for the builds that read this data.
-    """
+    """Read and validate ``data_dir``; raise :class:`ContractError` on any hard problem."""
     data = read_data(data_dir, con)
-    report, days = _check(data)
+    report = validate(data)
     if not report.ok:
-        if days is not None:
-            days.release()
         raise ContractError(report.hard)
-    rolled = None if days is None else clean_days(days, data, report)
-    return CleanData(data.con, clean(data, report), report, rolled)
+    return CleanData(data.con, clean(data, report), report)

@@ -414,15 +414,7 @@ def accounts_info(tables: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def scoring_set(
-    tables: Mapping[str, Any],
-    as_of: date,
-    sm: ScoringModel,
-    cfg: Any,
-    progress: Progress = None,
-    days: Any = None,
+    tables: Mapping[str, Any], as_of: date, sm: ScoringModel, cfg: Any, progress: Progress = None
 ) -> TrainingSet:
-    """The feature rows at ``as_of`` with the model's own list of common events.
-
-    ``days``: the events' roll-up that validation kept (``CleanData.days``), if any.
-    """
-    return build_scoring_set(tables, as_of, cfg.labels, cfg.features, sm.top_events, progress, days)
+    """The feature rows at ``as_of`` with the model's own list of common events."""
+    return build_scoring_set(tables, as_of, cfg.labels, cfg.features, sm.top_events, progress)

@@ -82,9 +82,7 @@ def training_set(
     clean: CleanData, cfg: ChurnConfig, progress: Progress = None, write_to: Path | None = None
 ) -> TrainingSet:
     """All labelled history of ``clean`` as a training set; written too when asked."""
-    ts = build_training_set(
-        clean.tables, cfg.labels, cfg.features, progress=progress, days=clean.days
-    )
+    ts = build_training_set(clean.tables, cfg.labels, cfg.features, progress=progress)
     if write_to is not None:
         write_atomically(lambda p: ts.frame.to_parquet(p, index=False), write_to)
         write_atomically(
@@ -101,9 +99,7 @@ def build_features(
     The feature dictionary goes beside it as ``<out>.features.json``.
     """
     clean = open_clean(data_dir, cfg)
-    ts = build_scoring_set(
-        clean.tables, as_of, cfg.labels, cfg.features, progress=progress, days=clean.days
-    )
+    ts = build_scoring_set(clean.tables, as_of, cfg.labels, cfg.features, progress=progress)
     write_atomically(lambda p: ts.frame.to_parquet(p, index=False), out)
     write_atomically(lambda p: write_dictionary(ts.features, p), out.with_suffix(".features.json"))
     return ts
@@ -150,7 +146,7 @@ def score(
         )
         write_parquet = spark_scoring.parquet_writer(clean.con)
     else:
-        ts = scoring_set(clean.tables, as_of, sm, cfg, progress, clean.days)
+        ts = scoring_set(clean.tables, as_of, sm, cfg, progress)
         if progress:
             progress("scoring and explaining", 0.6)
         output = score_frame(ts, accounts_info(clean.tables), sm, cfg.plays, read_history(out))
@@ -206,7 +202,7 @@ def explain_account(
     png = b""
     for k in range(history_months, -1, -1):
         day = (pd.Timestamp(as_of) - pd.DateOffset(months=k)).date()
-        ts = scoring_set(clean.tables, day, sm, wide, days=clean.days)
+        ts = scoring_set(clean.tables, day, sm, wide)
         mine = ts.frame[ts.frame["account_id"] == account_id]
         if mine.empty:
             continue

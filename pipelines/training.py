@@ -101,13 +101,7 @@ def training_set(data: Any, cfg: ChurnConfig, progress: Progress = None) -> Trai
     if hasattr(data, "tables"):
         from features.training import build_training_set
 
-        return build_training_set(
-            data.tables,
-            cfg.labels,
-            cfg.features,
-            progress=progress,
-            days=getattr(data, "days", None),
-        )
+        return build_training_set(data.tables, cfg.labels, cfg.features, progress=progress)
     raise TypeError(
         f"expected features.validate.CleanData or features.training.TrainingSet, "
         f"got {type(data).__name__}"

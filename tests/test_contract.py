@@ -16,7 +16,6 @@ from conftest import tiny_tables, write_tables
 from features.contract import RULES
 from features.errors import ContractError
 from features.read import read_data
-from features.usage import DAILY_KEYS, daily
 from features.validate import load, schema_for, validate
 
 Frames = dict[str, pd.DataFrame]
@@ -323,39 +322,3 @@ def test_cli_validate_exit_codes(tmp_path: Path) -> None:
     missing = _churn("validate", "--data", str(bad))
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr
-
-
-def test_events_roll_up_holds_the_clean_events_only(tmp_path: Path) -> None:
-    """Validation counts the events' rules on their daily roll-up and keeps that roll-up
-    for the features: it must equal the roll-up of the events left after cleaning."""
-    tables = tiny_tables()
-    day = pd.Timestamp("2023-03-01T15:00:00", tz="UTC")
-    dirty = pd.DataFrame(
-        {
-            # the first two share a row with A1/u1's good login that day: n 3 -> 1
-            "account_id": ["A1", "A1", "ZZ", "A2", "ZZ"],
-            "user_id": ["u1", "u1", "u1", None, "u7"],
-            "ts": [day, day, day, day, day],
-            "event": ["login"] * 5,
-            # negative; negative; unknown account; no user; unknown account and negative
-            "value": [-1.0, -2.0, 5.0, 1.0, -3.0],
-        }
-    )
-    tables["events"] = pd.concat([tables["events"], dirty], ignore_index=True)
-    clean = load(write_tables(tables, tmp_path / "d"))
-    rows = {(p.column, p.rule): p.rows for p in clean.report.soft if p.table == "events"}
-    assert rows == {("value", ">= 0"): 3, ("account_id", "known account"): 2,
-                    ("user_id", "not empty"): 1}  # fmt: skip
-    assert clean.tables["events"].count().execute() == 4  # the original four only
-    keys = list(DAILY_KEYS)
-    kept = clean.days.to_pandas().sort_values(keys).reset_index(drop=True)
-    want = daily(clean.tables["events"]).to_pandas().sort_values(keys).reset_index(drop=True)
-    pd.testing.assert_frame_equal(kept, want, check_dtype=False)
-    # A1/u1's login on 2023-03-01: the good event at 09:00 only (day 19417)
-    assert kept.loc[kept.user_id.eq("u1") & kept.day.eq(19417), "n"].tolist() == [1]
-    summary = next(s for s in clean.report.summaries if s.table == "events")
-    assert summary.rows == 9
-    assert (summary.first, summary.last) == (
-        pd.Timestamp("2023-03-01T09:00:00", tz="UTC").to_pydatetime(),
-        pd.Timestamp("2023-07-03T17:45:00", tz="UTC").to_pydatetime(),
-    )
