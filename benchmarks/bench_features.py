@@ -9,6 +9,9 @@ read from ``os.wait4``):
 * ``pandas`` -- ``benchmarks/pandas_reference.py``: frequency, breadth and depth only, in
   plain pandas, whose values are then compared with ours (outside the timing).
 
+After the stages, the events' distinct (account, user, day) are counted (untimed): the
+report gives user-days per second beside events per second.
+
 The world is simulated into ``--data`` when it is absent and reused afterwards. Outputs go
 next to it (``--data``'s parent), never into the repository. The 1-minute load average is
 printed beside every figure: the machine is shared and figures move with it.
@@ -245,6 +248,20 @@ def count_events(data: Path) -> int:
     return ds.dataset(_events_glob(data).replace("*.parquet", ""), format="parquet").count_rows()
 
 
+def count_user_days(data: Path) -> int:
+    """Distinct (account, user, UTC day) of the events: what the build's cost follows."""
+    import duckdb
+
+    sql = (
+        "SELECT count(*) FROM (SELECT DISTINCT account_id, user_id, "
+        f"epoch_us(ts) // 86400000000 FROM read_parquet('{_events_glob(data)}'))"
+    )
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
 def report(n_events: int, r: dict[str, dict[str, Any]]) -> str:
     """The results table, then the targets with PASS or MISS."""
     rows = [("stage", "wall s", "M events/s", "peak RSS GiB", "CPU s", "load 1m before/after")]
@@ -283,6 +300,11 @@ def report(n_events: int, r: dict[str, dict[str, Any]]) -> str:
         eps, gib = n_events / o["seconds"], o["peak_rss_gib"]
         ok = lambda b: "PASS" if b else "MISS"  # noqa: E731
         lines.append(f"training set: {o['rows']:,} rows x {o['columns']} columns")
+        if o.get("user_days"):
+            lines.append(
+                f"user-days: {o['user_days']:,} ({o['user_days'] / o['seconds'] / 1e6:.2f} M/s "
+                f"end to end; {n_events / o['user_days']:.1f} events per user-day)"
+            )
         if o["memory_limit"]:
             lines.append(f"ours ran with engine.memory_limit = {o['memory_limit']}")
         lines.append(
@@ -378,6 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results[name] = run_stage(name, a)
         done = results[name]
         print(f"  {done['seconds']:.1f} s (load {done['load_after']})", flush=True)
+    if "ours" in results:
+        results["ours"]["user_days"] = count_user_days(a.data)  # after every timed stage
     print()
     print(report(n_events, results))
     if a.json:
