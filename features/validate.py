@@ -71,20 +71,22 @@ def _rules(table: str, tables: Tables) -> list[Rule]:
     return [r for r in RULES if r.table == table and _applicable(r, tables)]
 
 
+def _broken(rule: Rule, t: ir.Table, tables: Tables) -> ir.BooleanValue:
+    """The rows of ``t`` that break ``rule``; a rule that evaluates to NULL is not broken."""
+    return rule.broken(t, tables).fill_null(False)
+
+
 def _flags(t: ir.Table, rules: list[Rule], tables: Tables, **keep: ir.Value) -> ir.Table:
     """One 0/1 column per rule (``r0``, ``r1``, ...): the row breaks it; and ``keep``."""
     return t.select(
-        **keep,
-        **{
-            f"r{i}": r.broken(t, tables).fill_null(False).cast("int64") for i, r in enumerate(rules)
-        },
+        **keep, **{f"r{i}": _broken(r, t, tables).cast("int64") for i, r in enumerate(rules)}
     )
 
 
 def _none_broken(t: ir.Table, rules: list[Rule], tables: Tables) -> ir.BooleanValue:
     ok: ir.BooleanValue = ibis.literal(True)
     for rule in rules:
-        ok &= ~rule.broken(t, tables).fill_null(False)
+        ok &= ~_broken(rule, t, tables)
     return ok
 
 
@@ -113,7 +115,7 @@ def schema_for(table: str, tables: Tables, rules: bool = True) -> pa.DataFrameSc
 def _examples(rule: Rule, t: ir.Table, tables: Tables) -> tuple[str, ...]:
     spec = TABLES[rule.table]
     show = [c for c in dict.fromkeys([spec.key or "account_id", rule.column]) if c]
-    bad = t.filter(rule.broken(t, tables)).select(*show).distinct().order_by(show).limit(EXAMPLES)
+    bad = t.filter(_broken(rule, t, tables)).select(*show).distinct().order_by(show).limit(EXAMPLES)
     rows = bad.to_pyarrow().to_pylist()
     return tuple(", ".join(f"{k} {_fmt(r[k])}" for k in show) for r in rows)
 
@@ -185,7 +187,7 @@ def clean(data: DataSet, report: Report) -> dict[str, ir.Table]:
         if (rule.table, rule.column, rule.name) in broken:
             t = out[rule.table]
             # Evaluate foreign keys against the original tables, as the report did.
-            out[rule.table] = t.filter(~rule.broken(t, data.tables).fill_null(False))
+            out[rule.table] = t.filter(~_broken(rule, t, data.tables))
     return out
 
 

@@ -63,8 +63,8 @@ def simulate_world(
 
 def engine(cfg: ChurnConfig) -> BaseBackend:
     """A connection to the configured engine (the Spark master only matters for Spark)."""
-    spark = {"master": cfg.engine.spark_master} if cfg.engine.name == "spark" else {}
     e = cfg.engine
+    spark = {"master": e.spark_master} if e.name == "spark" else {}
     return connect(e.name, threads=e.threads, memory_limit=e.memory_limit, **spark)
 
 

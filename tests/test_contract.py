@@ -162,8 +162,8 @@ def test_the_valid_tiny_world_has_no_problem(tmp_path: Path) -> None:
 
 
 def test_the_pandera_schema_passes_a_valid_table_in_one_check(tmp_path: Path) -> None:
-    """Valid tables pass pandera's single rules check, so only failing tables are counted
-    rule by rule (a check that errors would also count as failed, and cost a pass)."""
+    """Valid tables pass pandera's single rules check, and a broken rule fails it: a
+    check that errors instead (pandera reports an error as a failure) would fail both."""
     data = read_data(write_tables(tiny_tables(), tmp_path / "d"))
     for name, table in data.tables.items():
         schema = schema_for(name, data.tables)
