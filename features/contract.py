@@ -186,6 +186,10 @@ class Rule:
     fix: str
     #: Other tables the rule reads (a foreign key); it is skipped when they are absent.
     needs: tuple[str, ...] = field(default=())
+    #: The one column of the table that ``broken`` reads, if so: the rule is then checked
+    #: once per distinct value of it and weighted by its rows (a foreign key on events
+    #: costs a lookup per account, not per event).
+    per: str | None = None
 
 
 def _null(col: str) -> Predicate:
@@ -266,6 +270,7 @@ def _required_rules() -> list[Rule]:
                     "name an account_id that is not in accounts",
                     "these rows are excluded; add the accounts or check the ids' format",
                     needs=("accounts",),
+                    per="account_id",
                 )
             )
     return rules

@@ -77,10 +77,22 @@ def _broken(rule: Rule, t: ir.Table, tables: Tables) -> ir.BooleanValue:
 
 
 def _flags(t: ir.Table, rules: list[Rule], tables: Tables, **keep: ir.Value) -> ir.Table:
-    """One 0/1 column per rule (``r0``, ``r1``, ...): the row breaks it; and ``keep``."""
-    return t.select(
-        **keep, **{f"r{i}": _broken(r, t, tables).cast("int64") for i, r in enumerate(rules)}
-    )
+    """One boolean column per rule (``r0``, ``r1``, ...): the row breaks it; and ``keep``.
+
+    A flag may be NULL, which the counts' ``where`` reads as not broken, as :func:`_broken`
+    does (without a ``COALESCE`` per row and rule).
+    """
+    return t.select(**keep, **{f"r{i}": r.broken(t, tables) for i, r in enumerate(rules)})
+
+
+def _per_value(t: ir.Table, col: str, rules: list[Rule], tables: Tables) -> list[int]:
+    """Rows of ``t`` that break each of ``rules``, which read ``col`` alone: each distinct
+    value is checked once and weighted by its rows."""
+    values = t.group_by(col).aggregate(_rows=t.count())
+    flags = _flags(values, rules, tables, _rows=values._rows)
+    sums = {f"r{i}": flags._rows.sum(where=flags[f"r{i}"]) for i in range(len(rules))}
+    row = flags.aggregate(**sums).to_pyarrow().to_pylist()[0]
+    return [int(row[f"r{i}"] or 0) for i in range(len(rules))]
 
 
 def _none_broken(t: ir.Table, rules: list[Rule], tables: Tables) -> ir.BooleanValue:
@@ -130,20 +142,25 @@ def _scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem]]:
     t, tables = data.tables[name], data.tables
     schema_for(name, tables, rules=False).validate(t)
     rules = _rules(name, tables)
+    per_row = [r for r in rules if r.per is None]
     col = TABLES[name].time_column
     has_time = bool(col) and col in t.columns
-    # Flag first, then sum: a rule may use a window (duplicates), which cannot nest in a sum.
-    flags = _flags(t, rules, tables, _t=t[col] if has_time else ibis.null("timestamp"))
+    # Flag first, then count: a rule may use a window (duplicates), which cannot nest in a count.
+    flags = _flags(t, per_row, tables, _t=t[col] if has_time else ibis.null("timestamp"))
     row = (
         flags.aggregate(
             rows=flags.count(),
             first=flags._t.min(),
             last=flags._t.max(),
-            **{f"r{i}": flags[f"r{i}"].sum() for i in range(len(rules))},
+            **{f"r{i}": flags.count(where=flags[f"r{i}"]) for i in range(len(per_row))},
         )
         .to_pyarrow()
         .to_pylist()[0]
     )
+    broken = dict(zip(map(id, per_row), (row[f"r{i}"] for i in range(len(per_row))), strict=True))
+    for per in dict.fromkeys(r.per for r in rules if r.per):
+        chosen = [r for r in rules if r.per == per]
+        broken.update(zip(map(id, chosen), _per_value(t, per, chosen, tables), strict=True))
     summary = TableSummary(name, str(data.sources[name]), row["rows"], row["first"], row["last"])
     problems = [
         Problem(
@@ -151,13 +168,13 @@ def _scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem]]:
             rule.column,
             rule.name,
             rule.severity,
-            int(row[f"r{i}"]),
+            broken[id(rule)],
             _examples(rule, t, tables),
             rule.phrase,
             rule.fix,
         )
-        for i, rule in enumerate(rules)
-        if row[f"r{i}"]
+        for rule in rules
+        if broken[id(rule)]
     ]
     return summary, problems
 

@@ -205,6 +205,21 @@ def test_bad_input_is_named(
         assert clean.tables[table].count().execute() == before - problem.rows, "excluded, counted"
 
 
+def test_a_per_account_rule_counts_every_row_of_an_unknown_account(tmp_path: Path) -> None:
+    """ "known account" is checked once per distinct account_id and weighted by its rows:
+    two events of Z9 count 2, and an event with no account_id is "not empty", not unknown."""
+    tables = tiny_tables()
+    events = tables["events"].astype({"account_id": object})
+    events.loc[[0, 1], "account_id"] = "Z9"
+    events.loc[2, "account_id"] = None
+    tables["events"] = events
+    report = validate(read_data(write_tables(tables, tmp_path / "d")))
+    rows = {(p.column, p.rule): p.rows for p in report.problems}
+    assert rows == {("account_id", "known account"): 2, ("account_id", "not empty"): 1}
+    (unknown,) = [p for p in report.problems if p.rule == "known account"]
+    assert unknown.examples == ("account_id Z9",)
+
+
 def test_message_names_rows_and_fix(tmp_path: Path) -> None:
     tables = tiny_tables()
     _swap_dates(tables)
