@@ -308,7 +308,8 @@ def concentration_features(ud: ir.Table, snaps: ir.Table, champion_days: int) ->
             u.day >= s.as_of_day - span,
         ],
     )
-    champion = j.day >= j.as_of_day - champion_days
+    # Every row is inside the champion's look-back unless it is the shorter of the two.
+    champion = j.day >= j.as_of_day - champion_days if champion_days < span else None
     per = j.group_by(["snapshot_id", "user_id"]).aggregate(
         n30=j.n.sum(where=j.day >= j.as_of_day - MONTH),
         n_all=j.n.sum(where=champion),

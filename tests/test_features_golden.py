@@ -253,18 +253,41 @@ def test_champion_who_left_within_the_look_back(
     Over 365 days u5 is the champion, silent for 215 days; over 180 days u5 is not seen
     and u1 (last event at age 1) is the champion.
     """
+    assert (date(2024, 12, 2) - date(2024, 5, 1)).days == 215
+    row = _champion_row(tmp_path, "u5", "2024-05-01", champion_days)
+    assert row["days_since_champion"] == expected
+    assert row["top_user_share_30d"] == 3 / 4  # u5's events are older than 30 days
+
+
+@pytest.mark.parametrize(("champion_days", "expected"), [(30, 7), (5, 1)])
+def test_champion_over_fewer_days_than_the_share(
+    tmp_path: Path, champion_days: int, expected: int
+) -> None:
+    """u6 made 5 events on 2024-11-25 (age 7); in the 30 days before 2024-12-02, u1 made 3
+    (the last two at age 1) and u2 one (age 4).
+
+    Over 30 days u6 is the champion; over 5 days (2024-11-27 to 12-01) u6 is not seen and
+    u1, with 2 events against u2's 1, is. The top user's share of 30 days stays u6's:
+    5 of 3 + 1 + 5 = 9 events, whatever the champion's look-back.
+    """
+    row = _champion_row(tmp_path, "u6", "2024-11-25", champion_days)
+    assert row["days_since_champion"] == expected
+    assert row["top_user_share_30d"] == 5 / 9
+
+
+def _champion_row(tmp_path: Path, user: str, day: str, champion_days: int) -> pd.Series:
+    """C1's row (as of 2024-12-02) of the golden world plus 5 logins of ``user`` on ``day``."""
     tables = golden_tables()
-    gone = pd.DataFrame(
+    planted = pd.DataFrame(
         {
             "account_id": "G1",
-            "user_id": "u5",
-            "ts": _ts(*[f"2024-05-01T0{h}:00:00" for h in range(5)]),
+            "user_id": user,
+            "ts": _ts(*[f"{day}T0{h}:00:00" for h in range(5)]),
             "event": "login",
             "value": 1.0,
         }
     )
-    tables["events"] = pd.concat([tables["events"], gone], ignore_index=True)
-    assert (date(2024, 12, 2) - date(2024, 5, 1)).days == 215
+    tables["events"] = pd.concat([tables["events"], planted], ignore_index=True)
     clean = load(write_tables(tables, tmp_path / "d"))
     ts = build_training_set(
         clean.tables,
@@ -272,6 +295,4 @@ def test_champion_who_left_within_the_look_back(
         FeatureConfig(top_events=1, champion_days=champion_days),
         cutoff=date(2025, 6, 1),
     )
-    row = ts.frame.set_index("contract_id").loc["C1"]
-    assert row["days_since_champion"] == expected
-    assert row["top_user_share_30d"] == 3 / 4  # u5's events are older than 30 days
+    return ts.frame.set_index("contract_id").loc["C1"]
