@@ -3,7 +3,8 @@
 The rules are declared once in :mod:`features.contract`. This module turns them into pandera
 schemas (``pandera.ibis``: columns, types and the rules as one check, so that tens of
 millions of events never reach pandas); the pipeline validates the columns with pandera and
-counts the rows that break each rule in one pass per table, then returns the clean tables:
+counts the rows that break each rule in one pass per table (a rule that reads one column,
+such as a foreign key, on that column's distinct values), then returns the clean tables:
 hard problems stop the run, soft ones exclude their rows and are reported.
 """
 
@@ -137,8 +138,8 @@ def _fmt(value: object) -> str:
 
 
 def _scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem]]:
-    """One table's summary and broken rules, from one pass over it (plus the examples of
-    each broken rule)."""
+    """One table's summary and broken rules, from one pass over it, one small pass per
+    column that rules read alone (:func:`_per_value`), and the examples of each broken rule."""
     t, tables = data.tables[name], data.tables
     schema_for(name, tables, rules=False).validate(t)
     rules = _rules(name, tables)
@@ -157,7 +158,7 @@ def _scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem]]:
         .to_pyarrow()
         .to_pylist()[0]
     )
-    broken = dict(zip(map(id, per_row), (row[f"r{i}"] for i in range(len(per_row))), strict=True))
+    broken = {id(r): row[f"r{i}"] for i, r in enumerate(per_row)}
     for per in dict.fromkeys(r.per for r in rules if r.per):
         chosen = [r for r in rules if r.per == per]
         broken.update(zip(map(id, chosen), _per_value(t, per, chosen, tables), strict=True))
