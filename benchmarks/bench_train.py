@@ -74,8 +74,8 @@ def run(frame: Any, features: Any, oracle: Any, threads: int, trials: int, seed:
     out["score_rows_per_s"] = len(frame) / (time.perf_counter() - t)
     out["n_estimators"] = tuned.n_estimators
     out["monotone"] = result.monotone
-    t = result.metrics
-    by_lead = t[(t.fold == "all") & (t.segment == "all") & t.lead_days.notna()]
+    m = result.metrics
+    by_lead = m[(m.fold == "all") & (m.segment == "all") & m.lead_days.notna()]
     out["roc_auc_by_lead"] = {
         str(lead): dict(zip(rows.scorer, rows.roc_auc.round(4), strict=True))
         for lead, rows in by_lead.groupby("lead_days")
