@@ -170,6 +170,21 @@ Predicate = Callable[[ir.Table, Tables], ir.BooleanValue]
 
 
 @dataclass(frozen=True)
+class ColumnStats:
+    """What a file's own statistics (Parquet's, per row group) say of one column, over all
+    its rows: ``None`` wherever a row group does not say."""
+
+    nulls: int | None
+    #: The smallest value of a numeric column.
+    low: float | None = None
+
+
+#: The number of rows that break a rule, as a column's statistics tell it; ``None`` when
+#: they cannot tell, and the rows are counted.
+FromStats = Callable[[ColumnStats], int | None]
+
+
+@dataclass(frozen=True)
 class Rule:
     """A rule a table's rows must obey.
 
@@ -190,14 +205,25 @@ class Rule:
     #: once per distinct value of it and weighted by its rows (a foreign key on events
     #: costs a lookup per account, not per event).
     per: str | None = None
+    #: The count of broken rows from the statistics of ``column`` (see :data:`FromStats`).
+    from_stats: FromStats | None = None
 
 
 def _null(col: str) -> Predicate:
     return lambda t, _: t[col].isnull()
 
 
+def _nulls(stats: ColumnStats) -> int | None:
+    return stats.nulls
+
+
 def _below(col: str, low: float) -> Predicate:
     return lambda t, _: t[col] < low
+
+
+def _none_below(low: float) -> FromStats:
+    """No row is below ``low`` when the column's smallest value is not; otherwise unknown."""
+    return lambda s: 0 if s.low is not None and s.low >= low else None
 
 
 def _not_in(col: str, allowed: tuple[str, ...]) -> Predicate:
@@ -244,6 +270,7 @@ def _required_rules() -> list[Rule]:
                     f"these rows are excluded; every row needs a {col.name}"
                     if soft
                     else f"every row needs a {col.name}; fill it in or remove those rows",
+                    from_stats=_nulls,
                 )
             )
         if spec.key:
@@ -295,6 +322,7 @@ RULES: tuple[Rule, ...] = (
         _below("arr", 0),
         "have a negative arr",
         "ARR is the annual recurring revenue of the term and cannot be negative",
+        from_stats=_none_below(0),
     ),
     Rule(
         "contracts",
@@ -304,6 +332,7 @@ RULES: tuple[Rule, ...] = (
         _below("seats", 0),
         "have a negative number of seats",
         "seats are the licensed seats of the term; leave the cell empty when unknown",
+        from_stats=_none_below(0),
     ),
     Rule(
         "contracts",
@@ -322,6 +351,7 @@ RULES: tuple[Rule, ...] = (
         _below("value", 0),
         "have a negative value",
         "these events are excluded; value is a magnitude (seconds, items, amount)",
+        from_stats=_none_below(0),
     ),
     Rule(
         "tickets",
@@ -403,6 +433,7 @@ RULES: tuple[Rule, ...] = (
         _below("amount", 0),
         "have a negative amount",
         "record credit notes outside this table; an invoice amount is >= 0",
+        from_stats=_none_below(0),
     ),
     Rule(
         "invoices",

@@ -9,7 +9,8 @@ reported as problems by :func:`conform`, never silently turned into missing valu
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,26 @@ import ibis
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
-from features.contract import IBIS_TYPES, TABLES, TableSpec
+from features.contract import IBIS_TYPES, TABLES, ColumnStats, TableSpec
 from features.errors import ContractError, Problem
 from features.resources import free_cores
 
 EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class TableStats:
+    """What a Parquet source's own statistics say, without reading its rows.
+
+    ``columns``: the contract columns read as stored (a cast could change what the
+    statistics describe). ``first`` and ``last``: the bounds of a timestamp time column,
+    ``None`` when some row group does not give them.
+    """
+
+    rows: int
+    columns: dict[str, ColumnStats]
+    first: datetime | None = None
+    last: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,8 @@ class DataSet:
     sources: dict[str, Path]
     #: Problems found while reading: missing columns and values that do not parse.
     problems: tuple[Problem, ...] = ()
+    #: The statistics of the tables read from Parquet on DuckDB (:func:`parquet_stats`).
+    stats: dict[str, TableStats] = field(default_factory=dict)
 
 
 def connect(
@@ -117,9 +135,56 @@ def read_source(con: BaseBackend, spec: TableSpec, path: Path) -> ir.Table:
         if con.name == "pyspark":
             return _spark_csv(con, spec, path)
         return con.read_csv(str(path), header=True)
-    if path.is_dir():
-        return con.read_parquet(str(path / "**" / "*.parquet"))
-    return con.read_parquet(str(path))
+    return con.read_parquet(_parquet_glob(path))
+
+
+def _parquet_glob(path: Path) -> str:
+    return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+
+
+def parquet_stats(
+    con: BaseBackend, spec: TableSpec, path: Path, raw: ir.Table
+) -> TableStats | None:
+    """The row count and the row groups' statistics of a Parquet source, read from its
+    footers (DuckDB's ``parquet_metadata``); ``None`` for CSV or another engine.
+
+    Only contract columns stored in their contract type (any timestamp for a timestamp) are
+    described: their values are the typed table's. A column's count or bound is ``None``
+    unless every row group gives it.
+    """
+    if con.name != "duckdb" or path.suffix == ".csv":
+        return None
+    stored = [
+        c
+        for c in spec.columns
+        if c.name in raw.columns and _cannot_fail(raw[c.name].type(), c.kind)
+    ]
+    meta = "parquet_metadata('{}')".format(_parquet_glob(path).replace("'", "''"))
+    groups = f"SELECT DISTINCT file_name, row_group_id, row_group_num_rows FROM {meta}"
+    rows = con.raw_sql(f"SELECT coalesce(sum(row_group_num_rows), 0) FROM ({groups})").fetchone()
+    per = con.raw_sql(
+        "SELECT path_in_schema, count(*), count(stats_null_count), sum(stats_null_count), "
+        "count(TRY_CAST(stats_min_value AS DOUBLE)), min(TRY_CAST(stats_min_value AS DOUBLE)), "
+        "count(TRY_CAST(stats_min_value AS TIMESTAMPTZ)), "
+        "min(TRY_CAST(stats_min_value AS TIMESTAMPTZ)), "
+        "count(TRY_CAST(stats_max_value AS TIMESTAMPTZ)), "
+        f"max(TRY_CAST(stats_max_value AS TIMESTAMPTZ)) FROM {meta} GROUP BY 1"
+    ).fetch_arrow_table()  # as Arrow: a Python datetime with a zone would need pytz
+    found = {r[0]: r[1:] for r in (tuple(d.values()) for d in per.to_pylist())}
+    columns: dict[str, ColumnStats] = {}
+    bounds: tuple[datetime | None, datetime | None] = (None, None)
+    for col in stored:
+        if col.name not in found:
+            continue
+        parts, known, nulls, lows, low, firsts, first, lasts, last = found[col.name]
+        numeric = col.kind in ("float", "integer")
+        columns[col.name] = ColumnStats(
+            nulls=int(nulls or 0) if known == parts else None,
+            low=float(low) if numeric and lows == parts else None,
+        )
+        if col.name == spec.time_column and col.kind == "timestamp" and firsts == lasts == parts:
+            bounds = (first, last)
+    return TableStats(int(rows[0]), columns, *bounds)
 
 
 def _spark_csv(con: BaseBackend, spec: TableSpec, path: Path) -> ir.Table:
@@ -258,8 +323,13 @@ def read_data(data_dir: Path, con: BaseBackend | None = None) -> DataSet:
     sources = find_sources(Path(data_dir))
     tables: dict[str, ir.Table] = {}
     problems: list[Problem] = []
+    stats: dict[str, TableStats] = {}
     for name, path in sources.items():
-        typed, found = conform(read_source(con, TABLES[name], path), TABLES[name])
+        raw = read_source(con, TABLES[name], path)
+        typed, found = conform(raw, TABLES[name])
         tables[name] = typed
         problems.extend(found)
-    return DataSet(con, tables, sources, tuple(problems))
+        described = parquet_stats(con, TABLES[name], path, raw)
+        if described is not None:
+            stats[name] = described
+    return DataSet(con, tables, sources, tuple(problems), stats)

@@ -5,7 +5,9 @@ schemas (``pandera.ibis``: columns, types and the rules as one check, so that te
 millions of events never reach pandas); the pipeline validates the columns with pandera and
 counts the rows that break each rule in one pass per table (a rule that reads one column,
 such as a foreign key, on that column's distinct values), then returns the clean tables:
-hard problems stop the run, soft ones exclude their rows and are reported.
+hard problems stop the run, soft ones exclude their rows and are reported. A Parquet
+source's statistics (:func:`features.read.parquet_stats`) answer the rules they settle
+(``Rule.from_stats``) and its summary; a table with nothing else to count is not read.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ibis.backends import BaseBackend
 
 from features.contract import IBIS_TYPES, RULES, TABLES, Rule, Tables
 from features.errors import ContractError, Problem
-from features.read import EXAMPLES, DataSet, read_data
+from features.read import EXAMPLES, DataSet, TableStats, read_data
 
 
 @dataclass(frozen=True)
@@ -137,32 +139,52 @@ def _fmt(value: object) -> str:
     return "empty" if value is None else str(value)
 
 
+def _told(rules: list[Rule], stats: TableStats | None) -> dict[int, int]:
+    """The counts of broken rows that the file's statistics give (by ``id`` of the rule)."""
+    told: dict[int, int] = {}
+    for rule in rules:
+        column = stats.columns.get(rule.column) if stats else None
+        count = rule.from_stats(column) if rule.from_stats and column else None
+        if count is not None:
+            told[id(rule)] = count
+    return told
+
+
 def _scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem]]:
-    """One table's summary and broken rules, from one pass over it, one small pass per
-    column that rules read alone (:func:`_per_value`), and the examples of each broken rule."""
+    """One table's summary and broken rules: from its statistics where they tell, one pass
+    over it for the rest, one small pass per column that rules read alone
+    (:func:`_per_value`), and the examples of each broken rule."""
     t, tables = data.tables[name], data.tables
     schema_for(name, tables, rules=False).validate(t)
     rules = _rules(name, tables)
-    per_row = [r for r in rules if r.per is None]
+    stats = data.stats.get(name)
+    broken = _told(rules, stats)
+    per_row = [r for r in rules if r.per is None and id(r) not in broken]
     col = TABLES[name].time_column
     has_time = bool(col) and col in t.columns
-    # Flag first, then count: a rule may use a window (duplicates), which cannot nest in a count.
-    flags = _flags(t, per_row, tables, _t=t[col] if has_time else ibis.null("timestamp"))
-    row = (
-        flags.aggregate(
-            rows=flags.count(),
-            first=flags._t.min(),
-            last=flags._t.max(),
-            **{f"r{i}": flags.count(where=flags[f"r{i}"]) for i in range(len(per_row))},
+    source = str(data.sources[name])
+    if stats and not per_row and (stats.first is not None or not has_time or not stats.rows):
+        # The file's statistics answer every rule checked row by row, and the summary.
+        summary = TableSummary(name, source, stats.rows, stats.first, stats.last)
+    else:
+        # Flag first, then count: a rule may use a window (duplicates), which cannot nest
+        # in a count.
+        flags = _flags(t, per_row, tables, _t=t[col] if has_time else ibis.null("timestamp"))
+        row = (
+            flags.aggregate(
+                rows=flags.count(),
+                first=flags._t.min(),
+                last=flags._t.max(),
+                **{f"r{i}": flags.count(where=flags[f"r{i}"]) for i in range(len(per_row))},
+            )
+            .to_pyarrow()
+            .to_pylist()[0]
         )
-        .to_pyarrow()
-        .to_pylist()[0]
-    )
-    broken = {id(r): row[f"r{i}"] for i, r in enumerate(per_row)}
+        broken.update({id(r): row[f"r{i}"] for i, r in enumerate(per_row)})
+        summary = TableSummary(name, source, row["rows"], row["first"], row["last"])
     for per in dict.fromkeys(r.per for r in rules if r.per):
         chosen = [r for r in rules if r.per == per]
         broken.update(zip(map(id, chosen), _per_value(t, per, chosen, tables), strict=True))
-    summary = TableSummary(name, str(data.sources[name]), row["rows"], row["first"], row["last"])
     problems = [
         Problem(
             rule.table,

@@ -6,16 +6,20 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pandera.ibis as pa
+import pyarrow
+import pyarrow.parquet as pq
 import pytest
 from conftest import tiny_tables, write_tables
 
-from features.contract import RULES
+from features.contract import RULES, TABLES, ColumnStats
 from features.errors import ContractError
-from features.read import read_data
+from features.read import connect, parquet_stats, read_data, read_source
 from features.validate import load, schema_for, validate
 
 Frames = dict[str, pd.DataFrame]
@@ -203,6 +207,72 @@ def test_bad_input_is_named(
         clean = load(data_dir)
         before = len(tables[table])
         assert clean.tables[table].count().execute() == before - problem.rows, "excluded, counted"
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "rule", "severity", "mutate"),
+    CASES,
+    ids=[f"{t}.{c}:{r}" for t, c, r, _, _ in CASES],
+)
+def test_the_files_statistics_give_the_report_that_counting_rows_gives(
+    tmp_path: Path, table: str, column: str, rule: str, severity: str, mutate: Callable
+) -> None:
+    """Rules answered from Parquet statistics (empty cells, a minimum) and the summary read
+    from the footers report exactly what counting every row reports, for every broken rule."""
+    tables = tiny_tables()
+    mutate(tables)
+    data = read_data(write_tables(tables, tmp_path / "d"))
+    assert set(data.stats) == set(data.tables), "every Parquet table is described"
+    assert validate(data) == validate(replace(data, stats={}))
+
+
+def test_parquet_statistics_are_read_from_the_footers(tmp_path: Path) -> None:
+    """Events in two row groups of 2 rows: value [1.5, empty] then [-2.0, 3.0], ts from
+    2024-01-02 08:00 to 2024-03-04 09:00 UTC. Without statistics nothing is told."""
+    events = pyarrow.table(
+        {
+            "account_id": ["A1", "A1", "A2", None],
+            "user_id": ["u1", "u2", "u1", "u1"],
+            "ts": pd.to_datetime(
+                ["2024-01-02T08:00", "2024-02-01T00:00", "2024-03-04T09:00", "2024-02-10T00:00"],
+                utc=True,
+            ),
+            "event": ["login"] * 4,
+            "value": [1.5, None, -2.0, 3.0],
+        }
+    )
+    con = connect()
+    for with_stats in (True, False):
+        path = tmp_path / f"events-{with_stats}.parquet"
+        pq.write_table(events, path, row_group_size=2, write_statistics=with_stats)
+        stats = parquet_stats(con, TABLES["events"], path, read_source(con, TABLES["events"], path))
+        assert stats is not None
+        assert stats.rows == 4
+        if with_stats:
+            assert stats.columns["value"] == ColumnStats(nulls=1, low=-2.0)
+            assert stats.columns["account_id"] == ColumnStats(nulls=1)
+            assert (stats.first, stats.last) == (
+                datetime(2024, 1, 2, 8, tzinfo=UTC),
+                datetime(2024, 3, 4, 9, tzinfo=UTC),
+            )
+        else:
+            assert stats.columns["value"] == ColumnStats(nulls=None, low=None)
+            assert (stats.first, stats.last) == (None, None)
+
+
+def test_a_table_without_statistics_is_counted_row_by_row(tmp_path: Path) -> None:
+    """A Parquet export written without statistics: the rules are counted on the rows."""
+    tables = tiny_tables()
+    _set("events", "value", 1, -4.0)(tables)
+    _set("events", "user_id", 2, None)(tables)
+    data_dir = write_tables(tables, tmp_path / "d")
+    pq.write_table(
+        pyarrow.Table.from_pandas(tables["events"], preserve_index=False),
+        data_dir / "events.parquet",
+        write_statistics=False,
+    )
+    rows = {(p.column, p.rule): p.rows for p in validate(read_data(data_dir)).problems}
+    assert rows == {("value", ">= 0"): 1, ("user_id", "not empty"): 1}
 
 
 def test_a_per_account_rule_counts_every_row_of_an_unknown_account(tmp_path: Path) -> None:
