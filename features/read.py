@@ -162,28 +162,32 @@ def parquet_stats(
     meta = "parquet_metadata('{}')".format(_parquet_glob(path).replace("'", "''"))
     groups = f"SELECT DISTINCT file_name, row_group_id, row_group_num_rows FROM {meta}"
     rows = con.raw_sql(f"SELECT coalesce(sum(row_group_num_rows), 0) FROM ({groups})").fetchone()
+
+    def every(value: str, agg: str, cast: str) -> str:
+        """``agg`` of a statistic over the row groups, NULL unless every one gives it."""
+        v = f"TRY_CAST({value} AS {cast})"
+        return f"CASE WHEN count({v}) = count(*) THEN {agg}({v}) END"
+
     per = con.raw_sql(
-        "SELECT path_in_schema, count(*), count(stats_null_count), sum(stats_null_count), "
-        "count(TRY_CAST(stats_min_value AS DOUBLE)), min(TRY_CAST(stats_min_value AS DOUBLE)), "
-        "count(TRY_CAST(stats_min_value AS TIMESTAMPTZ)), "
-        "min(TRY_CAST(stats_min_value AS TIMESTAMPTZ)), "
-        "count(TRY_CAST(stats_max_value AS TIMESTAMPTZ)), "
-        f"max(TRY_CAST(stats_max_value AS TIMESTAMPTZ)) FROM {meta} GROUP BY 1"
+        f"SELECT path_in_schema AS col, {every('stats_null_count', 'sum', 'BIGINT')} AS nulls, "
+        f"{every('stats_min_value', 'min', 'DOUBLE')} AS low, "
+        f"{every('stats_min_value', 'min', 'TIMESTAMPTZ')} AS first, "
+        f"{every('stats_max_value', 'max', 'TIMESTAMPTZ')} AS last FROM {meta} GROUP BY 1"
     ).fetch_arrow_table()  # as Arrow: a Python datetime with a zone would need pytz
-    found = {r[0]: r[1:] for r in (tuple(d.values()) for d in per.to_pylist())}
+    found = {r["col"]: r for r in per.to_pylist()}
     columns: dict[str, ColumnStats] = {}
     bounds: tuple[datetime | None, datetime | None] = (None, None)
-    for col in stored:
-        if col.name not in found:
-            continue
-        parts, known, nulls, lows, low, firsts, first, lasts, last = found[col.name]
+    for col in (c for c in stored if c.name in found):
+        r = found[col.name]
         numeric = col.kind in ("float", "integer")
-        columns[col.name] = ColumnStats(
-            nulls=int(nulls or 0) if known == parts else None,
-            low=float(low) if numeric and lows == parts else None,
-        )
-        if col.name == spec.time_column and col.kind == "timestamp" and firsts == lasts == parts:
-            bounds = (first, last)
+        nulls = None if r["nulls"] is None else int(r["nulls"])
+        columns[col.name] = ColumnStats(nulls, r["low"] if numeric else None)
+        if (
+            col.name == spec.time_column
+            and col.kind == "timestamp"
+            and None not in (r["first"], r["last"])
+        ):
+            bounds = (r["first"], r["last"])
     return TableStats(int(rows[0]), columns, *bounds)
 
 

@@ -145,6 +145,14 @@ CASES: list[tuple[str, str, str, str, Callable[[Frames], None]]] = [
 ]
 
 
+#: The tests that run once per case, named table.column:rule.
+every_case = pytest.mark.parametrize(
+    ("table", "column", "rule", "severity", "mutate"),
+    CASES,
+    ids=[f"{t}.{c}:{r}" for t, c, r, _, _ in CASES],
+)
+
+
 def test_every_rule_is_tested() -> None:
     declared = {(r.table, r.column, r.name) for r in RULES}
     tested = {(t, c, r) for t, c, r, _, _ in CASES}
@@ -180,11 +188,7 @@ def test_the_pandera_schema_passes_a_valid_table_in_one_check(tmp_path: Path) ->
         schema_for("events", data.tables).validate(data.tables["events"], lazy=True)
 
 
-@pytest.mark.parametrize(
-    ("table", "column", "rule", "severity", "mutate"),
-    CASES,
-    ids=[f"{t}.{c}:{r}" for t, c, r, _, _ in CASES],
-)
+@every_case
 def test_bad_input_is_named(
     tmp_path: Path, table: str, column: str, rule: str, severity: str, mutate: Callable
 ) -> None:
@@ -209,11 +213,7 @@ def test_bad_input_is_named(
         assert clean.tables[table].count().execute() == before - problem.rows, "excluded, counted"
 
 
-@pytest.mark.parametrize(
-    ("table", "column", "rule", "severity", "mutate"),
-    CASES,
-    ids=[f"{t}.{c}:{r}" for t, c, r, _, _ in CASES],
-)
+@every_case
 def test_the_files_statistics_give_the_report_that_counting_rows_gives(
     tmp_path: Path, table: str, column: str, rule: str, severity: str, mutate: Callable
 ) -> None:
@@ -258,6 +258,18 @@ def test_parquet_statistics_are_read_from_the_footers(tmp_path: Path) -> None:
         else:
             assert stats.columns["value"] == ColumnStats(nulls=None, low=None)
             assert (stats.first, stats.last) == (None, None)
+
+
+def test_the_report_reads_the_statistics_not_the_rows(tmp_path: Path) -> None:
+    """Told that events.user_id has 5 empty cells, the report says 5 (the file has none):
+    the statistics, not the rows, answer the rules they settle."""
+    data = read_data(write_tables(tiny_tables(), tmp_path / "d"))
+    told = replace(
+        data.stats["events"],
+        columns={**data.stats["events"].columns, "user_id": ColumnStats(nulls=5)},
+    )
+    report = validate(replace(data, stats={**data.stats, "events": told}))
+    assert {(p.column, p.rule): p.rows for p in report.problems} == {("user_id", "not empty"): 5}
 
 
 def test_a_table_without_statistics_is_counted_row_by_row(tmp_path: Path) -> None:
