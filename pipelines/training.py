@@ -34,7 +34,7 @@ from models.plots import save_plots
 from models.train import ChurnModel
 from models.tune import STUDY_SETTINGS, TuneResult, tune
 from pipelines.config import ChurnConfig
-from pipelines.scoring import CONTEXT_FILE, scoring_context
+from pipelines.context import CONTEXT_FILE, scoring_context
 from pipelines.tracking import (
     CHAMPION,
     Tracking,
