@@ -7,6 +7,7 @@ default parameters produce (``docs/simulator.md``), so that they hold for any se
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import os
 from pathlib import Path
 
@@ -77,6 +78,51 @@ def test_same_seed_gives_same_bytes(tmp_path: Path, sim_seed: int) -> None:
     for p in (tmp_path / "a").rglob("*.parquet"):
         other = tmp_path / "b" / p.relative_to(tmp_path / "a")
         assert filecmp.cmp(p, other, shallow=False), f"{p.name} differs between runs"
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    """First 16 hex digits of the SHA-256 of pandas' row hashes (values and dtypes)."""
+    rows = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(rows.tobytes()).hexdigest()[:16]
+
+
+def test_the_default_world_is_unchanged() -> None:
+    """Term length, base-rate drift and short windows left the default world alone.
+
+    Golden values computed at commit 085ace1, before ``term_months`` and
+    ``intercept_per_year`` existed, with this test's ``_digest`` on
+    ``simulate(SimConfig(accounts=80, seed=11))`` (pandas 3.0, numpy 2.4). The written
+    Parquet files of that world and of ``SimConfig(accounts=300, seed=11)`` were also
+    byte-identical before and after the change.
+    """
+    world = simulate(SimConfig(accounts=80, seed=11))
+    golden = {
+        "accounts": (80, "28a3806a82b9760a"),
+        "contracts": (185, "3ca0db67b439d3c9"),
+        "events": (159163, "af83520f4823dc97"),
+        "tickets": (947, "bfb267f341a757aa"),
+        "surveys": (996, "bd65cd6b851d868b"),
+        "sentiment": (1295, "d8ea08ff9dc7fff1"),
+        "invoices": (318, "b4026fcc8fa158cd"),
+        "truth": (185, "ea437f644c9d1f90"),
+    }
+    frames = {**world.tables, "truth": world.truth}
+    assert {name: (len(f), _digest(f)) for name, f in frames.items()} == golden
+    c, t = world.tables["contracts"], world.truth
+    assert round(float(c["arr"].sum()), 2) == 8176316.96
+    assert c["outcome"].value_counts().to_dict() == {
+        "renewed": 73,
+        "churned": 32,
+        "expanded": 24,
+        "contracted": 8,
+    }
+    assert t["true_churn_probability"].sum() == pytest.approx(28.956558841526608, abs=1e-9)
+    assert t["churn_probability_with_noise"].sum() == pytest.approx(29.17071742121702, abs=1e-9)
+    first = c.iloc[1]  # an annual term of a pre-existing customer: same day a year later
+    assert (str(first["start_date"].date()), str(first["end_date"].date())) == (
+        "2022-07-14",
+        "2023-07-14",
+    )
 
 
 def test_different_seed_gives_different_events(world: World, sim_seed: int) -> None:

@@ -198,12 +198,22 @@ def make_grid(cfg: SimConfig) -> Grid:
     return Grid(start_day, end_day, n_weeks, week_start_us, weights / weights.sum())
 
 
-def add_year(days: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Same calendar day one year later (29 February rolls to 1 March)."""
+def add_months(days: npt.NDArray[np.int64], months: int) -> npt.NDArray[np.int64]:
+    """Same day of the month ``months`` months later (days since 1970-01-01).
+
+    When the target month is too short for that day, the date rolls to the 1st of the
+    month after it: 31 January + 1 month is 1 March, and 29 February + 12 months is
+    1 March (so ``months=12`` is "the same calendar day one year later"). ``months`` may
+    be negative.
+    """
     d = days.astype("M8[D]")
     month = d.astype("M8[M]")
     day_of_month = (d - month.astype("M8[D]")).astype(np.int64)
-    return ((month + 12).astype("M8[D]").astype(np.int64) + day_of_month).astype(np.int64)
+    target = (month + months).astype("M8[D]").astype(np.int64)
+    following = (month + months + 1).astype("M8[D]").astype(np.int64)
+    return np.where(day_of_month < following - target, target + day_of_month, following).astype(
+        np.int64
+    )
 
 
 def working_time_us(
@@ -254,10 +264,12 @@ class Accounts:
 def draw_accounts(cfg: SimConfig, grid: Grid, rng: np.random.Generator) -> Accounts:
     """Draw the static attributes of ``cfg.accounts`` accounts.
 
-    Pre-existing customers (``cfg.preexisting_share``) are in a term that began up to
-    270 days before ``start``, so their first renewal has a full 90-day window inside the
-    simulation; the others become customers uniformly over the first two years (at most
-    two thirds of the window).
+    Pre-existing customers (``cfg.preexisting_share``) are in a term that began before
+    ``start``: with annual terms up to 270 days before, so that their first renewal has a
+    full 90-day window inside the simulation; with shorter terms up to one term before
+    (``0 .. 28 * term_months - 1`` days, so the term always still runs at ``start``). The
+    others become customers uniformly over the first two years (at most two thirds of the
+    window).
     """
     n = cfg.accounts
     m = cfg.mechanisms
@@ -274,7 +286,9 @@ def draw_accounts(cfg: SimConfig, grid: Grid, rng: np.random.Generator) -> Accou
     window = grid.end_day - grid.start_day
     onboarding_days = min(730, (2 * window) // 3)
     new_day = grid.start_day + rng.integers(0, onboarding_days, n)
-    pre_term = grid.start_day - rng.integers(0, 271, n)
+    # The same single draw for every term length keeps the random stream in step.
+    pre_span = 271 if cfg.term_months == 12 else 28 * cfg.term_months
+    pre_term = grid.start_day - rng.integers(0, pre_span, n)
     first_term_day = np.where(pre, pre_term, new_day).astype(np.int64)
     years_before = np.where(pre, rng.integers(0, 3, n), 0)
     created_day = first_term_day - 365 * years_before

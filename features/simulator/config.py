@@ -7,7 +7,8 @@ mechanisms; ``docs/simulator.md`` explains each of them.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,6 +24,23 @@ VANITY_EVENTS: tuple[str, ...] = ("login", "dashboard_viewed", "page_viewed")
 """Events emitted in proportion to active users whatever the depth of use."""
 
 SEGMENTS: tuple[str, ...] = ("SMB", "Mid-Market", "Enterprise")
+
+TERM_MONTHS: tuple[int, ...] = (1, 3, 6, 12)
+"""Contract term lengths the simulator offers, in months."""
+
+
+def min_window_days(term_months: int) -> int:
+    """Fewest days ``end - start`` may span for terms of ``term_months`` months.
+
+    Annual terms need one year: the pre-existing customers (term begun 0-270 days before
+    ``start``) then all renew inside the window, each with a full 13-week behaviour window.
+    Shorter terms need one term plus 30 days (a term is at most ``31 * term_months``
+    days), and at least 180 days, so that most renewals read a full 13-week window and
+    every account that joins in the first 30 days reaches a term end.
+    """
+    if term_months == 12:
+        return 365
+    return max(180, 31 * term_months + 30)
 
 
 class Mechanisms(BaseModel):
@@ -48,12 +66,19 @@ class Mechanisms(BaseModel):
 class ChurnWeights(BaseModel):
     """Weights of the churn logit at each term end (``docs/simulator.md``, "Outcome").
 
-    ``logit = intercept + sum_k weight_k * x_k + noise``, ``noise ~ Normal(0, noise_sd)``.
+    ``logit = intercept + intercept_per_year * years + sum_k weight_k * x_k + noise`` with
+    ``noise ~ Normal(0, noise_sd)`` and ``years = (end_date - start).days / 365.25`` (the
+    term's end date, measured from ``SimConfig.start``). ``sigmoid(logit)`` is an annual
+    churn probability; a term of ``m`` months churns with ``1 - (1 - sigmoid(logit)) **
+    (m / 12)``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     intercept: float = -2.8
+    #: Base-rate drift: the intercept rises by this much per year since ``start``
+    #: (negative: churn falls over time). 0 keeps the base rate stable.
+    intercept_per_year: float = 0.0
     low_key_usage: float = 0.85
     low_utilisation: float = 0.45
     champion_left: float = 1.1
@@ -76,7 +101,12 @@ class SimConfig(BaseModel):
         Seed of every random draw; the same config gives byte-identical output files.
     start, end
         The simulated window. ``end`` is the "today" of the world: nothing is dated at or
-        after it, and terms ending at or after it have no outcome yet.
+        after it, and terms ending at or after it have no outcome yet. It spans at least
+        :func:`min_window_days` days (365 for annual terms).
+    term_months
+        Length of every contract term in months (1, 3, 6 or 12). Terms renew on the same
+        day of the month ``term_months`` months later (the 1st of the next month when that
+        month is too short) and the churn formula decides at every term end.
     chunk_accounts
         Accounts simulated together (memory bound). Part of the world's identity: a
         different value gives a different (equally valid) world.
@@ -88,6 +118,7 @@ class SimConfig(BaseModel):
     seed: int = Field(default=7, ge=0)
     start: date = date(2023, 1, 1)
     end: date = date(2026, 1, 1)
+    term_months: Literal[1, 3, 6, 12] = 12
     mechanisms: Mechanisms = Mechanisms()
     churn: ChurnWeights = ChurnWeights()
     key_events: tuple[str, ...] = KEY_EVENTS
@@ -106,10 +137,19 @@ class SimConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> SimConfig:
-        if (self.end - self.start).days < 400:
+        span, need = (self.end - self.start).days, min_window_days(self.term_months)
+        if span < need:
+            rule = (
+                "one year for annual terms"
+                if self.term_months == 12
+                else "one term plus 30 days, and at least 180 days"
+            )
             raise ValueError(
-                f"end ({self.end}) must be at least 400 days after start ({self.start}): "
-                "terms are annual and churn is decided at the end of a term."
+                f"end ({self.end}) is {span} days after start ({self.start}); with "
+                f"term_months={self.term_months} the window needs at least {need} days "
+                f"({rule}), so that renewals fall inside it. Move end to "
+                f"{self.start + timedelta(days=need)} or later, start "
+                "earlier, or choose shorter terms."
             )
         if len(self.vanity_events) != len(VANITY_EVENTS):
             raise ValueError(

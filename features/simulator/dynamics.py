@@ -3,7 +3,8 @@
 The loop runs once per week, vectorised over the accounts of the chunk. It moves the
 hidden health, the champion and the terms, draws how many events of each kind every
 account emits (the rows themselves are built afterwards in :mod:`emit`), raises tickets
-and invoices, and decides the outcome of every term that ends.
+and invoices, and decides the outcome of every term that ends. Terms last
+``cfg.term_months`` months (:func:`~features.simulator.accounts.add_months`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,20 @@ from features.simulator.accounts import (
     REGION_TZ,
     Accounts,
     Grid,
-    add_year,
+    add_months,
     working_time_us,
 )
 from features.simulator.config import SimConfig
-from features.simulator.outcome import DRIVERS, WINDOW_WEEKS, Window, churn_logit
+from features.simulator.outcome import (
+    DAYS_PER_YEAR,
+    DRIVER_LOOKBACK_MONTHS,
+    DRIVERS,
+    OVERDUE_DAYS,
+    WINDOW_WEEKS,
+    Window,
+    churn_logit,
+    per_term,
+)
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -56,15 +66,38 @@ TK_SLOPE = 0.6
 PRIORITIES = ("low", "normal", "high", "urgent")
 PRIORITY_BASE = np.log(np.array([0.3, 0.45, 0.18, 0.07]))
 PRIORITY_SLOPE = np.array([0.5, 0.0, -0.4, -0.9])
-# Invoices: due 30 days after issue; late with probability sigmoid(LATE0 - LATE1 * health).
+# Invoices: due PAYMENT_DAYS after issue; late with probability sigmoid(LATE0 - LATE1 * health).
+PAYMENT_DAYS = 30
 LATE0, LATE1 = -1.9, 1.1
 UNPAID0, UNPAID1 = -1.2, 1.0
 ON_ISSUE = 0.2
+# Accounts this large are billed every 91 days within terms longer than a quarter.
 QUARTERLY_MIN_SEATS = 50
+BILLING_DAYS = 91
+# Slots per account remembering when its badly overdue invoices became known; more than
+# the invoices a driver lookback can hold (4 a year billed quarterly, 7 in six months
+# billed monthly).
+BAD_INVOICE_SLOTS = 16
+_NEVER = np.iinfo(np.int64).min
 
 
 def _sigmoid(x: F64) -> F64:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _window_groups(lo: I64, w: int) -> list[tuple[npt.NDArray[np.bool_], int, int]]:
+    """Rows grouped by the weeks ``[a, b)`` their behaviour window reads.
+
+    ``lo`` is each row's first week (13 weeks before week ``w``, or the account's first
+    week if later); the window ends before week ``w``. A term that ends in the account's
+    first simulated week (a pre-existing customer on short terms renewing in week 0) reads
+    that week itself, the only behaviour there is.
+    """
+    groups = []
+    for a in np.unique(lo):
+        b = w if a < w else w + 1
+        groups.append((lo == a, int(a), b))
+    return groups
 
 
 @dataclass
@@ -144,9 +177,11 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
     health = acc.health_mean + rng.normal(0.0, HEALTH_INIT_SD, n)
     if not mech.usage_drift:
         health = acc.health_mean.copy()
+    months = cfg.term_months
+    term_share = months / 12.0
     term = np.zeros(n, np.int64)
     term_start = acc.first_term_day.copy()
-    term_end = add_year(term_start)
+    term_end = add_months(term_start, months)
     seats = acc.seats0.copy()
     arr = np.round(seats * acc.price, 2)
     started = np.zeros(n, np.bool_)
@@ -154,7 +189,8 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
     present = np.ones(n, np.bool_)
     base = np.zeros(n, np.int64)
     last_dep = np.full(n, -1, np.int64)
-    bad_inv = np.zeros(n, np.float64)
+    bad_known_day = np.full((n, BAD_INVOICE_SLOTS), _NEVER, np.int64)
+    bad_count = np.zeros(n, np.int64)
     act_from = np.maximum(acc.created_us, grid.start_us)
     act_to = np.full(n, grid.end_us, np.int64)
 
@@ -162,18 +198,29 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
         return np.maximum(1, np.round(acc.utilisation[idx] * seats[idx])).astype(np.int64)
 
     pool_a = pool(np.arange(n))
+
+    def lookback_day(idx: I64) -> I64:
+        """First day the event-like drivers of the current term look at (the term's start,
+        or DRIVER_LOOKBACK_MONTHS before its end if that is earlier)."""
+        back = add_months(term_end[idx], -DRIVER_LOOKBACK_MONTHS)
+        return np.minimum(term_start[idx], back)
+
     contracts, tickets, invoices = _Rows(), _Rows(), _Rows()
 
     def issue_invoices(idx: I64) -> None:
-        """Bill the term that starts now; count invoices that will be badly overdue."""
+        """Bill the term that starts now; remember when bad invoices will become known.
+
+        One invoice per term, or one every 91 days for large accounts on terms longer
+        than a quarter. ``arr`` is annual: a term is billed ``term_months / 12`` of it.
+        """
         quarterly = seats[idx] >= QUARTERLY_MIN_SEATS
-        n_inv = np.where(quarterly, 4, 1)
+        n_inv = np.where(quarterly, max(1, cfg.term_months // 3), 1)
         rows = np.repeat(idx, n_inv)
         k = np.arange(rows.shape[0]) - np.repeat(np.cumsum(n_inv) - n_inv, n_inv)
-        issued_day = term_start[rows] + 91 * k
+        issued_day = term_start[rows] + BILLING_DAYS * k
         issued = issued_day * DAY_US + 8 * 3600 * 1_000_000
-        due = issued + 30 * DAY_US
-        amount = np.round(arr[rows] / np.repeat(n_inv, n_inv), 2)
+        due = issued + PAYMENT_DAYS * DAY_US
+        amount = np.round(arr[rows] * term_share / np.repeat(n_inv, n_inv), 2)
         m = rows.shape[0]
         h = health[rows]
         on_time = issued + (rng.random(m) * 30 * DAY_US).astype(np.int64)
@@ -187,9 +234,15 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
             late_by = np.exp(rng.normal(np.log(20.0), 0.8, m)) * DAY_US
             paid = np.where(late, due + late_by.astype(np.int64), on_time)
         paid = np.where(unpaid, -1, paid)
-        bad = unpaid | (late & (paid - due > 30 * DAY_US))
-        bad_inv[idx] = 0.0
-        np.add.at(bad_inv, rows, bad.astype(np.float64))
+        bad = unpaid | (late & (paid - due > OVERDUE_DAYS * DAY_US))
+        # A bad invoice is known once it is still unpaid OVERDUE_DAYS after its due date.
+        b_rows = rows[bad]
+        if b_rows.size:
+            pos = np.arange(b_rows.size)
+            first = np.maximum.accumulate(np.where(np.r_[True, b_rows[1:] != b_rows[:-1]], pos, 0))
+            slot = (bad_count[b_rows] + pos - first) % BAD_INVOICE_SLOTS
+            bad_known_day[b_rows, slot] = issued_day[bad] + PAYMENT_DAYS + OVERDUE_DAYS
+            np.add.at(bad_count, b_rows, 1)
         invoices.add(acc=rows, issued_us=issued, due_us=due, paid_us=paid, amount=amount)
 
     for w in range(n_weeks):
@@ -252,27 +305,47 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
         )
         if ending.size == 0:
             continue
-        lo = max(w - WINDOW_WEEKS, 0)
-        n_w = max(w - lo, 1)
+        key_pw = np.empty(ending.size)
+        breadth = np.empty(ending.size)
+        pain = np.empty(ending.size)
+        mean_health = np.empty(ending.size)
+        lo = np.maximum(w - WINDOW_WEEKS, acc.first_week[ending])
+        for sel, a, b in _window_groups(lo, w):
+            r, n_w = ending[sel], b - a
+            key_pw[sel] = key_hist[r, a:b].sum(axis=1) / (seats[r] * n_w)
+            breadth[sel] = wau_hist[r, a:b].sum(axis=1) / (seats[r] * n_w)
+            pain[sel] = pain_hist[r, a:b].sum(axis=1)
+            mean_health[sel] = (
+                health_hist[r, a:b].mean(axis=1).astype(np.float64) if a < w else health[r]
+            )
+        since = lookback_day(ending)
+        known = bad_known_day[ending]
         win = Window(
-            key_per_seat_week=key_hist[ending, lo:w].sum(axis=1) / (seats[ending] * n_w),
-            breadth=wau_hist[ending, lo:w].sum(axis=1) / (seats[ending] * n_w),
-            support_pain=pain_hist[ending, lo:w].sum(axis=1),
-            champion_left=last_dep[ending] >= term_start[ending] * DAY_US,
-            bad_invoices=bad_inv[ending],
+            key_per_seat_week=key_pw,
+            breadth=breadth,
+            support_pain=pain,
+            champion_left=last_dep[ending] >= since * DAY_US,
+            bad_invoices=((known >= since[:, None]) & (known < term_end[ending][:, None])).sum(
+                axis=1, dtype=np.float64
+            ),
             watermelon=acc.watermelon[ending],
-            mean_health=health_hist[ending, lo:w].mean(axis=1).astype(np.float64)
-            if w > lo
-            else health[ending],
+            mean_health=mean_health,
         )
-        draw = churn_logit(win, cfg.churn, mech, rng)
+        years = (term_end[ending] - grid.start_day) / DAYS_PER_YEAR
+        draw = churn_logit(win, cfg.churn, mech, rng, years, months)
         churn = rng.random(ending.size) < draw.p_noisy
         outcome = np.where(churn, 3, 0)
         if mech.expansions:
             u = rng.random(ending.size)
-            p_exp = _sigmoid(-1.5 + 1.2 * win.mean_health)
-            p_con = _sigmoid(
-                -2.6 - 0.8 * win.mean_health + 0.5 * np.clip((0.4 - win.breadth) / 0.2, -2.0, 2.0)
+            # Annual probabilities, converted to the term like the churn probability.
+            p_exp = per_term(_sigmoid(-1.5 + 1.2 * win.mean_health), months)
+            p_con = per_term(
+                _sigmoid(
+                    -2.6
+                    - 0.8 * win.mean_health
+                    + 0.5 * np.clip((0.4 - win.breadth) / 0.2, -2.0, 2.0)
+                ),
+                months,
             )
             outcome = np.where(churn, 3, np.where(u < p_exp, 1, np.where(u < p_exp + p_con, 2, 0)))
         contracts.add(
@@ -300,12 +373,13 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
         factor = np.where(out == 1, rng.uniform(1.1, 1.5, stay.size), factor)
         factor = np.where(out == 2, rng.uniform(0.6, 0.9, stay.size), factor)
         new_seats = np.maximum(1, np.round(seats[stay] * factor)).astype(np.int64)
-        uplift = rng.uniform(1.0, 1.05, stay.size)
+        # Prices rise 0-5 % a year: a term gets its share of that (compounded).
+        uplift = rng.uniform(1.0, 1.05, stay.size) ** term_share
         arr[stay] = np.round(arr[stay] * new_seats / seats[stay] * uplift, 2)
         seats[stay] = new_seats
         term[stay] += 1
         term_start[stay] = term_end[stay]
-        term_end[stay] = add_year(term_start[stay])
+        term_end[stay] = add_months(term_start[stay], months)
         pool_a[stay] = pool(stay)
         issue_invoices(stay)
 
@@ -324,7 +398,7 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
         contrib=np.full((k, len(DRIVERS)), np.nan),
         noise=np.full(k, np.nan),
         champion_left_us=np.where(
-            last_dep[open_] >= term_start[open_] * DAY_US, last_dep[open_], -1
+            last_dep[open_] >= lookback_day(open_) * DAY_US, last_dep[open_], -1
         ),
         mean_health=np.full(k, np.nan),
     )

@@ -1,9 +1,12 @@
 """The churn formula applied at every term end.
 
-``logit = intercept + sum_k w_k * x_k + noise``; the true drivers ``x_k`` are computed
-from the simulated behaviour in the 13 weeks (about 90 days) before ``end_date``. The
-outcome is drawn with ``sigmoid(logit)``; the oracle probability is that probability
-averaged over the per-term noise, which nothing in the data can reveal.
+``logit = intercept(t) + sum_k w_k * x_k + noise``; the true drivers ``x_k`` are computed
+from the simulated behaviour in the 13 weeks (about 90 days) before ``end_date`` (and, for
+the champion and the invoices, from the term or the last six months, whichever is
+longer). ``sigmoid(logit)`` is an annual churn probability; the outcome of a term of
+``m`` months is drawn with ``1 - (1 - sigmoid(logit)) ** (m / 12)``. The oracle
+probability is that probability averaged over the per-term noise, which nothing in the
+data can reveal.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ DRIVERS: tuple[str, ...] = (
 """Driver names; the truth has one ``contrib_<driver>`` column per name."""
 
 WINDOW_WEEKS = 13
+# Event-like drivers (a champion's departure, a badly overdue invoice) count when they
+# happened during the term or the DRIVER_LOOKBACK_MONTHS before its end, whichever is
+# longer: a whole term for annual terms, six months (six monthly or two quarterly
+# decisions) for short terms, so that a departure does not vanish after one month.
+DRIVER_LOOKBACK_MONTHS = 6
+# An invoice is badly overdue once it is still unpaid this many days after its due date.
+OVERDUE_DAYS = 30
+DAYS_PER_YEAR = 365.25
 # Typical key events per seat and week: below it low_key_usage is positive.
 KEY_PER_SEAT_REF = 0.055
 KEY_PER_SEAT_FLOOR = 0.006
@@ -42,7 +53,12 @@ _WEIGHTS = _WEIGHTS / _WEIGHTS.sum()  # the weights of exp(-z^2 / 2) sum to sqrt
 
 @dataclass(frozen=True)
 class Window:
-    """Behaviour of the accounts whose term ends, over the window before ``end_date``."""
+    """Behaviour of the accounts whose term ends, over the window before ``end_date``.
+
+    ``champion_left`` and ``bad_invoices`` cover the term or the last
+    :data:`DRIVER_LOOKBACK_MONTHS` months, whichever is longer; the rest the last
+    :data:`WINDOW_WEEKS` weeks.
+    """
 
     key_per_seat_week: npt.NDArray[np.float64]
     breadth: npt.NDArray[np.float64]
@@ -90,13 +106,13 @@ class Churn:
     noise
         The per-term logit noise, ``Normal(0, noise_sd)``.
     p_noisy
-        ``sigmoid(intercept + sum(contrib) + noise)``: the probability the outcome is
-        drawn with.
+        ``per_term(sigmoid(intercept(t) + sum(contrib) + noise))``: the probability the
+        outcome is drawn with (see :func:`per_term`).
     p
-        ``E_noise[sigmoid(intercept + sum(contrib) + noise)]``: the churn probability given
-        the drivers. Drawing with ``p_noisy`` for a random noise is the same as drawing
-        with ``p``, so ``p`` is the oracle: the best any scorer that sees the drivers, but
-        not the noise, can do.
+        ``E_noise[p_noisy]``: the churn probability of the term given the drivers.
+        Drawing with ``p_noisy`` for a random noise is the same as drawing with ``p``, so
+        ``p`` is the oracle: the best any scorer that sees the drivers, but not the noise,
+        can do.
     """
 
     contrib: npt.NDArray[np.float64]
@@ -110,11 +126,35 @@ def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return out
 
 
-def marginal_probability(logit: npt.NDArray[np.float64], sd: float) -> npt.NDArray[np.float64]:
-    """``E[sigmoid(logit + sd * Z)]`` for ``Z ~ Normal(0, 1)``, by Gauss-Hermite quadrature."""
+def per_term(p_annual: npt.NDArray[np.float64], term_months: int) -> npt.NDArray[np.float64]:
+    """Probability over a term of ``term_months`` months of an event with annual probability
+    ``p_annual``: ``1 - (1 - p_annual) ** (term_months / 12)``.
+
+    A constant hazard through the year, so that twelve monthly decisions lose as many
+    customers as one annual decision. Annual terms return ``p_annual`` itself.
+    """
+    if term_months == 12:
+        return p_annual
+    with np.errstate(divide="ignore"):  # p_annual == 1 gives log1p(-1) = -inf, and 1
+        out: npt.NDArray[np.float64] = -np.expm1(term_months / 12.0 * np.log1p(-p_annual))
+    return out
+
+
+def marginal_probability(
+    logit: npt.NDArray[np.float64], sd: float, term_months: int = 12
+) -> npt.NDArray[np.float64]:
+    """``E[per_term(sigmoid(logit + sd * Z))]`` for ``Z ~ Normal(0, 1)``, by Gauss-Hermite
+    quadrature (see :func:`per_term`)."""
     if sd == 0.0:
-        return _sigmoid(logit)
-    out: npt.NDArray[np.float64] = _sigmoid(logit[:, None] + sd * _NODES[None, :]) @ _WEIGHTS
+        return per_term(_sigmoid(logit), term_months)
+    nodes = logit[:, None] + sd * _NODES[None, :]
+    out: npt.NDArray[np.float64] = per_term(_sigmoid(nodes), term_months) @ _WEIGHTS
+    return out
+
+
+def intercept_at(weights: ChurnWeights, years: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The intercept of the churn logit ``years`` years after ``start`` (base-rate drift)."""
+    out: npt.NDArray[np.float64] = weights.intercept + weights.intercept_per_year * years
     return out
 
 
@@ -123,21 +163,25 @@ def churn_logit(
     weights: ChurnWeights,
     mechanisms: Mechanisms,
     rng: np.random.Generator,
+    years: npt.NDArray[np.float64],
+    term_months: int = 12,
 ) -> Churn:
     """Contributions ``w_k * x_k``, the noise and both probabilities (see :class:`Churn`).
 
+    ``years`` is each term's end date in years since ``start`` (the drift's clock);
+    ``term_months`` converts the annual probability to the term's (:func:`per_term`).
     Draws exactly one normal per term from ``rng``.
     """
     contrib = driver_values(win) * weight_vector(weights, mechanisms)
     noise: npt.NDArray[np.float64] = np.asarray(
         rng.normal(0.0, weights.noise_sd, size=contrib.shape[0]), dtype=np.float64
     )
-    logit = weights.intercept + contrib.sum(axis=1)
+    logit = intercept_at(weights, years) + contrib.sum(axis=1)
     return Churn(
         contrib=contrib,
         noise=noise,
-        p_noisy=_sigmoid(logit + noise),
-        p=marginal_probability(logit, weights.noise_sd),
+        p_noisy=per_term(_sigmoid(logit + noise), term_months),
+        p=marginal_probability(logit, weights.noise_sd, term_months),
     )
 
 

@@ -185,8 +185,11 @@ def _contracts_and_truth(c: Arrays, acc: Accounts) -> tuple[pd.DataFrame, pd.Dat
     order = np.lexsort((c["term"], c["acc"]))
     c = {k: v[order] for k, v in c.items()}
     a = c["acc"].astype(np.int64)
+    # Two digits for the term number, more when short terms over a long window need them.
+    width = max(2, len(str(int(c["term"].max(initial=0)) + 1)))
     ids = np.array(
-        [f"C-{i + 1:05d}-{t + 1:02d}" for i, t in zip(a, c["term"], strict=True)], dtype=object
+        [f"C-{i + 1:05d}-{t + 1:0{width}d}" for i, t in zip(a, c["term"], strict=True)],
+        dtype=object,
     )
     outcome_code = c["outcome"].astype(np.int64)
     outcome = pd.Series(
