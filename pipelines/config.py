@@ -48,6 +48,19 @@ class TrackingConfig(Frozen):
     registered_model: str = "churn-health"
 
 
+class ScoringConfig(Frozen):
+    """What ``churn score`` keeps between runs.
+
+    ``history``: the score history, one Parquet file that every run reads (for the change
+    since each account's previous score) and then rewrites, wherever its ``--out`` goes.
+    Default ``score-history.parquet`` in the working directory, beside ``mlruns/``; a
+    relative path resolves against the working directory. It is replaced atomically, and
+    only after the scores directory was written, so a failed run leaves it as it was.
+    """
+
+    history: Path = Path("score-history.parquet")
+
+
 class ChurnConfig(Frozen):
     """Every setting of the pipeline, with defaults that run the demo."""
 
@@ -59,6 +72,7 @@ class ChurnConfig(Frozen):
     model: ModelConfig = ModelConfig()
     bands: BandConfig = BandConfig()
     plays: PlayConfig = PlayConfig()
+    scoring: ScoringConfig = ScoringConfig()
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

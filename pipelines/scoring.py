@@ -3,14 +3,23 @@ drivers, plays, the change since the last run, and the scores directory of the c
 
 The directory is written atomically: everything goes to a temporary sibling folder that
 replaces the old one with a rename, so a crash leaves the previous output or none.
+
+The score history (``scoring.history`` in ``churn.yaml``, see
+:class:`pipelines.config.ScoringConfig`) is one Parquet file that every run reads and
+rewrites, wherever its scores directory goes: one row per account and as-of date with the
+probability, the family contributions (``fam_<family>``), the model's input values
+(``feat_<feature>``: numbers as floats, categories as text) and the model that scored it
+(``model_version``, ``model_uri``, and ``model_features``, the JSON list of the features
+it read). It is replaced atomically, and only after the scores directory was written.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -22,15 +31,23 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from features.catalog import Feature
+from features.errors import ContractError
 from features.training import TrainingSet, build_scoring_set
 from models.bands import assign_bands, health_score
 from models.columns import matrix
 from models.drift import drift_table
-from models.explain import change_since, contributions, explain_rows, family_contributions
+from models.explain import (
+    FAMILY_NAMES,
+    change_since,
+    contributions,
+    explain_rows,
+    family_contributions,
+)
 from models.plays import PlayConfig, choose_play, priority
 from models.train import ChurnModel
 from models.waterfall import waterfall_png
 from pipelines.context import CONTEXT_FILE
+from pipelines.files import write_atomically
 from pipelines.report import neutralise_csv
 
 Progress = Callable[[str, float], None] | None
@@ -40,7 +57,13 @@ CONTRACT_COLUMNS = (
     "band", "renewal_date", "arr", "drivers", "play", "model_version",
 )  # fmt: skip
 EXTRA_COLUMNS = ("priority", "top_driver", "change", "contract_id", "lead_days")
-HISTORY_FILE = "history.parquet"
+#: The score history's columns besides the family contributions and the feature values.
+HISTORY_COLUMNS = (
+    "account_id", "as_of", "churn_probability", "model_version", "model_uri", "model_features",
+)  # fmt: skip
+#: Prefixes of a family's contribution and of a feature's value, in batches and the history
+#: (prefixed, so that an account attribute named like a family cannot collide with it).
+FAMILY, FEATURE = "fam_", "feat_"
 #: Waterfalls are drawn only for what a reviewer looks at first (explaining what is shown).
 WATERFALLS = 50
 
@@ -117,6 +140,7 @@ class ScoreOutput:
     """Everything one scoring run produces, before it is written."""
 
     scores: pd.DataFrame
+    #: The score history after this run: the earlier rows of other as-of dates, plus this run's.
     history: pd.DataFrame
     drift: pd.DataFrame
     waterfalls: dict[str, bytes] = field(default_factory=dict)
@@ -151,7 +175,8 @@ def explain_batch(
     This is the part that runs per partition on Spark (``mapInPandas``), so it must give the
     same result for a row whatever batch it is in. ``probability`` lets a caller pass the
     model's output computed elsewhere (``mlflow.pyfunc.spark_udf``). Family contributions
-    come back as ``fam_<family>`` columns, for the change since the last run.
+    come back as ``fam_<family>`` columns and the model's input values as ``feat_<feature>``
+    columns (numbers as floats, categories as text), for the score history.
     """
     frame = frame.reset_index(drop=True)
     model = sm.model
@@ -192,7 +217,25 @@ def explain_batch(
             "lead_days": frame["lead_days"],
         }
     )
-    return pd.concat([out, fam.add_prefix("fam_").reset_index(drop=True)], axis=1)
+    values = feature_values(frame, model.features_, X)
+    return pd.concat([out, fam.add_prefix(FAMILY).reset_index(drop=True), values], axis=1)
+
+
+def feature_values(
+    frame: pd.DataFrame, features: Sequence[Feature], X: pd.DataFrame
+) -> pd.DataFrame:
+    """The model's inputs as ``feat_<name>`` columns: numbers as the model reads them
+    (``X``, float64), categories as the text of ``frame`` (a level unseen at training is
+    kept, so that a later model may know it)."""
+    cols: dict[str, Any] = {}
+    for f in features:
+        if f.categorical:
+            raw = frame[f.name].to_numpy(dtype=object)
+            text = [None if pd.isna(v) else str(v) for v in raw]
+            cols[FEATURE + f.name] = pd.Series(text, dtype="str")  # None: missing
+        else:
+            cols[FEATURE + f.name] = X[f.name].to_numpy(dtype=np.float64)
+    return pd.DataFrame(cols, index=range(len(frame)))
 
 
 def finish(
@@ -207,7 +250,9 @@ def finish(
     since the last run, drift, and waterfalls for the accounts shown first.
 
     ``frame`` holds the feature rows (for drift and the waterfalls), ``accounts`` gives
-    ``name``, ``segment`` and ``csm`` when present, ``previous`` is ``history.parquet``.
+    ``name``, ``segment`` and ``csm`` when present, ``previous`` is the score history
+    (:func:`read_history`). Only its rows of an earlier as-of count as previous scores;
+    its rows of this run's as-of are replaced.
     """
     info = accounts.set_index("account_id")
     ids = batch["account_id"]
@@ -217,22 +262,28 @@ def finish(
             return ids.map(info[name]).astype("object")
         return pd.Series([None] * len(batch), dtype="object", index=batch.index)
 
-    fams = [c for c in batch.columns if c.startswith("fam_")]
-    scores = batch.drop(columns=fams).assign(
+    fams = [c for c in batch.columns if c.startswith(FAMILY)]
+    feats = [c for c in batch.columns if c.startswith(FEATURE)]
+    scores = batch.drop(columns=[*fams, *feats]).assign(
         name=col("name"),
         segment=col("segment") if "segment" in info else frame["segment"].to_numpy(),
         csm=col("csm"),
         model_version=sm.version,
     )
-    current = batch[["account_id", "as_of", "churn_probability", *fams]].rename(
-        columns=lambda c: c.removeprefix("fam_")
+    current = batch[["account_id", "as_of", "churn_probability"]].assign(
+        model_version=sm.version,
+        model_uri=sm.uri,
+        model_features=json.dumps([f.name for f in sm.features]),
     )
+    current = pd.concat([current, batch[[*fams, *feats]]], axis=1)
     if previous is not None and len(previous):
+        previous = _upgrade_history(previous)
         as_of = scores["as_of"].iloc[0] if len(scores) else None
         earlier = previous[previous["as_of"] < as_of] if as_of is not None else previous
         last = earlier.sort_values("as_of", kind="stable").groupby("account_id").tail(1)
-        scores["change"] = change_since(last, current)
-        history = pd.concat([previous[previous["as_of"] != as_of], current], ignore_index=True)
+        scores["change"] = change_text(last, current, sm)
+        kept = previous[previous["as_of"] != as_of] if as_of is not None else previous
+        history = pd.concat([kept, current], ignore_index=True)
     else:
         scores["change"] = ""
         history = current
@@ -255,6 +306,52 @@ def finish(
             )
     history = history.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
     return ScoreOutput(scores, history, drift, pictures)
+
+
+def _upgrade_history(history: pd.DataFrame) -> pd.DataFrame:
+    """A history as this version writes it: a ``history.parquet`` of an older scores
+    directory has bare family columns and no model columns."""
+    bare = {c: FAMILY + c for c in history.columns if c in FAMILY_NAMES}
+    bare = {c: p for c, p in bare.items() if p not in history.columns}
+    missing = {c: None for c in HISTORY_COLUMNS if c not in history.columns}
+    return history.rename(columns=bare).assign(**missing) if bare or missing else history
+
+
+def rescore_previous(last: pd.DataFrame, sm: ScoringModel) -> pd.DataFrame:
+    """Today's model on the previous feature values of ``last`` (history rows) that came
+    from another model version: ``account_id``, ``churn_probability`` and one column per
+    family. Rows whose recorded features lack any of today's model's are left out."""
+    names = [f.name for f in sm.features]
+    other = last[
+        last["model_version"].notna() & (last["model_version"].astype("str") != sm.version)
+    ]
+    if other.empty or any(FEATURE + n not in other.columns for n in names):
+        return pd.DataFrame(columns=["account_id", "churn_probability"])
+    recorded = {
+        text: set(json.loads(text)) >= set(names)
+        for text in other["model_features"].dropna().unique()
+    }
+    rows = other[other["model_features"].map(lambda t: recorded.get(t, False)).astype(bool)]
+    if rows.empty:
+        return pd.DataFrame(columns=["account_id", "churn_probability"])
+    values = rows[[FEATURE + n for n in names]].rename(columns=lambda c: c.removeprefix(FEATURE))
+    values = values.reset_index(drop=True)
+    model = sm.model
+    X = matrix(values, model.features_, model.categories_)
+    fam = family_contributions(
+        contributions(model.booster_, X, model.n_estimators_), model.features_
+    )
+    return fam.reindex(columns=model_families(sm), fill_value=0.0).assign(
+        account_id=rows["account_id"].to_numpy(), churn_probability=model.predict_risk(values)
+    )
+
+
+def change_text(last: pd.DataFrame, current: pd.DataFrame, sm: ScoringModel) -> pd.Series:
+    """:func:`models.explain.change_since` of this run's rows (``current``) against each
+    account's previous row in the history (``last``), split into the model's part and the
+    account's where the previous score came from another model version."""
+    bare = lambda frame: frame.rename(columns=lambda c: c.removeprefix(FAMILY))  # noqa: E731
+    return change_since(bare(last), bare(current), rescored=rescore_previous(last, sm))
 
 
 def score_frame(
@@ -286,7 +383,9 @@ def write_scores_dir(
     crash_after: str | None = None,
     write_parquet: Callable[[pd.DataFrame, Path], object] | None = None,
 ) -> None:
-    """Write scores.parquet, scores.csv, report.html and history atomically (all or none).
+    """Write scores.parquet, scores.csv, drift.csv and report.html atomically (all or none).
+
+    The score history is not part of it: :func:`write_history` replaces it afterwards.
 
     ``crash_after`` names a file after which to fail, to test that nothing partial remains.
     ``write_parquet(table, path)`` writes scores.parquet instead of pandas (the Spark path
@@ -302,7 +401,6 @@ def write_scores_dir(
         steps: list[tuple[str, Callable[[Path], object]]] = [
             ("scores.parquet", lambda p: write_table(table, p)),
             ("scores.csv", lambda p: neutralise_csv(table).to_csv(p, index=False)),
-            (HISTORY_FILE, lambda p: output.history.to_parquet(p, index=False)),
             ("drift.csv", lambda p: output.drift.to_csv(p, index=False)),
             ("report.html", lambda p: p.write_text(report_html, encoding="utf-8")),
         ]
@@ -321,10 +419,34 @@ def write_scores_dir(
             shutil.rmtree(tmp)
 
 
-def read_history(out: Path) -> pd.DataFrame | None:
-    """The per-account history of earlier runs in this scores directory, if any."""
-    path = Path(out) / HISTORY_FILE
-    return pd.read_parquet(path) if path.is_file() else None
+def read_history(path: Path) -> pd.DataFrame | None:
+    """The score history of earlier runs (``scoring.history``), or None before the first."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise ContractError(
+            f"scoring.history: cannot read the score history {path}: {err}. Move the file "
+            "away to start a new history, or point scoring.history at another file."
+        ) from err
+
+
+def write_history(path: Path, history: pd.DataFrame) -> None:
+    """Replace the score history at ``path`` atomically (a temporary sibling, then a rename).
+
+    Call it only after the scores directory was written, so that a failed run changes
+    neither. A feature column whose runs disagree on its type (text in one, numbers in
+    another) is written as text.
+    """
+    mixed = {
+        c: history[c].map(lambda v: None if pd.isna(v) else str(v)).astype("object")
+        for c in history.columns
+        if c.startswith(FEATURE) and history[c].dtype == object
+    }
+    table = history.assign(**mixed) if mixed else history
+    write_atomically(lambda p: table.to_parquet(p, index=False), Path(path))
 
 
 def accounts_info(tables: Mapping[str, Any]) -> pd.DataFrame:

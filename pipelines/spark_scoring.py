@@ -48,6 +48,8 @@ from features.training import (
 from models.plays import PlayConfig
 from pipelines.config import ChurnConfig
 from pipelines.scoring import (
+    FAMILY,
+    FEATURE,
     WATERFALLS,
     ScoreOutput,
     ScoringModel,
@@ -86,7 +88,8 @@ def score_on_spark(
     """Score every account eligible at ``as_of`` on Spark; the same result as the local path.
 
     ``con`` is the Ibis PySpark backend that ``tables`` were read with, ``cfg`` the run's
-    settings (labels, features, plays) and ``previous`` the scores directory's history.
+    settings (labels, features, plays) and ``previous`` the score history
+    (:func:`pipelines.scoring.read_history`).
     The feature rows are cached on the cluster for the length of the call (one pass for the
     scores, one small one for the waterfalls).
     """
@@ -188,7 +191,9 @@ def batch_schema(sm: ScoringModel, drift: Sequence[str] = ()) -> StructType:
         ("top_driver", text),
         ("contract_id", text),
         ("lead_days", whole),
-        *((f"fam_{family}", number) for family in model_families(sm)),
+        *((FAMILY + family, number) for family in model_families(sm)),
+        # The model's inputs, for the score history (pipelines.scoring.feature_values).
+        *((FEATURE + f.name, text if f.categorical else number) for f in sm.features),
         (ROW, whole),
         (FRAME + "segment", text),
         *((FRAME + c, number) for c in drift),

@@ -6,22 +6,29 @@ the 120 days after 2025-07-01, whose outcomes and true reasons the simulator kno
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import quick_config
+from mlflow import MlflowClient
 
 from features.simulator import SimConfig, simulate, write_world
 from features.training import build_training_set
 from features.validate import load
 from models.bands import assign_bands
+from models.explain import FAMILY_NAMES
 from pipelines import stages, training
+from pipelines.config import ChurnConfig
 from pipelines.scoring import CONTRACT_COLUMNS, load_scoring_model, write_scores_dir
 
 AS_OF = date(2025, 7, 1)
+#: The next run, two weeks later: most renewals of the first are still open.
+LATER = date(2025, 7, 15)
 #: The simulator's true reasons and the driver families that observe each of them. Its
 #: "low key usage" is key events per seat, i.e. depth (key events per user) times breadth
 #: (users per seat); a departed champion made most key events, so depth drops with him.
@@ -51,7 +58,32 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    return quick_config(tmp_path_factory.mktemp("mlruns"), trials=3)
+    store = tmp_path_factory.mktemp("mlruns")
+    # The score history out of the working directory; tests that read it set their own.
+    return quick_config(store, trials=3, scoring={"history": str(store / "history.parquet")})
+
+
+def with_history(cfg: ChurnConfig, path: Path) -> ChurnConfig:
+    """``cfg`` keeping its score history in ``path``."""
+    return cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update={"history": path})})
+
+
+def moved(after: pd.Series, before: pd.Series) -> str:
+    """The families named for a move from the history row ``before`` to ``after``: the two
+    whose contributions (``fam_<family>``, missing = 0) moved most, if by more than 0.05."""
+    fams = [c for c in after.index if c.startswith("fam_")]
+    delta = {c: np.nan_to_num(after[c]) - np.nan_to_num(before.get(c, 0.0)) for c in fams}
+    top = sorted(delta.items(), key=lambda kv: -abs(kv[1]))[:2]
+    parts = [
+        f"{FAMILY_NAMES[c.removeprefix('fam_')]} {'raised' if d > 0 else 'lowered'} risk"
+        for c, d in top
+        if abs(d) > 0.05
+    ]
+    return ": " + ", ".join(parts) if parts else ""
+
+
+def points(before: float, after: float) -> str:
+    return f"{round(after * 100) - round(before * 100):+d} pts"
 
 
 @pytest.fixture(scope="module")
@@ -139,16 +171,68 @@ def test_a_crash_mid_write_leaves_the_previous_output(scored, tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]
 
 
-def test_change_since_the_last_run(world, cfg, scored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_two_runs_into_two_folders_report_the_change(  # type: ignore[no-untyped-def]
+    world, cfg, trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the README tells users to do: ``churn score`` into a new dated folder each run.
+    The history is found in its default place, the working directory."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
     data, _ = world
-    out = tmp_path / "weekly"
-    stages.score(data, AS_OF, out, cfg)
-    later = stages.score(data, date(2025, 7, 15), out, cfg).scores
-    both = later[later["change"] != ""]
-    assert len(both) > 10, "accounts scored in both runs report a change"
-    assert both["change"].str.contains(r"churn risk \d+% -> \d+% since 2025-07-01").all()
-    history = pd.read_parquet(out / "history.parquet")
-    assert set(history["as_of"].dt.date) == {AS_OF, date(2025, 7, 15)}
+    monkeypatch.chdir(tmp_path)
+    config = {"tracking": {"uri": cfg.tracking.uri}}  # and no scoring.history: the default
+    (tmp_path / "churn.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    def churn_score(day: date, out: str) -> pd.DataFrame:
+        args = ["score", "--data", str(data), "--as-of", str(day), "--out", out]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return pd.read_parquet(tmp_path / out / "scores.parquet").set_index("account_id")
+
+    first = churn_score(AS_OF, f"scores/{AS_OF}")
+    second = churn_score(LATER, f"scores/{LATER}")
+    history = pd.read_parquet(tmp_path / "score-history.parquet")
+    assert not list((tmp_path / "scores").rglob("*history*")), "the history is not in --out"
+    assert set(history["as_of"].dt.date) == {AS_OF, LATER}
+    assert (history["model_version"] == trained.version).all()
+    assert (history["model_uri"] == f"models:/{cfg.tracking.registered_model}@champion").all()
+    sm = load_scoring_model(trained.model_uri)
+    assert {f"feat_{f.name}" for f in sm.features} <= set(history.columns), "the model's inputs"
+    assert {f"fam_{f.family}" for f in sm.features} <= set(history.columns)
+    assert (first["change"] == "").all(), "nothing before the first run"
+
+    both = second.index.intersection(first.index)
+    assert len(both) > 10, "accounts scored in both runs"
+    rows = history.set_index(["account_id", history["as_of"].dt.date])
+    for acc in both:
+        was, now = first.loc[acc, "churn_probability"], second.loc[acc, "churn_probability"]
+        families = moved(rows.loc[(acc, LATER)], rows.loc[(acc, AS_OF)])
+        assert second.loc[acc, "change"] == (
+            f"churn risk {was:.0%} -> {now:.0%} since {AS_OF}{families}"
+        ), acc
+    assert (second.loc[second.index.difference(first.index), "change"] == "").all()
+    assert second["change"].str.contains("raised risk|lowered risk").sum() > 5
+
+    # Scoring the same date again replaces its rows; only earlier dates count as previous.
+    again = churn_score(LATER, f"scores/{LATER}-again")
+    assert again["change"].to_dict() == second["change"].to_dict()
+    assert len(pd.read_parquet(tmp_path / "score-history.parquet")) == len(history)
+
+
+def test_a_failed_run_leaves_the_history_untouched(world, cfg, trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data, _ = world
+    history = tmp_path / "history.parquet"
+    run = with_history(cfg, history)
+    stages.score(data, AS_OF, tmp_path / "a", run)
+    before = history.read_bytes()
+    with pytest.raises(RuntimeError, match="injected crash"):
+        stages.score(data, LATER, tmp_path / "b", run, crash_after="scores.csv")
+    assert history.read_bytes() == before, "the failed run changed the history"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "history.parquet"], (
+        "no partial scores directory, no temporary file left"
+    )
 
 
 def test_a_model_with_other_features_is_refused(world, cfg, trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -183,6 +267,52 @@ def test_top_driver_matches_the_true_reason(world, cfg, trained, tmp_path: Path)
     assert share_hit > 0.5
 
 
+def test_a_previous_score_of_another_model_is_rescored_with_todays(  # type: ignore[no-untyped-def]
+    world, cfg, trained, tmp_path: Path
+) -> None:
+    """The history says an earlier model version scored 2025-07-01. Re-scored with today's
+    model, the same values give the same probability, so the whole move is the account's;
+    without the values of a feature today's model reads, the move cannot be split."""
+    data, _ = world
+    history = tmp_path / "history.parquet"
+    run = with_history(cfg, history)
+    first = stages.score(data, AS_OF, tmp_path / "a", run).scores.set_index("account_id")
+    recorded = pd.read_parquet(history)
+    version = trained.version
+
+    recorded.assign(model_version="0").to_parquet(history, index=False)
+    later = stages.score(data, LATER, tmp_path / "b", run).scores.set_index("account_id")
+    rows = pd.read_parquet(history).set_index(["account_id", "as_of"])
+    both = later.index.intersection(first.index)
+    assert len(both) > 10
+    for acc in both:
+        was, now = first.loc[acc, "churn_probability"], later.loc[acc, "churn_probability"]
+        families = moved(
+            rows.loc[(acc, pd.Timestamp(LATER, tz="UTC"))],
+            rows.loc[(acc, pd.Timestamp(AS_OF, tz="UTC"))],
+        )
+        assert later.loc[acc, "change"] == (
+            f"churn risk {was:.0%} -> {now:.0%} since {AS_OF}, with a new model (version 0 -> "
+            f"{version}): +0 pts from the model ({was:.0%} -> {was:.0%} on the values of "
+            f"{AS_OF}), {points(was, now)} from the account ({was:.0%} -> {now:.0%}){families}"
+        ), acc
+
+    # An older model without one of today's features: its rows lack the values to re-score.
+    lacking = json.dumps([n for n in json.loads(recorded["model_features"].iloc[0]) if
+                          n != "events_30d"])  # fmt: skip
+    recorded.drop(columns="feat_events_30d").assign(
+        model_version="0", model_features=lacking
+    ).to_parquet(history, index=False)
+    later = stages.score(data, LATER, tmp_path / "c", run).scores.set_index("account_id")
+    for acc in both:
+        was, now = first.loc[acc, "churn_probability"], later.loc[acc, "churn_probability"]
+        assert later.loc[acc, "change"] == (
+            f"churn risk {was:.0%} -> {now:.0%} since {AS_OF}, with a new model (version 0 -> "
+            f"{version}) whose features differ from the previous model's, so the move cannot "
+            "be split into the model's part and the account's"
+        ), acc
+
+
 def test_explain_prints_drivers_play_history_and_writes_a_png(
     world, cfg, trained, scored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -207,3 +337,50 @@ def test_explain_prints_drivers_play_history_and_writes_a_png(
     assert "Score history" in out and "2025-06-01" in out, "the month before is re-scored"
     png = tmp_path / f"explain-{top['account_id']}-{AS_OF}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_a_model_change_is_split_into_the_models_part_and_the_accounts(  # type: ignore[no-untyped-def]
+    world, cfg, trained, tmp_path: Path
+) -> None:
+    """A second model version (another seed and learning rate) scores the next run. The
+    model's part is checked against that model's own score of the first date, the account's
+    part and its families against that model's two scores. Last in the module: it registers
+    a version, and puts the champion alias back where it was."""
+    data, _ = world
+    other = cfg.model_copy(
+        update={"model": cfg.model.model_copy(update={"seed": 8, "learning_rate": 0.1})}
+    )
+    ts = build_training_set(load(data).tables, cfg.labels, cfg.features, cutoff=date(2025, 6, 1))
+    name = cfg.tracking.registered_model
+    try:
+        second = training.train(ts, other)
+    finally:
+        MlflowClient().set_registered_model_alias(name, "champion", trained.version)
+    assert second.version != trained.version
+    old, new = f"models:/{name}/{trained.version}", f"models:/{name}/{second.version}"
+
+    run = with_history(cfg, tmp_path / "history.parquet")
+    first = stages.score(data, AS_OF, tmp_path / "a", run, model_uri=old).scores
+    later = stages.score(data, LATER, tmp_path / "b", run, model_uri=new).scores
+    # The new model on the values of AS_OF, computed on its own: its score of AS_OF.
+    alone = with_history(cfg, tmp_path / "alone.parquet")
+    stages.score(data, AS_OF, tmp_path / "c", alone, model_uri=new)
+    then_rows = pd.read_parquet(tmp_path / "alone.parquet").set_index("account_id")
+    today_rows = pd.read_parquet(tmp_path / "history.parquet")
+    today_rows = today_rows[today_rows["as_of"].dt.date == LATER].set_index("account_id")
+    first, later = first.set_index("account_id"), later.set_index("account_id")
+    both = later.index.intersection(first.index)
+    assert len(both) > 10
+    moves = []
+    for acc in both:
+        was, now = first.loc[acc, "churn_probability"], later.loc[acc, "churn_probability"]
+        then, today = then_rows.loc[acc], today_rows.loc[acc]
+        mid = then["churn_probability"]
+        assert later.loc[acc, "change"] == (
+            f"churn risk {was:.0%} -> {now:.0%} since {AS_OF}, with a new model (version "
+            f"{trained.version} -> {second.version}): {points(was, mid)} from the model "
+            f"({was:.0%} -> {mid:.0%} on the values of {AS_OF}), {points(mid, now)} from the "
+            f"account ({mid:.0%} -> {now:.0%}){moved(today, then)}"
+        ), acc
+        moves.append(round(mid * 100) - round(was * 100))
+    assert any(moves), "the second model scores some account differently"

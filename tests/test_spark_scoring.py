@@ -86,11 +86,19 @@ def both(
     spark: BaseBackend,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, Path]:
-    """The scores directory of the same run on DuckDB and on Spark."""
+    """The scores directory of the same run on DuckDB and on Spark; each engine keeps its
+    score history beside its directory (``<engine>-history.parquet``)."""
     out = tmp_path_factory.mktemp("scores")
-    on_spark = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"name": "spark"})})
-    stages.score(world, AS_OF, out / "duckdb", cfg, model_uri=trained.model_uri)
-    stages.score(world, AS_OF, out / "spark", on_spark, model_uri=trained.model_uri)
+
+    def run(engine: str) -> ChurnConfig:
+        history = {"history": out / f"{engine}-history.parquet"}
+        return cfg.model_copy(
+            update={"engine": cfg.engine.model_copy(update={"name": engine}),
+                    "scoring": cfg.scoring.model_copy(update=history)}
+        )  # fmt: skip
+
+    stages.score(world, AS_OF, out / "duckdb", run("duckdb"), model_uri=trained.model_uri)
+    stages.score(world, AS_OF, out / "spark", run("spark"), model_uri=trained.model_uri)
     return out / "duckdb", out / "spark"
 
 
@@ -121,8 +129,13 @@ def test_spark_writes_the_same_scores_directory(both: tuple[Path, Path]) -> None
     # Built from the same scores by the same code: the same bytes.
     for name in ("scores.csv", "drift.csv", "report.html"):
         assert (spark / name).read_bytes() == (duckdb / name).read_bytes(), name
+    # The score history, with the model's inputs of every row, as the local path keeps it.
+    spark_history, duckdb_history = (
+        pd.read_parquet(d.with_name(f"{d.name}-history.parquet")) for d in both
+    )
+    assert len(duckdb_history) and any(c.startswith("feat_") for c in duckdb_history.columns)
     pd.testing.assert_frame_equal(
-        pd.read_parquet(spark / "history.parquet"), pd.read_parquet(duckdb / "history.parquet")
+        spark_history, duckdb_history, check_exact=False, rtol=0, atol=1e-9
     )
 
 
