@@ -1,13 +1,22 @@
-"""Rolling-origin backtest: the model and the baselines scored on the same future rows.
+"""Nested backtest: the whole training procedure replayed at each fold, scored on later rows.
 
-At each of the last K cut-offs (:func:`models.folds.time_folds`) every scorer is fitted on
-what was known before the cut-off and scores the snapshots taken from the cut-off to the
-next one, at each lead time. The result is one row per scored snapshot (``scores``) and a
-tidy metrics table per fold, lead time, segment and scorer (``metrics``).
+At each fold of the plan (:func:`models.folds.plan_folds`: out-of-time cut-offs where the
+history allows, else folds of held-out accounts) the training procedure of
+:mod:`models.procedure` runs on the fold's training rows alone: it tunes (a smaller
+budget, warm-started from the previous fold), picks the rounds, the monotone constraints,
+the calibrator and the band thresholds, and the fitted model then scores the fold's
+validation rows. The baselines are fitted on the same training rows and scored on the same
+validation rows. Nothing used to score a fold comes from its validation period
+(:attr:`BacktestResult.rows_used` records what each fold read).
+
+The result is one row per scored snapshot (``scores``), a tidy metrics table per fold, lead
+time, segment and scorer (``metrics``; the pooled rows carry bootstrap intervals that
+resample accounts), and one row per fold with the choices made (``folds``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,23 +26,39 @@ import numpy.typing as npt
 import pandas as pd
 
 from features.catalog import Feature
+from features.progress import Progress, part
 from models import metrics as m
+from models.bands import BandConfig
 from models.baselines import EngagementScore, HealthScore, LogisticBaseline, health_band
 from models.columns import check_training_frame
 from models.config import ModelConfig
-from models.folds import time_folds
-from models.train import ChurnModel
+from models.folds import (
+    FoldPlan,
+    count_outcomes,
+    outcome_ids,
+    plan_folds,
+    require_outcomes,
+)
+from models.procedure import train_procedure
+from models.uncertainty import Interval, bootstrap_many
 
-Progress = Callable[[str, float], None] | None
 #: Scorers whose output is a probability (Brier, log loss and ECE apply).
-PROBABILISTIC = ("model", "model_monotone", "model_free", "logistic", "oracle")
+PROBABILISTIC = ("model", "logistic", "oracle")
 #: Scorers whose risk is ``1 - score / 100`` of a 0-100 health score, banded 40/70.
 HEALTH_SCALE = ("health_score", "engagement_score")
 BASELINES = ("health_score", "engagement_score", "logistic")
 ALL = "all"
 #: Columns of the scored rows copied from the training set.
 KEYS = ("account_id", "contract_id", "as_of", "lead_days", "renewal_date", "segment", "arr",
-        "label")  # fmt: skip
+        "label", "label_known_at")  # fmt: skip
+#: Pooled metrics that carry a bootstrap interval (``<metric>_lo`` and ``<metric>_hi``).
+INTERVAL_METRICS = ("roc_auc", "brier", "lift_top_decile", "red_precision", "red_recall",
+                    "yellow_precision", "yellow_recall", "green_churn_rate",
+                    "watermelon_rate")  # fmt: skip
+#: Band metrics, read at the lead time nearest ``band_lead_days``.
+BAND_METRICS = ("red_share", "red_precision", "red_recall", "yellow_share", "yellow_precision",
+                "yellow_recall", "green_share", "green_churn_rate", "watermelon_rate",
+                "red_arr_share")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,23 +66,33 @@ class BacktestResult:
     """What a backtest found.
 
     scores
-        One row per validation snapshot: ``fold``, the key columns, and one risk column per
+        One row per validation snapshot: ``fold``, ``row`` (its position among the labelled
+        rows of the frame), the key columns, one risk column per
         scorer (``model``, ``health_score``, ``engagement_score``, ``logistic``, ``oracle``
-        when given; ``model_monotone``/``model_free`` when monotone was "auto").
+        when given) and the fold's band thresholds (``yellow_at``, ``red_at``).
     metrics
         One row per (``fold``, ``lead_days``, ``segment``, ``scorer``); ``fold`` and
-        ``segment`` are "all" and ``lead_days`` is missing (<NA>) for the pooled rows.
+        ``segment`` are "all" and ``lead_days`` is missing (<NA>) for the pooled rows, which
+        also carry ``<metric>_lo``/``<metric>_hi`` for :data:`INTERVAL_METRICS`.
     folds
-        One row per fold: cut-off, training and validation rows, churn rate, rounds and the
-        calibrator chosen.
-    monotone
-        Whether the model keeps monotone constraints (the "auto" decision, or the setting).
+        One row per fold used: its rows and outcomes, and what the procedure chose there.
+    plan
+        The fold plan: its kind (out of time, or held-out accounts) and the skipped cut-offs.
+    rows_used
+        Per fold, the index labels (rows of the labelled frame, numbered from 0) of every row
+        the fold's procedure read.
     """
 
     scores: pd.DataFrame
     metrics: pd.DataFrame
     folds: pd.DataFrame
-    monotone: bool
+    plan: FoldPlan
+    rows_used: dict[str, pd.Index]
+
+    @property
+    def kind(self) -> str:
+        """``"out_of_time"`` or ``"cross_fitted"`` (held-out accounts)."""
+        return self.plan.kind
 
     def summary(self, scorer: str = "model") -> dict[str, float]:
         """Pooled metrics of one scorer over all folds, lead times and segments."""
@@ -68,123 +103,175 @@ class BacktestResult:
         values = row.iloc[0].drop(["fold", "lead_days", "segment", "scorer"])
         return {str(k): float(v) for k, v in values.items()}
 
+    def interval(self, scorer: str, metric: str) -> Interval:
+        """A pooled metric with its bootstrap interval."""
+        s = self.summary(scorer)
+        level = float(self.metrics.attrs.get("interval_level", 0.95))
+        return Interval(s[metric], s.get(f"{metric}_lo", np.nan), s.get(f"{metric}_hi", np.nan),
+                        level)  # fmt: skip
+
 
 def backtest(
     frame: pd.DataFrame,
     features: Sequence[Feature],
     cfg: ModelConfig,
+    bands: BandConfig | None = None,
     *,
-    params: Mapping[str, Any] | None = None,
-    n_estimators: int | None = None,
     oracle: npt.ArrayLike | None = None,
+    plan: FoldPlan | None = None,
     num_threads: int = 1,
     progress: Progress = None,
 ) -> BacktestResult:
-    """Backtest the model with ``params`` against the baselines over ``cfg.backtest_folds``.
+    """Replay the training procedure at every fold and score the fold's later rows.
 
     Parameters
     ----------
     frame, features
         The training set's frame and declared features; unlabelled rows are ignored.
-    params, n_estimators
-        Tree parameters and rounds (e.g. from :func:`models.tune.tune`); ``None``: defaults
-        and early stopping.
+    cfg, bands
+        The procedure's settings (``cfg.backtest_trials`` trials per fold) and how band
+        thresholds are chosen.
     oracle
         True churn probabilities aligned with the rows of ``frame`` (simulations only);
         scored as the ``oracle`` column.
+    plan
+        Folds over the labelled rows of ``frame`` (numbered from 0), e.g. a challenger's, to
+        score another configuration on identical rows; default: :func:`models.folds.plan_folds`.
+
+    Raises :class:`models.folds.TooFewLabels` when the history holds too few outcomes.
     """
     check_training_frame(frame, features)
+    bands = bands or BandConfig()
     frame = frame.assign(oracle=np.asarray(oracle, float)) if oracle is not None else frame
     frame = frame.loc[frame["label"].notna()].reset_index(drop=True)
-    folds = time_folds(frame, cfg.backtest_folds, cfg.backtest_step_days, cfg.purge_days)
-    variants = {"on": {"model": True}, "off": {"model": False}}.get(
-        cfg.monotone, {"model_monotone": True, "model_free": False}
-    )
-    parts, info = [], []
-    for i, fold in enumerate(folds):
-        if progress is not None:
-            progress(f"backtest {fold.name}", i / len(folds))
+    require_outcomes(frame, cfg.min_churned, cfg.min_retained)
+    if plan is None:
+        plan = plan_folds(
+            frame, cfg.backtest_folds, cfg.backtest_step_days, cfg.purge_days,
+            min_churned=cfg.min_churned, min_retained=cfg.min_retained, cv_folds=cfg.cv_folds,
+            seed=cfg.seed,
+        )  # fmt: skip
+    ids = outcome_ids(frame)
+    parts, info, used = [], [], {}
+    warm: Mapping[str, Any] | None = None
+    for i, fold in enumerate(plan.folds):
+        n = len(plan.folds)
+        step = part(progress, 0.95 * i / n, 0.95 * (i + 1) / n, f"backtest {i + 1}/{n}")
         train, valid = frame.loc[fold.train], frame.loc[fold.valid]
-        out = valid[[c for c in KEYS if c in valid.columns]].assign(fold=fold.name)
-        for name, monotone in variants.items():
-            model = ChurnModel(
-                params=params, n_estimators=n_estimators, monotone=monotone,
-                calibration=cfg.calibration, calibration_share=cfg.calibration_share,
-                purge_days=cfg.purge_days, learning_rate=cfg.learning_rate,
-                max_rounds=cfg.max_rounds, early_stopping_rounds=cfg.early_stopping_rounds,
-                seed=cfg.seed, num_threads=num_threads,
-            ).fit(train, features)  # fmt: skip
-            out[name] = model.predict_risk(valid)
-            info.append(
-                {
-                    "fold": fold.name, "variant": name, "cutoff": fold.cutoff,
-                    "train_rows": int(fold.train.sum()), "valid_rows": int(fold.valid.sum()),
-                    "valid_churn_rate": float(valid["label"].mean()),
-                    "n_estimators": model.n_estimators_, "calibration": model.calibration_,
-                }
-            )  # fmt: skip
+        trained = train_procedure(
+            train, features, cfg, bands, trials=cfg.backtest_trials, warm_start=warm,
+            num_threads=num_threads, progress=step,
+        )  # fmt: skip
+        warm = trained.tuned.params
+        used[fold.name] = trained.rows_used
+        yellow, red = trained.thresholds
+        out = valid[[c for c in KEYS if c in valid.columns]].assign(
+            fold=fold.name, row=valid.index, model=trained.model.predict_risk(valid),
+            yellow_at=yellow, red_at=red,
+        )  # fmt: skip
         out["health_score"] = HealthScore().fit(train, features).predict_risk(valid)
         out["engagement_score"] = EngagementScore().fit(train, features).predict_risk(valid)
         out["logistic"] = LogisticBaseline().fit(train, features).predict_risk(valid)
         if oracle is not None:
             out["oracle"] = valid["oracle"].to_numpy()
         parts.append(out)
+        fit_out, val_out = (count_outcomes(frame, mask, ids) for mask in (fold.train, fold.valid))
+        info.append(
+            {
+                "fold": fold.name, "kind": fold.kind, "cutoff": fold.cutoff, "until": fold.until,
+                "train_rows": int(fold.train.sum()), "train_churned": fit_out.churned,
+                "train_retained": fit_out.retained,
+                "first_training_outcome": train["label_known_at"].min(),
+                "last_training_outcome": train["label_known_at"].max(),
+                "valid_rows": int(fold.valid.sum()), "valid_churned": val_out.churned,
+                "valid_retained": val_out.retained,
+                "valid_churn_rate": float(valid["label"].mean()),
+                **{k: v for k, v in trained.choices.items() if k != "params"},
+                "params": json.dumps(trained.choices["params"], sort_keys=True),
+            }
+        )  # fmt: skip
     scores = pd.concat(parts, ignore_index=True)
-    if cfg.monotone == "auto":
-        pooled = metrics_table(scores, ["model_monotone", "model_free"], cfg, by=False)
-        auc = dict(zip(pooled.scorer, pooled.roc_auc, strict=True))
-        keep = bool(auc["model_monotone"] >= auc["model_free"] - cfg.monotone_max_auc_drop)
-        scores["model"] = scores["model_monotone" if keep else "model_free"]
-    else:
-        keep = cfg.monotone == "on"
     if progress is not None:
-        progress("backtest metrics", 0.95)
-    scorers = [c for c in (*variants, "model", *BASELINES, "oracle") if c in scores.columns]
-    scorers = list(dict.fromkeys(scorers))
+        progress("backtest metrics", 0.97)
+    scorers = [c for c in ("model", *BASELINES, "oracle") if c in scores.columns]
     return BacktestResult(
         scores=scores,
         metrics=metrics_table(scores, scorers, cfg),
         folds=pd.DataFrame(info),
-        monotone=keep,
+        plan=plan,
+        rows_used=used,
     )
 
 
-def bands_of(scorer: str, risk: np.ndarray, cfg: ModelConfig) -> np.ndarray:
-    """Red/yellow/green of a scorer's risk: probability bands, or the health-score bands."""
+def bands_of(scorer: str, rows: pd.DataFrame) -> np.ndarray:
+    """Red/yellow/green of a scorer on scored rows: the health-score bands for the 0-100
+    scores, else the thresholds the row's fold chose (``yellow_at``, ``red_at``)."""
+    risk = rows[scorer].to_numpy(float)
     if scorer in HEALTH_SCALE:
         return health_band(100.0 * (1.0 - risk))
-    return m.band(risk, cfg.bands)
+    yellow = rows["yellow_at"].to_numpy(float)
+    red = rows["red_at"].to_numpy(float)
+    return m.band(risk, (yellow, red))  # type: ignore[arg-type]  # arrays broadcast
 
 
-def group_metrics(
-    rows: pd.DataFrame, scorer: str, cfg: ModelConfig, band_lead: int | None
-) -> dict[str, float]:
-    """Every metric of one scorer on one group of scored rows."""
+def _band_stats(
+    y: np.ndarray, bands: np.ndarray, arr: np.ndarray
+) -> dict[str, Callable[[np.ndarray | None], Any]]:
+    """Band metrics as functions of bootstrap weights (``None``: the observed rows)."""
+    return {
+        "red_share": lambda w: m.band_share(bands, m.RED, w),
+        "red_precision": lambda w: m.band_precision(y, bands, m.RED, w),
+        "red_recall": lambda w: m.band_recall(y, bands, m.RED, w),
+        "yellow_share": lambda w: m.band_share(bands, m.YELLOW, w),
+        "yellow_precision": lambda w: m.band_precision(y, bands, m.YELLOW, w),
+        "yellow_recall": lambda w: m.band_recall(y, bands, m.YELLOW, w),
+        "green_share": lambda w: m.band_share(bands, m.GREEN, w),
+        "green_churn_rate": lambda w: m.band_precision(y, bands, m.GREEN, w),
+        "watermelon_rate": lambda w: m.watermelon_rate(y, bands, w),
+        "red_arr_share": lambda w: m.red_arr_share(y, bands, arr, w),
+    }
+
+
+def metric_stats(
+    rows: pd.DataFrame, scorer: str, band_lead: int | None
+) -> dict[str, Callable[[np.ndarray | None], Any]]:
+    """Every metric of one scorer on one group of scored rows, as a function of bootstrap
+    weights over those rows (``None``: the observed rows)."""
     y = rows["label"].to_numpy(float)
     risk = rows[scorer].to_numpy(float)
     prob = scorer in PROBABILISTIC
-    lift, recall = m.top_share(y, risk)
-    out = {
-        "rows": float(y.size),
-        "churned": float(y.sum()),
-        "roc_auc": m.roc_auc(y, risk),
-        "pr_auc": m.pr_auc(y, risk),
-        "brier": m.brier(y, risk) if prob else np.nan,
-        "log_loss": m.log_loss(y, risk) if prob else np.nan,
-        "ece": m.ece(y, risk) if prob else np.nan,
-        "lift_top_decile": lift,
-        "recall_top_decile": recall,
-        "red_arr_share": np.nan,
-        "watermelon_rate": np.nan,
+    nan: Callable[[np.ndarray | None], Any] = lambda w: np.nan  # noqa: E731
+    stats: dict[str, Callable[[np.ndarray | None], Any]] = {
+        "rows": lambda w: float(y.size),
+        "churned": lambda w: float(y.sum()),
+        "roc_auc": lambda w: m.roc_auc(y, risk, w),
+        "pr_auc": lambda w: m.pr_auc(y, risk),
+        "brier": (lambda w: m.brier(y, risk, w)) if prob else nan,
+        "log_loss": (lambda w: m.log_loss(y, risk)) if prob else nan,
+        "ece": (lambda w: m.ece(y, risk, 10, w)) if prob else nan,
+        "lift_top_decile": lambda w: m.top_share(y, risk, 0.1, w)[0],
+        "recall_top_decile": lambda w: m.top_share(y, risk, 0.1, w)[1],
+        **dict.fromkeys(BAND_METRICS, nan),
     }
     if band_lead is not None:
         at = rows["lead_days"].to_numpy() == band_lead
         if at.any():
-            bands = bands_of(scorer, risk[at], cfg)
-            arr = rows["arr"].to_numpy(float)[at] if "arr" in rows else np.zeros(at.sum())
-            out["red_arr_share"] = m.red_arr_share(y[at], bands, arr)
-            out["watermelon_rate"] = m.watermelon_rate(y[at], bands)
-    return out
+            arr = rows["arr"].to_numpy(float)[at] if "arr" in rows else np.zeros(int(at.sum()))
+            banded = _band_stats(y[at], bands_of(scorer, rows[at]), arr)
+            stats |= {name: _on_rows(stat, at) for name, stat in banded.items()}
+    return stats
+
+
+def _on_rows(
+    stat: Callable[[np.ndarray | None], Any], at: np.ndarray
+) -> Callable[[np.ndarray | None], Any]:
+    """``stat`` of a subset of rows, taking weights over all rows."""
+    return lambda w: stat(None if w is None else w[:, at])
+
+
+def group_metrics(rows: pd.DataFrame, scorer: str, band_lead: int | None) -> dict[str, float]:
+    """Every metric of one scorer on one group of scored rows (see :func:`metric_stats`)."""
+    return {k: float(f(None)) for k, f in metric_stats(rows, scorer, band_lead).items()}
 
 
 def metrics_table(
@@ -192,8 +279,10 @@ def metrics_table(
 ) -> pd.DataFrame:
     """Metrics per fold, lead time, segment and scorer, plus the pooled ("all") groups.
 
-    The red-ARR share and the watermelon rate read only the snapshots at the lead time
-    nearest ``cfg.band_lead_days`` (90 days before renewal by default).
+    The band metrics read only the snapshots at the lead time nearest
+    ``cfg.band_lead_days`` (90 days before renewal by default). The pooled group's
+    :data:`INTERVAL_METRICS` get ``cfg.interval_level`` bootstrap intervals resampling
+    accounts (``cfg.bootstrap`` replicates).
     """
     leads = np.sort(scores["lead_days"].unique())
     band_lead = int(leads[np.argmin(np.abs(leads - cfg.band_lead_days))]) if leads.size else None
@@ -218,13 +307,25 @@ def metrics_table(
     records = []
     for fold, lead, seg, rows in groups:
         lead_for_bands = band_lead if (pd.isna(lead) or lead == band_lead) else None
+        pooled = fold == ALL and pd.isna(lead) and seg == ALL
         for scorer in scorers:
-            records.append(
-                {"fold": fold, "lead_days": lead, "segment": seg, "scorer": scorer}
-                | group_metrics(rows, scorer, cfg, lead_for_bands)
-            )
+            record = {"fold": fold, "lead_days": lead, "segment": seg, "scorer": scorer}
+            if pooled:
+                stats = metric_stats(rows, scorer, lead_for_bands)
+                wanted = {k: stats[k] for k in INTERVAL_METRICS}
+                ivs = bootstrap_many(
+                    wanted, rows["account_id"], n_boot=cfg.bootstrap, level=cfg.interval_level,
+                    seed=cfg.seed,
+                )  # fmt: skip
+                record |= {k: float(f(None)) for k, f in stats.items()}
+                for k, iv in ivs.items():
+                    record |= {f"{k}_lo": iv.low, f"{k}_hi": iv.high}
+            else:
+                record |= group_metrics(rows, scorer, lead_for_bands)
+            records.append(record)
     table = pd.DataFrame(records)
     table["lead_days"] = table["lead_days"].astype("Int64")
+    table.attrs["interval_level"] = cfg.interval_level
     return table
 
 

@@ -16,8 +16,6 @@ from models.backtest import ALL, PROBABILISTIC, BacktestResult
 
 LABELS = {
     "model": "learned model",
-    "model_monotone": "model (monotone)",
-    "model_free": "model (unconstrained)",
     "health_score": "hand-weighted health score",
     "engagement_score": "product engagement score",
     "logistic": "logistic regression",
@@ -26,9 +24,8 @@ LABELS = {
 
 
 def _scorers(result: BacktestResult) -> list[str]:
-    """The scorers to draw: the chosen model and the baselines, not the monotone variants."""
-    variants = ("model_monotone", "model_free")
-    return [s for s in LABELS if s in result.scores.columns and s not in variants]
+    """The scorers to draw: the model and the baselines present in the backtest."""
+    return [s for s in LABELS if s in result.scores.columns]
 
 
 def calibration_plot(result: BacktestResult, path: Path) -> Path:

@@ -71,12 +71,15 @@ def make_planted(
     start: str = "2023-01-01",
     end: str = "2026-01-01",
     lead_days: tuple[int, ...] = (0, 30, 60, 90, 120, 180),
+    intercept_per_year: float = 0.0,
 ) -> PlantedSet:
     """Simulate annual terms of ``accounts`` accounts and snapshot them before each renewal.
 
     Only terms that end before ``end`` (the data end) are kept, so every row is labelled;
     snapshots fall inside their term and at least 90 days after ``start`` (some history).
     An account stops at its first churn. Rows: about ``accounts`` x 2.3 x ``len(lead_days)``.
+    ``intercept_per_year`` makes the churn rate drift: the logit's intercept rises by this
+    much per year of the term's end date after ``start`` (the oracle includes it).
     """
     rng = np.random.default_rng(seed)
     t0, t1 = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
@@ -109,10 +112,10 @@ def make_planted(
         -2.2 - 1.3 * key + 0.5 * loss - 0.6 * util + 0.45 * overdue + 0.4 * urgent
         + 1.0 * ((usage > 0.5) & (key < -0.4)) - 0.15 * np.where(has_nps, nps_z, 0.0)
     )  # fmt: skip
-    p = _sigmoid(logit)
-    churned = rng.random(shape) < p
     term_start = first[:, None] + 365 * np.arange(max_terms)[None, :]
     term_end = term_start + 365
+    p = _sigmoid(logit + intercept_per_year * term_end / 365.25)
+    churned = rng.random(shape) < p
     # Alive at a term: no churn at an earlier term end; decided: the term ended before ``end``.
     earlier_churn = np.cumsum(churned, axis=1) - churned > 0
     keep = ~earlier_churn & (term_end < span)

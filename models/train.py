@@ -6,9 +6,15 @@ travel in the frame. It learns in two steps:
 
 1. trees on the snapshots whose label was known before the latest ``calibration_share``
    of snapshots (a purged, out-of-time split), then a calibrator (isotonic or Platt) on the
-   trees' scores of those latest snapshots, which the trees never saw;
-2. with ``refit=True``, the trees again on all labelled history with the same number of
-   rounds; the calibrator of step 1 maps their scores to probabilities.
+   trees' scores of those latest snapshots, which the trees never saw. When that slice or
+   the rows before it hold too few churned or retained outcomes (a young book), the
+   calibrator is fitted on out-of-fold scores of folds of held-out accounts instead
+   (cross-fitted), and the model records which;
+2. the trees again on all labelled history with the same number of rounds; the
+   calibrator of step 1 maps their scores to probabilities.
+
+The calibration rows are weighted by recency (``calibration_half_life_days``), so the
+probabilities follow the latest outcomes when the churn rate drifts.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from sklearn.isotonic import IsotonicRegression
 from features.catalog import Feature
 from features.errors import ChurnWarning
 from models.columns import categories_of, check_columns, check_training_frame, matrix
-from models.folds import latest_split
+from models.config import ModelConfig
+from models.folds import TooFewLabels, account_folds, count_outcomes, latest_split, outcome_ids
 from models.metrics import brier
 
 #: Tree parameters used when none are tuned (the centre of the search space of ``tune``).
@@ -102,21 +109,23 @@ class PlattCalibrator:
 
     Two parameters fitted by Newton's method with a tiny ridge (1e-6) so that separable
     calibration rows still converge; much faster than a general solver on one feature.
+    Row weights (recency) enter the likelihood as frequency weights.
     """
 
-    def fit(self, raw: np.ndarray, y: np.ndarray) -> PlattCalibrator:
+    def fit(self, raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Any:
         X = np.column_stack([np.ones(raw.size), _logit(raw)])
         y = np.asarray(y, float)
-        w = np.zeros(2)
+        w = np.ones(raw.size) if weight is None else np.asarray(weight, float)
+        coef = np.zeros(2)
         for _ in range(50):
-            p = 1.0 / (1.0 + np.exp(-(X @ w)))
-            grad = X.T @ (p - y) + 1e-6 * w
-            hess = (X * (p * (1 - p))[:, None]).T @ X + 1e-6 * np.eye(2)
+            p = 1.0 / (1.0 + np.exp(-(X @ coef)))
+            grad = X.T @ (w * (p - y)) + 1e-6 * coef
+            hess = (X * (w * p * (1 - p))[:, None]).T @ X + 1e-6 * np.eye(2)
             step = np.linalg.solve(hess, grad)
-            w -= step
+            coef -= step
             if np.abs(step).max() < 1e-10:
                 break
-        self.intercept_, self.slope_ = float(w[0]), float(w[1])
+        self.intercept_, self.slope_ = float(coef[0]), float(coef[1])
         return self
 
     def predict(self, raw: np.ndarray) -> np.ndarray:
@@ -132,30 +141,78 @@ def _isotonic() -> IsotonicRegression:
     return IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
 
 
-def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str) -> Any:
+def fit_calibrator(
+    raw: np.ndarray, y: np.ndarray, method: str, weight: np.ndarray | None = None
+) -> Any:
     """An isotonic or Platt calibrator fitted on raw scores ``raw`` and outcomes ``y``."""
     if method == "isotonic":
-        return _isotonic().fit(raw, y)
-    return PlattCalibrator().fit(raw, y)
+        return _isotonic().fit(raw, y, sample_weight=weight)
+    return PlattCalibrator().fit(raw, y, weight)
 
 
-def choose_calibration(raw: np.ndarray, y: np.ndarray, blocks: int = 5) -> str:
-    """The calibrator with the lower Brier score when each time block is held out in turn.
+def recency_weights(known_at: pd.Series, half_life_days: int | None) -> np.ndarray:
+    """Weights halving every ``half_life_days`` before the latest outcome (``None``: all 1).
+
+    A calibrator fitted with them follows the most recent outcomes: when the churn rate
+    drifts, the probabilities track the latest renewals rather than the average of the
+    calibration window.
+    """
+    if half_life_days is None or known_at.empty:
+        return np.ones(len(known_at))
+    age = (known_at.max() - known_at).dt.total_seconds().to_numpy() / 86_400.0
+    return np.power(0.5, age / half_life_days)
+
+
+def blocked_predictions(
+    raw: np.ndarray, y: np.ndarray, method: str, weight: np.ndarray, blocks: int = 5
+) -> np.ndarray:
+    """Each contiguous block of ``raw`` (in time order) calibrated by the other blocks."""
+    idx = np.array_split(np.arange(raw.size), blocks)
+    preds = np.empty(raw.size)
+    for held in idx:
+        rest = np.setdiff1d(np.arange(raw.size), held)
+        if np.unique(y[rest]).size < 2:
+            preds[held] = np.average(y[rest], weights=weight[rest]) if rest.size else np.nan
+            continue
+        preds[held] = fit_calibrator(raw[rest], y[rest], method, weight[rest]).predict(raw[held])
+    return np.clip(preds, 0.0, 1.0)
+
+
+def choose_calibration(
+    raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, blocks: int = 5
+) -> tuple[str, np.ndarray]:
+    """The calibrator with the lower (weighted) Brier score when each time block is held out
+    in turn, and that calibrator's held-out probabilities.
 
     ``raw`` must be in time order: blocks are contiguous, so the choice is made out of
-    sample. Isotonic is more flexible and needs more rows; Platt wins on small folds.
+    sample. Isotonic is more flexible and needs more rows; Platt wins on small folds and
+    on ties.
     """
-    idx = np.array_split(np.arange(raw.size), blocks)
-    scores = {}
-    for method in ("isotonic", "platt"):
-        preds = np.empty(raw.size)
-        for held in idx:
-            rest = np.setdiff1d(np.arange(raw.size), held)
-            if np.unique(y[rest]).size < 2:
-                return "platt"
-            preds[held] = fit_calibrator(raw[rest], y[rest], method).predict(raw[held])
-        scores[method] = brier(y, preds)
-    return min(scores, key=lambda m: (scores[m], m != "platt"))
+    w = np.ones(raw.size) if weight is None else np.asarray(weight, float)
+    preds = {m: blocked_predictions(raw, y, m, w, blocks) for m in ("isotonic", "platt")}
+    scores = {m: float(brier(y, p, w)) for m, p in preds.items()}
+    method = min(scores, key=lambda m: (scores[m], m != "platt"))
+    return method, preds[method]
+
+
+def model_from_config(
+    cfg: ModelConfig,
+    *,
+    params: Mapping[str, Any] | None = None,
+    n_estimators: int | None = None,
+    monotone: bool = True,
+    num_threads: int = 1,
+) -> ChurnModel:
+    """A :class:`ChurnModel` with the settings of ``cfg`` and the given tuned choices."""
+    return ChurnModel(
+        params=params, n_estimators=n_estimators, monotone=monotone,
+        calibration=cfg.calibration, calibration_share=cfg.calibration_share,
+        calibration_half_life_days=cfg.calibration_half_life_days, purge_days=cfg.purge_days,
+        learning_rate=cfg.learning_rate, max_rounds=cfg.max_rounds,
+        early_stopping_rounds=cfg.early_stopping_rounds, min_churned=cfg.min_churned,
+        min_retained=cfg.min_retained, cv_folds=cfg.cv_folds, seed=cfg.seed,
+        num_threads=num_threads,
+    )  # fmt: skip
 
 
 class ChurnModel(BaseEstimator):
@@ -179,12 +236,25 @@ class ChurnModel(BaseEstimator):
     calibration_share
         The latest share of snapshots that fits the calibrator (see
         :func:`models.folds.latest_split`).
+    calibration_half_life_days
+        Recency weighting of the calibration rows (:func:`recency_weights`).
     purge_days
         Extra purge before the calibration cut-off (:mod:`models.folds`).
+    min_churned, min_retained, cv_folds
+        The out-of-time calibration slice is used only when it and the rows before it each
+        hold this many churned and retained outcomes; otherwise the calibrator is fitted on
+        out-of-fold scores of ``cv_folds`` folds of held-out accounts (cross-fitted).
     refit
-        Refit the trees on all labelled rows after calibrating.
+        Refit the trees on all labelled rows after calibrating (always, when cross-fitted).
     seed, num_threads
         Same seed and thread count, same model string.
+
+    After ``fit``: ``calibration_`` (method), ``calibration_kind_`` (``"out_of_time"`` or
+    ``"cross_fitted"``) and ``calibration_note_`` (why not out of time), the rows that fitted
+    the calibrator (``calibration_rows_``, index labels of the frame), and their held-out
+    calibrated probabilities (``calibration_probability_``, with ``calibration_label_``):
+    scores out of sample for the trees and for the calibrator, from which band thresholds
+    can be chosen.
     """
 
     def __init__(
@@ -194,10 +264,14 @@ class ChurnModel(BaseEstimator):
         monotone: bool = True,
         calibration: Calibration = "auto",
         calibration_share: float = 0.2,
+        calibration_half_life_days: int | None = None,
         purge_days: int | None = None,
         learning_rate: float = 0.05,
         max_rounds: int = 1000,
         early_stopping_rounds: int = 50,
+        min_churned: int = 30,
+        min_retained: int = 30,
+        cv_folds: int = 4,
         refit: bool = True,
         seed: int = 7,
         num_threads: int = 1,
@@ -207,10 +281,14 @@ class ChurnModel(BaseEstimator):
         self.monotone = monotone
         self.calibration = calibration
         self.calibration_share = calibration_share
+        self.calibration_half_life_days = calibration_half_life_days
         self.purge_days = purge_days
         self.learning_rate = learning_rate
         self.max_rounds = max_rounds
         self.early_stopping_rounds = early_stopping_rounds
+        self.min_churned = min_churned
+        self.min_retained = min_retained
+        self.cv_folds = cv_folds
         self.refit = refit
         self.seed = seed
         self.num_threads = num_threads
@@ -224,7 +302,7 @@ class ChurnModel(BaseEstimator):
         check_training_frame(frame, features)
         frame = frame.loc[frame["label"].notna()]
         if frame.empty:
-            raise ValueError("the training frame has no labelled rows (column 'label')")
+            raise TooFewLabels("the training frame has no labelled rows (column 'label')")
         order = np.argsort(frame["as_of"].to_numpy(), kind="stable")
         frame = frame.iloc[order]
         self.features_ = tuple(features)
@@ -232,6 +310,11 @@ class ChurnModel(BaseEstimator):
         self.categories_ = categories_of(frame, features)
         X = matrix(frame, features, self.categories_)
         y = frame["label"].to_numpy(dtype=np.int64)
+        if np.unique(y).size < 2:
+            raise TooFewLabels(
+                f"all {len(y):,} labelled rows have label {int(y[0])}: a churn model needs "
+                "churned and retained outcomes; add history or accounts"
+            )
         params = lgb_params(
             self.params, features, monotone=self.monotone, learning_rate=self.learning_rate,
             seed=self.seed, num_threads=self.num_threads,
@@ -239,31 +322,60 @@ class ChurnModel(BaseEstimator):
         self.lgb_params_ = params
 
         fit_rows, held, cut = latest_split(frame, self.calibration_share, self.purge_days)
-        if not fit_rows.any() or np.unique(y[held]).size < 2 or np.unique(y[fit_rows]).size < 2:
-            raise ValueError(
-                f"cannot calibrate out of time: of {len(frame):,} labelled rows, "
-                f"{int(fit_rows.sum()):,} have a label known before {cut:%Y-%m-%d} and "
-                f"{int(held.sum()):,} (with {int(y[held].sum()):,} churned) come after it. "
-                "Both parts need churned and renewed rows: use a longer history or a larger "
-                "calibration_share."
+        ids = outcome_ids(frame)
+        short = [
+            f"{part} {why}"
+            for part, mask in (("before", fit_rows), ("after", held))
+            if (why := count_outcomes(frame, mask, ids).short_of(self.min_churned,
+                                                                 self.min_retained))
+        ]  # fmt: skip
+        first = None
+        if not short:
+            self.calibration_kind_ = "out_of_time"
+            self.calibration_note_ = f"the snapshots from {cut:%Y-%m-%d} on"
+            first = train_booster(
+                X[fit_rows], y[fit_rows], params,
+                rounds=self.n_estimators or self.max_rounds,
+                valid=None if self.n_estimators else (X[held], y[held]),
+                early_stopping_rounds=self.early_stopping_rounds,
+            )  # fmt: skip
+            rounds = self.n_estimators or max(first.best_iteration, 1)
+            cal = held
+            raw = np.asarray(first.predict(X[held], num_iteration=rounds), dtype=float)
+        else:
+            self.calibration_kind_ = "cross_fitted"
+            self.calibration_note_ = (
+                f"no out-of-time slice: the rows {' and '.join(short)} of {cut:%Y-%m-%d}"
             )
-        first = train_booster(
-            X[fit_rows], y[fit_rows], params,
-            rounds=self.n_estimators or self.max_rounds,
-            valid=None if self.n_estimators else (X[held], y[held]),
-            early_stopping_rounds=self.early_stopping_rounds,
-        )  # fmt: skip
-        rounds = self.n_estimators or max(first.best_iteration, 1)
-        raw = np.asarray(first.predict(X[held], num_iteration=rounds), dtype=float)
+            raw_all = np.full(len(y), np.nan)
+            iterations = []
+            for fold in account_folds(frame, self.cv_folds, self.seed):
+                booster = train_booster(
+                    X[fold.train], y[fold.train], params,
+                    rounds=self.n_estimators or self.max_rounds,
+                    valid=None if self.n_estimators else (X[fold.valid], y[fold.valid]),
+                    early_stopping_rounds=self.early_stopping_rounds,
+                )  # fmt: skip
+                best = self.n_estimators or max(booster.best_iteration, 1)
+                iterations.append(best)
+                raw_all[fold.valid] = booster.predict(X[fold.valid], num_iteration=best)
+            rounds = self.n_estimators or max(round(float(np.mean(iterations))), 1)
+            cal = ~np.isnan(raw_all)
+            raw = raw_all[cal]
+        weight = recency_weights(frame["label_known_at"][cal], self.calibration_half_life_days)
         method: str = self.calibration
         if method == "auto":
-            method = choose_calibration(raw, y[held])
+            method, held_out = choose_calibration(raw, y[cal], weight)
+        else:
+            held_out = blocked_predictions(raw, y[cal], method, weight)
         self.calibration_ = method
-        self.calibrator_ = fit_calibrator(raw, y[held], method)
+        self.calibrator_ = fit_calibrator(raw, y[cal], method, weight)
         self.calibration_cutoff_ = cut
-        self.calibration_rows_ = int(held.sum())
+        self.calibration_rows_ = frame.index[cal]
+        self.calibration_probability_ = held_out
+        self.calibration_label_ = y[cal]
         self.n_estimators_ = rounds
-        if self.refit:
+        if self.refit or first is None:
             self.booster_ = train_booster(X, y, params, rounds=rounds)
         else:
             self.booster_ = first

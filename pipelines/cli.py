@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.table import Table
 from features.errors import ContractError
 from pipelines import stages
 from pipelines.config import ChurnConfig, load_config
+
+if TYPE_CHECKING:  # the training stage imports MLflow and LightGBM: only when it runs
+    from pipelines.training import TrainResult
 
 app = typer.Typer(
     name="churn",
@@ -204,7 +207,8 @@ def train(
     trials: TrialsOpt = None,
     config: ConfigOpt = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Make it the champion even if its backtest is worse.")
+        bool,
+        typer.Option("--force", help="Make it the champion whatever the gate says (recorded)."),
     ] = False,
     training_set: Annotated[
         Path | None,
@@ -214,7 +218,7 @@ def train(
         ),
     ] = None,
 ) -> None:
-    """Tune, backtest against the baselines, fit, log to MLflow and gate the champion alias."""
+    """Backtest the procedure against the baselines, train, log to MLflow, gate the champion."""
     from pipelines import training
 
     cfg = _model_config(config, trials, label=label, horizon=horizon, active_days=active_days)
@@ -222,28 +226,52 @@ def train(
     with progress_bar() as progress:
         ts = stages.training_set(clean, cfg, progress, training_set)
         result = training.train(ts, cfg, force=force, progress=progress)
-    _print_train(result)
+    _print_train(result, cfg.tracking.registered_model)
 
 
-def _print_train(result: object) -> None:
-    r = result
-    t = Table(title="Backtest (pooled over folds, lead times and segments)")
+def _print_evaluation(evaluation: dict, metrics: dict[str, float], baselines: dict) -> None:
+    """What the backtest rests on, and the model beside the baselines, with intervals."""
+    console.print(f"[bold]How this was checked:[/] {escape(evaluation['kind_text'])}")
+    console.print(escape(evaluation["statement"]))
+    for skipped in evaluation["skipped"]:
+        reason = escape(skipped["reason"])
+        console.print(f"[yellow]skipped cut-off[/] {skipped['cutoff']}: {reason}")
+    level = f"{evaluation['interval_level']:.0%}"
+    t = Table(title=f"Backtest (pooled over folds, lead times and segments; {level} intervals)")
     t.add_column("scorer")
     t.add_column("ROC AUC", justify="right")
-    t.add_row("learned model", f"{r.metrics['roc_auc']:.3f}")  # type: ignore[attr-defined]
-    for name, auc in r.baselines.items():  # type: ignore[attr-defined]
+    t.add_row("learned model", _interval(metrics, "roc_auc"))
+    for name, auc in baselines.items():
         t.add_row(name, f"{auc:.3f}")
     console.print(t)
-    m = r.metrics  # type: ignore[attr-defined]
     console.print(
-        f"Brier {m['brier']:.4f}  ECE {m['ece']:.4f}  lift@10% {m['lift_top_decile']:.2f}  "
-        f"calibration: {r.calibration}  monotone: {r.monotone}"  # type: ignore[attr-defined]
+        f"Brier {_interval(metrics, 'brier', 4)}  ECE {metrics['ece']:.4f}  "
+        f"lift@10% {_interval(metrics, 'lift_top_decile', 2)}  red precision "
+        f"{_interval(metrics, 'red_precision')}  red recall {_interval(metrics, 'red_recall')}"
     )
+
+
+def _interval(metrics: dict[str, float], key: str, digits: int = 3) -> str:
+    value, low, high = (metrics.get(k, float("nan")) for k in (key, f"{key}_lo", f"{key}_hi"))
+    if value != value:  # NaN
+        return "-"
+    text = f"{value:.{digits}f}"
+    return text if low != low else f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _print_train(r: TrainResult, registered_model: str) -> None:
+    _print_evaluation(r.evaluation, r.metrics, r.baselines)
     console.print(
-        f"Registered version {r.version}: {r.decision}"  # type: ignore[attr-defined]
-        f"{'  [green](champion)[/]' if r.is_champion else ''}\n"  # type: ignore[attr-defined]
-        f"MLflow run {r.run_id}  model {r.model_uri}"  # type: ignore[attr-defined]
+        f"calibration: {r.calibration} ({r.calibration_kind.replace('_', ' ')})  "
+        f"monotone: {r.monotone}"
     )
+    colour = "bold red" if r.forced else "green" if r.is_champion else "yellow"
+    head = "champion" if r.is_champion else "not champion"
+    console.print(
+        f"[{colour}]Registered version {r.version} ({head}):[/] {escape(r.decision)}",
+        soft_wrap=True,
+    )
+    console.print(f"MLflow run {r.run_id}  model models:/{registered_model}/{r.version}")
 
 
 @app.command()
@@ -258,7 +286,7 @@ def backtest(
         Path | None, typer.Option("--out", help="Also keep the backtest table and plots here.")
     ] = None,
 ) -> None:
-    """Rolling-origin backtest of the model and the baselines, logged to MLflow."""
+    """Nested backtest of the training procedure against the baselines, logged to MLflow."""
     from pipelines import training
 
     cfg = _model_config(config, trials, label=label, horizon=horizon, active_days=active_days)
@@ -266,16 +294,7 @@ def backtest(
     with progress_bar() as progress:
         ts = stages.training_set(clean, cfg, progress)
         run = training.backtest(ts, cfg, out_dir=out, progress=progress)
-    table = run.result.metrics
-    pooled = table[(table.fold == "all") & table.lead_days.isna() & (table.segment == "all")]
-    t = Table(title="Backtest: learned model vs baselines (same rows)")
-    cols = [c for c in ("scorer", "roc_auc", "pr_auc", "brier", "ece", "lift_top_decile",
-                        "watermelon_rate") if c in pooled.columns]  # fmt: skip
-    for c in cols:
-        t.add_column(c, justify="left" if c == "scorer" else "right")
-    for _, row in pooled.iterrows():
-        t.add_row(*(str(row[c]) if c == "scorer" else f"{row[c]:.3f}" for c in cols))
-    console.print(t)
+    _print_evaluation(run.evaluation, run.metrics, run.baselines)
     console.print(f"MLflow run {run.run_id}")
 
 
@@ -366,7 +385,7 @@ def demo(
     with progress_bar() as progress:
         ts = stages.training_set(clean, cfg, progress, out / "training-set.parquet")
         result = training.train(ts, cfg, progress=progress)
-    _print_train(result)
+    _print_train(result, cfg.tracking.registered_model)
     today = SimConfig().end
     console.rule(f"4. Score the renewals of the next {cfg.labels.within_days} days ({today})")
     scores_dir = out / "scores"

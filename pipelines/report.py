@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -43,22 +43,8 @@ REQUIRED = (
 #: Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: Backtest figures the report knows how to say in plain language: label, format, meaning.
+#: Every key of ``scoring.json``'s ``backtest`` has an entry (a test checks it).
 BACKTEST_FIGURES = {
-    "green_churn_rate": (
-        "Green accounts that churned",
-        "pct",
-        "Of the accounts the model called green, the share that churned anyway.",
-    ),
-    "red_recall_90d": (
-        "Churners that were red 90 days out",
-        "pct",
-        "Of the accounts that churned, the share already red 90 days before renewal.",
-    ),
-    "watermelon_rate": (
-        "Churners that looked green",
-        "pct",
-        "Green outside, red inside: churned accounts the model had called green.",
-    ),
     "roc_auc": (
         "ROC AUC, this model",
         "auc",
@@ -68,6 +54,36 @@ BACKTEST_FIGURES = {
         "ROC AUC, hand-weighted health score",
         "auc",
         "The same measure for a classic hand-weighted score on the same accounts.",
+    ),
+    "logistic_roc_auc": (
+        "ROC AUC, logistic regression",
+        "auc",
+        "The same measure for a plain logistic regression on the same features and accounts.",
+    ),
+    "lift_top_decile": (
+        "Churn rate in the riskiest 10%, vs average",
+        "lift",
+        "How many times the average churn rate the model's riskiest tenth of accounts had.",
+    ),
+    "red_precision": (
+        "Red accounts that churned",
+        "pct",
+        "Of the accounts the model called red, the share that churned: a red call's hit rate.",
+    ),
+    "red_recall": (
+        "Churners that were red",
+        "pct",
+        "Of the accounts that churned, the share the model had called red.",
+    ),
+    "green_churn_rate": (
+        "Green accounts that churned",
+        "pct",
+        "Of the accounts the model called green, the share that churned anyway.",
+    ),
+    "watermelon_rate": (
+        "Churners that looked green",
+        "pct",
+        "Green outside, red inside: churned accounts the model had called green.",
     ),
 }
 
@@ -413,40 +429,96 @@ def _details(scores: pd.DataFrame, as_of: date, waterfalls: Mapping[str, bytes])
     )
 
 
+def _figure_text(figure: Mapping[str, Any], kind: str) -> tuple[str, str]:
+    """A backtest figure and its interval as display text ("–" when unknown)."""
+
+    def one(x: Any) -> str:
+        if x is None or pd.isna(x):
+            return "–"
+        if kind == "pct":
+            return _pct(float(x), 1)
+        return f"{float(x):.2f}×" if kind == "lift" else f"{float(x):.3f}"
+
+    low, high = figure.get("low"), figure.get("high")
+    interval = "" if low is None or high is None else f"{one(low)} to {one(high)}"
+    return one(figure.get("value")), interval
+
+
 def _quality_section(
-    backtest: Mapping[str, float],
+    backtest: Mapping[str, Mapping[str, Any]],
+    evaluation: Mapping[str, Any],
     thresholds: Mapping[str, float],
-    threshold_quality: pd.DataFrame,
+    band_quality: Sequence[Mapping[str, Any]],
     model_version: str,
 ) -> str:
+    level = _pct(float(evaluation.get("interval_level", 0.95)))
     items = []
-    for key, value in backtest.items():
-        label, kind, meaning = BACKTEST_FIGURES.get(key, (key, "num", ""))
-        shown = _pct(value, 1) if kind == "pct" else "–" if pd.isna(value) else f"{value:.3f}"
+    for key, (label, kind, meaning) in BACKTEST_FIGURES.items():
+        if key not in backtest:
+            continue
+        value, interval = _figure_text(backtest[key], kind)
+        note = f"{level} interval: {interval}. " if interval else ""
         items.append(
-            f'<div class="card"><div class="card-label">{_e(label)}</div>'
-            f'<div class="card-value">{shown}</div><div class="card-note">{_e(meaning)}</div></div>'
+            f'<div class="card" data-figure="{key}"><div class="card-label">{_e(label)}</div>'
+            f'<div class="card-value">{value}</div><div class="card-note">{_e(note)}'
+            f"{_e(meaning)}</div></div>"
         )
     order = {b: i for i, b in enumerate(BANDS)}
-    quality = threshold_quality.sort_values("band", key=lambda s: s.map(order).fillna(len(order)))
-    rows = "".join(
-        f"<tr><td>{_badge(b) if (b := _text(r['band'])) in BANDS else _e(b)}</td>"
-        f"<td class=num>{_pct(r['threshold'], 1)}</td><td class=num>{_pct(r['precision'], 1)}</td>"
-        f"<td class=num>{_pct(r['recall'], 1)}</td></tr>"
-        for r in quality.to_dict("records")
+    rows = []
+    for r in sorted(band_quality, key=lambda r: order.get(str(r["band"]), len(order))):
+        band = _text(r["band"])
+        cells = []
+        for name in ("precision", "recall"):
+            value, interval = _figure_text(
+                {"value": r.get(name), "low": r.get(f"{name}_low"), "high": r.get(f"{name}_high")},
+                "pct",
+            )
+            cells.append(f"{value}<br><span class=muted>{interval}</span>" if interval else value)
+        start = "below yellow" if band == "green" else _pct(r["threshold"], 1)
+        rows.append(
+            f"<tr><td>{_badge(band) if band in BANDS else _e(band)}</td><td class=num>{start}</td>"
+            f"<td class=num>{_pct(r.get('share_of_accounts', np.nan), 1)}</td>"
+            f"<td class=num>{cells[0]}</td><td class=num>{cells[1]}</td></tr>"
+        )
+    skipped = "".join(
+        f"<li>{_e(s['cutoff'])}: {_e(s['reason'])}</li>" for s in evaluation.get("skipped", [])
     )
+    skipped_html = (
+        f'<p class="note">Cut-offs skipped, too few outcomes to check on:</p><ul class="note">'
+        f"{skipped}</ul>"
+        if skipped
+        else ""
+    )
+    ece_rows = "".join(
+        f"<tr><td>{_e(f['fold'])}</td><td class=num>{int(f['rows']):,}</td>"
+        f"<td class=num>{_pct(f['ece'], 1)}</td></tr>"
+        for f in evaluation.get("ece_by_fold", [])
+    )
+    lead = int(evaluation.get("band_lead_days", 90))
     return (
         '<section id="quality"><h2>How good is this score</h2>'
-        f'<p class="note">Backtest of model version <strong>{_e(model_version)}</strong>: scored '
-        "on past snapshots with only the data available at the time, then compared with what "
-        f'happened at renewal.</p><div class="cards">{"".join(items)}</div>'
-        "<h3>Band thresholds</h3><table class=compact><thead><tr><th>Band</th>"
-        "<th class=num>Starts at churn probability</th><th class=num>Precision</th>"
-        f"<th class=num>Recall</th></tr></thead><tbody>{rows}</tbody></table>"
-        '<p class="note">Precision: of the accounts at or above the threshold, the share that '
-        "churned. Recall: of the accounts that churned, the share at or above the threshold. "
-        f"In use: red from {_pct(thresholds['red'], 1)}, yellow from "
-        f"{_pct(thresholds['yellow'], 1)}.</p></section>"
+        f'<p class="note">Model version <strong>{_e(model_version)}</strong>, checked '
+        f"<strong>{_e(evaluation.get('kind_text', ''))}</strong>. Every figure comes from "
+        "models that never saw the snapshots they were checked on, each tuned, calibrated and "
+        "banded on its own training rows alone; features use only data from before each "
+        f'snapshot.</p><p data-evaluation="{_e(evaluation.get("kind", ""))}">'
+        f"{_e(evaluation.get('statement', ''))}</p>{skipped_html}"
+        f'<div class="cards">{"".join(items)}</div>'
+        "<h3>Bands</h3><table class=compact><thead><tr><th>Band</th>"
+        "<th class=num>Starts at churn probability</th><th class=num>Share of accounts</th>"
+        "<th class=num>Churned (precision)</th><th class=num>Share of all churners (recall)"
+        f"</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f'<p class="note">Precision: of the accounts in the band {lead} days before renewal, '
+        "the share that churned. Recall: of the accounts that churned, the share that were in "
+        "the band. Measured in the backtest with each fold's own thresholds, chosen from its "
+        f"own past; {level} intervals below each figure. In use now: red from "
+        f"{_pct(thresholds['red'], 1)}, yellow from {_pct(thresholds['yellow'], 1)}.</p>"
+        "<h3>Calibration by fold</h3><table class=compact><thead><tr><th>Fold</th>"
+        "<th class=num>Snapshots</th><th class=num>Expected calibration error</th></tr>"
+        f"</thead><tbody>{ece_rows}</tbody></table>"
+        '<p class="note">Expected calibration error: the average gap between predicted '
+        "churn probability and the observed churn rate, in ten equal-sized groups.</p>"
+        "</section>"
     )
 
 
@@ -519,8 +591,9 @@ def render_report(
     as_of: date,
     model_version: str,
     thresholds: dict[str, float],
-    threshold_quality: pd.DataFrame,
-    backtest: dict[str, float],
+    band_quality: list[dict[str, Any]],
+    backtest: dict[str, dict[str, Any]],
+    evaluation: dict[str, Any],
     drift: pd.DataFrame,
     waterfalls: dict[str, bytes],
 ) -> str:
@@ -539,12 +612,16 @@ def render_report(
         The registered model version that produced the scores.
     thresholds
         ``{"red": p_red, "yellow": p_yellow}``: churn probability at or above which a band starts.
-    threshold_quality
-        Columns band, threshold, precision, recall from the backtest.
+    band_quality
+        One mapping per band (``band``, ``threshold``, ``share_of_accounts``, ``precision``,
+        ``recall`` and their ``_low``/``_high`` bounds), from ``scoring.json``.
     backtest
-        Backtest figures of the model in use; known keys (``roc_auc``, ``green_churn_rate``,
-        ``red_recall_90d``, ``watermelon_rate``, ``hand_weighted_roc_auc``) are explained in
-        plain language, others are shown by name.
+        Backtest figures of the model in use, each ``{value, low, high}``; the keys of
+        :data:`BACKTEST_FIGURES` are shown with their plain-language label (others are not
+        shown).
+    evaluation
+        What the figures rest on (``kind``, ``kind_text``, ``statement``, ``skipped``,
+        ``ece_by_fold``, ``interval_level``, ``band_lead_days``), from ``scoring.json``.
     drift
         Columns feature, label, psi, status (``ok``, ``watch`` or ``drift``).
     waterfalls
@@ -574,7 +651,7 @@ def render_report(
         '<a href="#quality">How good is this score</a><a href="#drift">Drift</a>'
         f'<a href="#details">Details</a></nav></header><main>{banner}'
         f"{_summary_section(summary, thresholds)}{_accounts_table(ordered, as_of)}"
-        f"{_quality_section(backtest, thresholds, threshold_quality, model_version)}"
+        f"{_quality_section(backtest, evaluation, thresholds, band_quality, model_version)}"
         f"{_drift_section(drift)}{_details(ordered, as_of, waterfalls)}</main>"
         "<footer>Churn probabilities are calibrated on past renewals; drivers are associations, "
         "not proven causes. Generated by churn-health.</footer>"

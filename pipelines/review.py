@@ -18,9 +18,10 @@ import pandas as pd
 
 from features.catalog import Feature
 from models.bands import threshold_quality
+from models.champion import compare
 from models.columns import matrix
 from models.explain import contributions, family_contributions
-from models.metrics import calibration_curve, roc_auc
+from models.metrics import calibration_curve
 
 LABEL = "label"
 #: A decile trend is "clear" when the rank correlation of bin order and churn rate reaches this.
@@ -212,18 +213,15 @@ def paired_auc_difference(
     """ROC AUC of scorer ``a`` minus that of ``b`` on the same rows, with a 95 % interval.
 
     The interval is a percentile bootstrap that resamples whole accounts (``cluster``), since
-    the snapshots of one account at several lead times are not independent.
+    the snapshots of one account at several lead times are not independent: the champion
+    gate's own paired comparison (:func:`models.champion.compare`).
     """
     rows = scores.dropna(subset=[LABEL, a, b]).reset_index(drop=True)
-    y, ra, rb = (rows[c].to_numpy(float) for c in (LABEL, a, b))
-    groups = list(rows.groupby(cluster, sort=True).indices.values())
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(n_boot)
-    for i in range(n_boot):
-        idx = np.concatenate([groups[j] for j in rng.integers(0, len(groups), len(groups))])
-        diffs[i] = roc_auc(y[idx], ra[idx]) - roc_auc(y[idx], rb[idx])
-    low, high = np.nanquantile(diffs, [0.025, 0.975])
-    return {"difference": roc_auc(y, ra) - roc_auc(y, rb), "low": float(low), "high": float(high)}
+    comp = compare(
+        f"{a} vs {b}", rows[LABEL], rows[a], rows[b], rows[cluster], probabilities=False,
+        n_boot=n_boot, seed=seed,
+    )  # fmt: skip
+    return {"difference": comp.auc.estimate, "low": comp.auc.low, "high": comp.auc.high}
 
 
 def calibration_table(y: npt.ArrayLike, p: npt.ArrayLike, bins: int = 10) -> pd.DataFrame:

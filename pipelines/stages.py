@@ -35,6 +35,7 @@ from pipelines.scoring import (
     read_history,
     score_frame,
     scoring_set,
+    write_history,
     write_scores_dir,
 )
 from pipelines.tracking import setup_tracking
@@ -130,40 +131,48 @@ def score(
     progress: Progress = None,
     crash_after: str | None = None,
 ) -> ScoreOutput:
-    """Score every eligible account at ``as_of`` and write the scores directory atomically."""
+    """Score every eligible account at ``as_of`` and write the scores directory atomically.
+
+    The score history (``cfg.scoring.history``) gives each account's previous score and is
+    rewritten with this run's rows once the scores directory is written.
+    """
     from pipelines.report import render_report
 
     sm, cfg = _scoring_model(cfg, model_uri)
     if progress:
         progress("reading data", 0.05)
+    history = Path(cfg.scoring.history).expanduser().absolute()
+    previous = read_history(history)
     clean = open_clean(data_dir, cfg)
     write_parquet = None
     if cfg.engine.name == "spark":
         from pipelines import spark_scoring  # pyspark is an optional extra
 
         output = spark_scoring.score_on_spark(
-            clean.con, clean.tables, as_of, sm, cfg, read_history(out), progress
+            clean.con, clean.tables, as_of, sm, cfg, previous, progress
         )
         write_parquet = spark_scoring.parquet_writer(clean.con)
     else:
         ts = scoring_set(clean.tables, as_of, sm, cfg, progress)
         if progress:
             progress("scoring and explaining", 0.6)
-        output = score_frame(ts, accounts_info(clean.tables), sm, cfg.plays, read_history(out))
+        output = score_frame(ts, accounts_info(clean.tables), sm, cfg.plays, previous)
     ctx = sm.context
     html = render_report(
         output.scores,
         as_of=as_of,
         model_version=sm.version,
         thresholds=ctx["thresholds"],
-        threshold_quality=pd.DataFrame(ctx["threshold_quality"]),
+        band_quality=ctx["band_quality"],
         backtest=ctx["backtest"],
+        evaluation=ctx["evaluation"],
         drift=output.drift,
         waterfalls=output.waterfalls,
     )
     if progress:
         progress("writing", 0.9)
     write_scores_dir(out, output, html, crash_after=crash_after, write_parquet=write_parquet)
+    write_history(history, output.history)
     return output
 
 

@@ -20,19 +20,18 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from features.catalog import dictionary
-from models.champion import GATE_METRICS, GateDecision, champion_gate
-from models.config import ModelConfig
+from models.champion import GateDecision
 from models.train import ChurnModel
 from pipelines.config import TrackingConfig
 
 CHAMPION = "champion"
-#: Version tags holding the backtest figures the gate compares.
+#: Version tags holding the model's pooled backtest figures (for people, not the gate).
 METRIC_TAG = "backtest_{}"
+GATE_METRICS = ("roc_auc", "brier")
 
 
 @dataclass(frozen=True)
@@ -168,44 +167,31 @@ class Registration:
     previous_champion: str | None
 
 
-def champion_metrics(client: MlflowClient, name: str) -> tuple[str | None, dict[str, float] | None]:
-    """The current champion's version and its recorded backtest metrics (``None`` if none)."""
-    try:
-        mv = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None, None
-    found = {
-        k: float(mv.tags[METRIC_TAG.format(k)])
-        for k in GATE_METRICS
-        if METRIC_TAG.format(k) in mv.tags
-    }
-    return str(mv.version), found
-
-
 def register_with_gate(
     model_uri: str,
     run_id: str,
     metrics: Mapping[str, float],
     registered_model: str,
-    cfg: ModelConfig,
+    decision: GateDecision,
     *,
-    force: bool = False,
+    previous_champion: str | None = None,
     extra_tags: Mapping[str, str] | None = None,
 ) -> Registration:
-    """Register ``model_uri`` as a new version; move the ``champion`` alias if the gate agrees.
+    """Register ``model_uri`` as a new version; move the ``champion`` alias if ``decision``
+    promotes it.
 
-    ``metrics`` are the challenger's pooled backtest metrics (``roc_auc``, ``brier``); they
-    are stored as version tags so the next challenger is compared with them. The run gets
-    the tags ``champion_decision`` and, with ``force``, ``champion_forced=true``.
+    ``metrics`` (the challenger's pooled backtest figures) are stored as version tags for
+    people browsing the registry; the gate never compares them across runs
+    (:mod:`models.champion` compares models on identical rows). The run and the version
+    get the tags ``champion_decision``, ``is_champion`` and, when forced,
+    ``champion_forced=true``; the run also gets ``registered_version``.
     """
     client = MlflowClient()
-    previous, champion = champion_metrics(client, registered_model)
-    decision = champion_gate(metrics, champion, cfg, force=force)
-    tags = {METRIC_TAG.format(k): f"{float(metrics[k]):.6f}" for k in GATE_METRICS}
+    tags = {METRIC_TAG.format(k): f"{float(metrics[k]):.6f}" for k in GATE_METRICS if k in metrics}
     mv = mlflow.register_model(model_uri, registered_model, tags={**tags, **(extra_tags or {})})
-    client.set_model_version_tag(registered_model, mv.version, "champion_decision",
-                                 decision.reason)  # fmt: skip
-    client.set_tag(run_id, "champion_decision", decision.reason)
+    reason = decision.reason[:4900]  # MLflow caps tag values at 5,000 characters
+    client.set_model_version_tag(registered_model, mv.version, "champion_decision", reason)
+    client.set_tag(run_id, "champion_decision", reason)
     client.set_tag(run_id, "registered_version", str(mv.version))
     if decision.forced:
         client.set_tag(run_id, "champion_forced", "true")
@@ -217,5 +203,5 @@ def register_with_gate(
         version=str(mv.version),
         is_champion=decision.promote,
         decision=decision,
-        previous_champion=previous,
+        previous_champion=previous_champion,
     )

@@ -12,7 +12,7 @@ import hashlib
 import json
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,31 +22,34 @@ import mlflow
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from mlflow import MlflowClient
 from mlflow.data.pandas_dataset import from_pandas
 
 from features.catalog import Feature, dictionary
+from features.progress import Progress, part
 from features.resources import free_cores
-from models.backtest import BacktestResult
+from models.backtest import INTERVAL_METRICS, BacktestResult
 from models.backtest import backtest as run_backtest
+from models.champion import GATE_RULE, GateDecision, champion_gate, compare, first_model_gate
 from models.config import ModelConfig
+from models.folds import require_outcomes
 from models.plots import save_plots
-from models.train import ChurnModel
-from models.tune import STUDY_SETTINGS, TuneResult, tune
+from models.procedure import Trained, train_procedure
+from models.tune import STUDY_SETTINGS
 from pipelines.config import ChurnConfig
-from pipelines.context import CONTEXT_FILE, scoring_context
+from pipelines.context import CONTEXT_FILE, evaluation_summary, scoring_context
+from pipelines.gate import PROCEDURE_FILE, challenge, find_champion, procedure_record
 from pipelines.tracking import (
-    CHAMPION,
     Tracking,
     log_churn_model,
     register_with_gate,
     setup_tracking,
 )
 
-Progress = Callable[[str, float], None] | None
 #: Pooled backtest metrics logged as ``backtest_<scorer>_<metric>``.
 LOGGED_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top_decile",
-                  "recall_top_decile", "red_arr_share", "watermelon_rate")  # fmt: skip
+                  "recall_top_decile", "red_arr_share", "red_share", "red_precision",
+                  "red_recall", "yellow_precision", "yellow_recall", "green_churn_rate",
+                  "watermelon_rate")  # fmt: skip
 
 
 class TrainingSetLike(Protocol):
@@ -66,19 +69,26 @@ class TrainingSetLike(Protocol):
 class TrainResult:
     """What ``train`` did: the MLflow run, the registered version, and the key figures.
 
-    ``metrics`` are the model's pooled backtest metrics (``roc_auc``, ``brier``, ...);
-    ``baselines`` the ROC AUC of each baseline on the same rows.
+    ``metrics`` are the model's pooled backtest metrics (``roc_auc``, ``brier``, ... and
+    ``<metric>_lo``/``_hi`` intervals); ``baselines`` the ROC AUC of each baseline on the
+    same rows; ``evaluation`` what the backtest rests on
+    (:func:`pipelines.context.evaluation_summary`); ``comparisons`` the gate's paired
+    comparisons, one line each.
     """
 
     run_id: str
     model_uri: str
     version: str
     is_champion: bool
+    forced: bool
     decision: str
+    comparisons: tuple[str, ...]
     metrics: dict[str, float]
     baselines: dict[str, float]
+    evaluation: dict[str, Any]
     monotone: bool
     calibration: str
+    calibration_kind: str
     params: dict[str, Any]
     n_estimators: int
 
@@ -91,7 +101,7 @@ class BacktestRun:
     result: BacktestResult
     metrics: dict[str, float]
     baselines: dict[str, float]
-    params: dict[str, Any]
+    evaluation: dict[str, Any]
 
 
 def training_set(data: Any, cfg: ChurnConfig, progress: Progress = None) -> TrainingSetLike:
@@ -172,27 +182,40 @@ def _log_training_set(ts: TrainingSetLike, cfg: ChurnConfig, name: str) -> None:
     )
 
 
-def _log_backtest(result: BacktestResult, folder: Path) -> None:
-    """The backtest table (CSV), fold table, plots, and pooled metrics of every scorer."""
+def _log_backtest(result: BacktestResult, folder: Path, evaluation: dict[str, Any]) -> None:
+    """The backtest table (CSV), fold table, plots, pooled metrics with intervals, per-fold
+    figures, and what the evaluation rests on (tags and ``backtest/evaluation.json``)."""
     bt = folder / "backtest"
     bt.mkdir(parents=True, exist_ok=True)
     result.metrics.to_csv(bt / "metrics.csv", index=False)
     result.folds.to_csv(bt / "folds.csv", index=False)
     result.scores.to_csv(bt / "scores.csv.gz", index=False)
+    (bt / "evaluation.json").write_text(json.dumps(evaluation, indent=2), encoding="utf-8")
     save_plots(result, bt / "plots")
     mlflow.log_artifacts(str(bt), "backtest")
     t = result.metrics
     pooled = t[(t.fold == "all") & t.lead_days.isna() & (t.segment == "all")]
+    names = [*LOGGED_METRICS, *(f"{k}_{e}" for k in INTERVAL_METRICS for e in ("lo", "hi"))]
     for _, row in pooled.iterrows():
         mlflow.log_metrics(
-            {f"backtest_{row.scorer}_{k}": float(row[k]) for k in LOGGED_METRICS
-             if np.isfinite(row[k])}
+            {f"backtest_{row.scorer}_{k}": float(row[k]) for k in names
+             if k in row and np.isfinite(row[k])}
         )  # fmt: skip
     per_fold = t[(t.fold != "all") & t.lead_days.isna() & (t.segment == "all")]
     for step, (_, rows) in enumerate(per_fold.groupby("fold", sort=True)):
         for _, row in rows.iterrows():
             mlflow.log_metric(f"fold_{row.scorer}_roc_auc", float(row.roc_auc), step=step)
-    mlflow.log_param("monotone_decision", "on" if result.monotone else "off")
+            if row.scorer == "model" and np.isfinite(row.ece):
+                mlflow.log_metric("fold_model_ece", float(row.ece), step=step)
+    skipped = "; ".join(f"{s['cutoff']}: {s['reason']}" for s in evaluation["skipped"])
+    mlflow.set_tags(
+        {
+            "evaluation_kind": evaluation["kind"],
+            "folds_used": ", ".join(evaluation["folds_used"]),
+            "folds_skipped": skipped[:4900] or "none",
+            "evaluation": evaluation["statement"][:4900],
+        }
+    )
 
 
 def _baseline_auc(result: BacktestResult) -> dict[str, float]:
@@ -203,7 +226,8 @@ def _baseline_auc(result: BacktestResult) -> dict[str, float]:
     }
 
 
-def _log_tuning(tuned: TuneResult, folder: Path) -> None:
+def _log_tuning(trained: Trained, folder: Path) -> None:
+    tuned = trained.tuned
     tdir = folder / "tuning"
     tdir.mkdir(parents=True, exist_ok=True)
     tuned.trials.to_csv(tdir / "trials.csv", index=False)
@@ -213,12 +237,48 @@ def _log_tuning(tuned: TuneResult, folder: Path) -> None:
         "best_params": tuned.params,
         "n_estimators": tuned.n_estimators,
         "trials": len(tuned.trials),
+        "folds": trained.plan.describe(),
+        "monotone": trained.monotone,
+        "monotone_auc": trained.monotone_auc,
     }
     (tdir / "study.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     mlflow.log_artifacts(str(tdir), "tuning")
     mlflow.log_params({f"lgb_{k}": v for k, v in tuned.params.items()})
-    mlflow.log_params({"n_estimators": tuned.n_estimators, "optuna_study": tuned.study_name})
+    mlflow.log_params({"n_estimators": tuned.n_estimators, "optuna_study": tuned.study_name,
+                       "tuning_folds": trained.plan.kind})  # fmt: skip
     mlflow.log_metric("tuning_best_log_loss", tuned.best_value)
+
+
+def _gate(
+    result: BacktestResult,
+    ts: TrainingSetLike,
+    record: dict[str, Any],
+    mc: ModelConfig,
+    tracking: Tracking,
+    force: bool,
+    threads: int,
+    progress: Progress,
+) -> tuple[GateDecision, str | None]:
+    """The champion gate's decision for this run's model, and the champion it faced."""
+    scores = result.scores
+    champion = find_champion(tracking.registered_model)
+    if champion is None:
+        versus = [
+            compare(
+                name, scores["label"], scores["model"], scores[scorer], scores["account_id"],
+                probabilities=False, n_boot=mc.bootstrap, level=mc.interval_level,
+                seed=mc.seed,
+            )
+            for scorer, name in (("health_score", "hand-weighted health score"),
+                                 ("logistic", "logistic baseline"))
+        ]  # fmt: skip
+        return first_model_gate(versus, force), None
+    comparisons, missing = challenge(
+        champion, result, ts.frame, ts.features, record, mc, threads,
+        part(progress, 0.9, 0.97, f"champion v{champion.version} on the same folds"),
+    )  # fmt: skip
+    decision = champion_gate(comparisons, champion.version, force, "; ".join(missing))
+    return decision, champion.version
 
 
 def train(
@@ -232,11 +292,17 @@ def train(
     cwd: Path | None = None,
     progress: Progress = None,
 ) -> TrainResult:
-    """Tune, backtest, fit on all labelled history, log and register; gate the champion.
+    """Backtest the training procedure, run it on all history, log, register, gate.
 
-    The backtest reuses the parameters tuned on folds of the same history, so its figures
-    are slightly optimistic about the parameters (not about the trees or the calibrators,
-    which each fold fits on its own past only).
+    1. The nested backtest (:func:`models.backtest.backtest`): at every fold the whole
+       procedure (tuning, rounds, monotone choice, calibrator, band thresholds) runs on the
+       rows known before the fold's cut-off, and scores the fold's later rows.
+    2. The procedure on all labelled history (:func:`models.procedure.train_procedure`),
+       with the full tuning budget, warm-started from the last fold's parameters.
+    3. MLflow: parameters, the backtest with intervals, plots, the Optuna study, the model,
+       ``scoring.json`` and ``procedure.json``; a new registry version.
+    4. The champion gate (:mod:`models.champion`): the ``champion`` alias moves only for a
+       model that is better on identical rows (or, for a first model, beats the baselines).
 
     Parameters
     ----------
@@ -244,13 +310,13 @@ def train(
         ``CleanData`` (the training set is built from all its history) or a ``TrainingSet``.
     cfg
         The run's settings; ``cfg.model`` steers tuning, the backtest and the gate,
-        ``cfg.tracking`` where MLflow writes.
+        ``cfg.bands`` the band thresholds, ``cfg.tracking`` where MLflow writes.
     trials
-        Optuna budget (default ``cfg.model.trials``). Trials already stored for the same data
-        and settings count, so an interrupted run resumes.
+        Optuna budget of the final model (default ``cfg.model.trials``). Trials already
+        stored for the same data and settings count, so an interrupted run resumes.
     force
-        Move the ``champion`` alias even if the backtest is worse than the champion's; the
-        run is tagged ``champion_forced=true``.
+        Move the ``champion`` alias whatever the gate says; the decision says "FORCED" and
+        the run and version are tagged ``champion_forced=true``.
     out_dir
         Keep the backtest table, plots and tuning summary here as well (default: only in
         MLflow).
@@ -258,65 +324,83 @@ def train(
         True probabilities aligned with the training set's rows (simulations only).
     cwd
         Base of the default ``mlruns/`` store (default: the working directory).
+
+    Raises :class:`models.folds.TooFewLabels` (exit 2 at the CLI) before any run starts
+    when the history holds too few churned or retained outcomes.
     """
     mc = model_settings(cfg)
-    tracking = setup_tracking(cfg.tracking, cwd)
+    if trials is not None:
+        mc = mc.model_copy(update={"trials": trials})
     ts = training_set(data, cfg, progress)
+    require_outcomes(ts.frame, mc.min_churned, mc.min_retained)
+    tracking = setup_tracking(cfg.tracking, cwd)
     threads = _threads(mc)
-    monotone_tuning = mc.monotone != "off"
     with _folder(out_dir) as folder, _run(tracking, "train") as run:
         mlflow.log_params({f"model.{k}": v for k, v in mc.model_dump(mode="json").items()})
+        mlflow.log_params({f"bands.{k}": v for k, v in cfg.bands.model_dump(mode="json").items()})
         mlflow.log_param("num_threads_used", threads)
         _log_training_set(ts, cfg, "training-set")
-        tuned = tune(
-            ts.frame, ts.features, mc, monotone=monotone_tuning,
-            storage=tracking.optuna_storage, study_name=f"churn-{fingerprint(ts, mc)}",
-            n_trials=trials, num_threads=threads, progress=progress,
-        )  # fmt: skip
-        _log_tuning(tuned, folder)
         result = run_backtest(
-            ts.frame, ts.features, mc, params=tuned.params, n_estimators=tuned.n_estimators,
-            oracle=oracle, num_threads=threads, progress=progress,
+            ts.frame, ts.features, mc, cfg.bands, oracle=oracle, num_threads=threads,
+            progress=part(progress, 0.0, 0.7),
         )  # fmt: skip
-        _log_backtest(result, folder)
-        if progress is not None:
-            progress("fitting the final model", 0.97)
-        model = ChurnModel(
-            params=tuned.params, n_estimators=tuned.n_estimators, monotone=result.monotone,
-            calibration=mc.calibration, calibration_share=mc.calibration_share,
-            purge_days=mc.purge_days, learning_rate=mc.learning_rate, seed=mc.seed,
-            num_threads=threads,
-        ).fit(ts.frame, ts.features)  # fmt: skip
-        mlflow.log_params({"calibration": model.calibration_, "final_rounds": model.n_estimators_})
+        evaluation = evaluation_summary(result, ts.frame, mc)
+        _log_backtest(result, folder, evaluation)
+        final = train_procedure(
+            ts.frame, ts.features, mc, cfg.bands, trials=mc.trials,
+            warm_start=json.loads(result.folds["params"].iloc[-1]),
+            storage=tracking.optuna_storage, study_name=f"churn-{fingerprint(ts, mc)}",
+            num_threads=threads, progress=part(progress, 0.7, 0.9, "final model"),
+        )  # fmt: skip
+        model = final.model
+        _log_tuning(final, folder)
+        mlflow.log_params(
+            {"calibration": model.calibration_, "calibration_kind": model.calibration_kind_,
+             "final_rounds": model.n_estimators_, "monotone_decision":
+             "on" if final.monotone else "off"}
+        )  # fmt: skip
         info = log_churn_model(model, ts.frame, ts.top_events)
-        # What scoring needs besides the trees: bands from this backtest, references, drift.
-        context = scoring_context(
-            ts, model, result.scores, cfg.bands,  # type: ignore[arg-type]
-            hand_weighted_auc=_baseline_auc(result).get("health_score"),
-            band_lead_days=mc.band_lead_days,
-        )  # fmt: skip
+        record = procedure_record(ts.features, ts.frame, cfg, mc)
+        mlflow.log_dict(record, PROCEDURE_FILE)
+        context = scoring_context(ts, final, result, mc, cfg.bands.per_segment)  # type: ignore[arg-type]
         context["labels"] = {"label": cfg.labels.label, "horizon_days": cfg.labels.horizon_days}
         mlflow.log_dict(context, CONTEXT_FILE)
         summary = result.summary("model")
+        decision, previous = _gate(result, ts, record, mc, tracking, force, threads, progress)
+        mlflow.set_tag("gate_rule", GATE_RULE.format(level=mc.interval_level))
+        for i, comp in enumerate(decision.comparisons):
+            mlflow.log_metrics(
+                {f"gate_{i}_delta_roc_auc": comp.auc.estimate,
+                 f"gate_{i}_delta_roc_auc_lo": comp.auc.low,
+                 f"gate_{i}_delta_roc_auc_hi": comp.auc.high}
+                | ({f"gate_{i}_delta_brier": comp.brier.estimate,
+                    f"gate_{i}_delta_brier_lo": comp.brier.low,
+                    f"gate_{i}_delta_brier_hi": comp.brier.high} if comp.brier else {})
+            )  # fmt: skip
         reg = register_with_gate(
-            info.model_uri, run.info.run_id, summary, tracking.registered_model, mc,
-            force=force,
-            extra_tags={"tuned_params": json.dumps(tuned.params),
-                        "n_estimators": str(tuned.n_estimators),
-                        "monotone": str(result.monotone).lower()},
+            info.model_uri, run.info.run_id, summary, tracking.registered_model, decision,
+            previous_champion=previous,
+            extra_tags={"tuned_params": json.dumps(final.tuned.params),
+                        "n_estimators": str(final.tuned.n_estimators),
+                        "monotone": str(final.monotone).lower(),
+                        "evaluation_kind": result.kind},
         )  # fmt: skip
     return TrainResult(
         run_id=run.info.run_id,
         model_uri=info.model_uri,
         version=reg.version,
         is_champion=reg.is_champion,
-        decision=reg.decision.reason,
+        forced=decision.forced,
+        decision=decision.reason,
+        comparisons=tuple(c.text() for c in decision.comparisons),
         metrics=summary,
         baselines=_baseline_auc(result),
-        monotone=result.monotone,
+        evaluation=evaluation,
+        monotone=final.monotone,
         calibration=model.calibration_,
-        params=tuned.params,
-        n_estimators=tuned.n_estimators,
+        calibration_kind=model.calibration_kind_,
+        params=final.tuned.params,
+        n_estimators=final.tuned.n_estimators,
     )
 
 
@@ -324,52 +408,33 @@ def backtest(
     data: Any,
     cfg: ChurnConfig,
     *,
-    params: Mapping[str, Any] | None = None,
-    n_estimators: int | None = None,
     out_dir: Path | None = None,
     oracle: npt.ArrayLike | None = None,
     cwd: Path | None = None,
     progress: Progress = None,
 ) -> BacktestRun:
-    """Backtest without tuning or registering, logged as its own MLflow run.
-
-    ``params``/``n_estimators`` default to the current champion's (recorded on its
-    registered version), else to the defaults of :class:`models.train.ChurnModel` with
-    early stopping.
-    """
+    """The nested backtest of the configured procedure, logged as its own MLflow run (no
+    final model, no registration)."""
     mc = model_settings(cfg)
-    tracking = setup_tracking(cfg.tracking, cwd)
     ts = training_set(data, cfg, progress)
-    if params is None:
-        params, n_estimators = champion_params(tracking)
+    require_outcomes(ts.frame, mc.min_churned, mc.min_retained)
+    tracking = setup_tracking(cfg.tracking, cwd)
     with _folder(out_dir) as folder, _run(tracking, "backtest") as run:
         mlflow.log_params({f"model.{k}": v for k, v in mc.model_dump(mode="json").items()})
         _log_training_set(ts, cfg, "training-set")
-        mlflow.log_params({f"lgb_{k}": v for k, v in (params or {}).items()})
-        mlflow.log_param("n_estimators", n_estimators)
         result = run_backtest(
-            ts.frame, ts.features, mc, params=params, n_estimators=n_estimators,
-            oracle=oracle, num_threads=_threads(mc), progress=progress,
+            ts.frame, ts.features, mc, cfg.bands, oracle=oracle, num_threads=_threads(mc),
+            progress=progress,
         )  # fmt: skip
-        _log_backtest(result, folder)
+        evaluation = evaluation_summary(result, ts.frame, mc)
+        _log_backtest(result, folder, evaluation)
     return BacktestRun(
         run_id=run.info.run_id,
         result=result,
         metrics=result.summary("model"),
         baselines=_baseline_auc(result),
-        params=dict(params or {}),
+        evaluation=evaluation,
     )
-
-
-def champion_params(tracking: Tracking) -> tuple[dict[str, Any] | None, int | None]:
-    """The tuned parameters and rounds recorded on the champion version, if there is one."""
-    try:
-        mv = MlflowClient().get_model_version_by_alias(tracking.registered_model, CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        return None, None
-    params = json.loads(mv.tags["tuned_params"]) if "tuned_params" in mv.tags else None
-    rounds = int(mv.tags["n_estimators"]) if "n_estimators" in mv.tags else None
-    return params, rounds
 
 
 @contextmanager

@@ -29,12 +29,13 @@ SPARK = [
 
 
 def quick_config(store: Path, trials: int, **more: Any) -> Any:
-    """Settings that train a model in seconds: few trials and folds, one thread, a SQLite
-    MLflow store in ``store``. ``more`` adds top-level settings (e.g. ``seed``)."""
+    """Settings that train a model in seconds: few trials and folds (one trial per backtest
+    fold), one thread, a SQLite MLflow store in ``store``. ``more`` adds top-level settings
+    (e.g. ``seed``)."""
     from pipelines.config import load_config
 
-    model = {"trials": trials, "tune_folds": 2, "backtest_folds": 2, "monotone": "on",
-             "num_threads": 1}  # fmt: skip
+    model = {"trials": trials, "backtest_trials": 1, "tune_folds": 2, "backtest_folds": 2,
+             "monotone": "on", "num_threads": 1, "bootstrap": 100}  # fmt: skip
     if "seed" in more:
         model["seed"] = more["seed"]
     return load_config(

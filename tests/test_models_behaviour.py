@@ -94,7 +94,8 @@ def test_same_seed_same_model_and_same_metrics(seed):
     b = _model(seed).fit(planted.frame, planted.features)
     assert a.model_string == b.model_string
     np.testing.assert_array_equal(a.predict_risk(planted.frame), b.predict_risk(planted.frame))
-    cfg = ModelConfig(monotone="on", backtest_folds=2, learning_rate=0.1, seed=seed)
+    cfg = ModelConfig(monotone="on", backtest_folds=2, learning_rate=0.1, seed=seed,
+                      backtest_trials=2)  # fmt: skip
     m1 = backtest(planted.frame, planted.features, cfg, num_threads=1).metrics
     m2 = backtest(planted.frame, planted.features, cfg, num_threads=1).metrics
     assert m1.equals(m2)

@@ -78,7 +78,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainingSet, pd.Ser
 @pytest.fixture(scope="module")
 def result(world: tuple[TrainingSet, pd.Series]) -> BacktestResult:
     ts, oracle = world
-    cfg = ModelConfig(monotone="on", seed=SEED, num_threads=1)
+    # One Optuna trial per fold (the default parameters): the procedure is still nested.
+    cfg = ModelConfig(monotone="on", seed=SEED, num_threads=1, backtest_trials=1)
     return backtest(ts.frame, ts.features, cfg, oracle=oracle.to_numpy(float), num_threads=1)
 
 

@@ -18,6 +18,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from pipelines.report import (
+    BACKTEST_FIGURES,
     neutralise_csv,
     neutralise_csv_cell,
     portfolio_summary,
@@ -175,20 +176,33 @@ def render(scores: pd.DataFrame, drift: pd.DataFrame | None = None, **overrides:
         "as_of": AS_OF,
         "model_version": "7",
         "thresholds": {"red": 0.4, "yellow": 0.15},
-        "threshold_quality": pd.DataFrame(
-            {
-                "band": ["yellow", "red"],
-                "threshold": [0.15, 0.4],
-                "precision": [0.31, 0.58],
-                "recall": [0.83, 0.52],
-            }
-        ),
+        "band_quality": [
+            {"band": "red", "threshold": 0.4, "share_of_accounts": 0.08, "precision": 0.58,
+             "precision_low": 0.5, "precision_high": 0.66, "recall": 0.52, "recall_low": 0.45,
+             "recall_high": 0.6},
+            {"band": "yellow", "threshold": 0.15, "share_of_accounts": 0.3, "precision": 0.2,
+             "precision_low": 0.17, "precision_high": 0.24, "recall": 0.31, "recall_low": 0.26,
+             "recall_high": 0.37},
+            {"band": "green", "threshold": 0.0, "share_of_accounts": 0.62, "precision": 0.041,
+             "precision_low": 0.03, "precision_high": 0.05, "recall": 0.17, "recall_low": 0.12,
+             "recall_high": 0.22},
+        ],
         "backtest": {
-            "roc_auc": 0.812,
-            "hand_weighted_roc_auc": 0.664,
-            "green_churn_rate": 0.041,
-            "red_recall_90d": 0.62,
-            "watermelon_rate": 0.09,
+            "roc_auc": {"value": 0.812, "low": 0.79, "high": 0.83},
+            "hand_weighted_roc_auc": {"value": 0.664, "low": 0.63, "high": 0.69},
+            "green_churn_rate": {"value": 0.041, "low": 0.03, "high": 0.05},
+            "red_recall": {"value": 0.52, "low": 0.45, "high": 0.6},
+            "watermelon_rate": {"value": 0.17, "low": None, "high": None},
+        },
+        "evaluation": {
+            "kind": "out_of_time",
+            "kind_text": "out of time (rolling origin: trained before each cut-off, checked "
+            "after it)",
+            "statement": "This check rests on 2,000 labelled outcomes.",
+            "skipped": [{"cutoff": "2024-01-02", "reason": "training part has 1 churned"}],
+            "ece_by_fold": [{"fold": "2025-01-02", "rows": 812, "ece": 0.021}],
+            "interval_level": 0.95,
+            "band_lead_days": 90,
         },
         "drift": drift
         if drift is not None
@@ -282,6 +296,28 @@ def test_table_is_by_priority_and_optional_columns_may_be_absent() -> None:
     order = re.findall(r'<tr data-account-id="([^"]+)"', page)
     assert order == ["A1", "A3", "A4", "A5", "A2"], "priority descending, unknown ARR last"
     assert "By segment" not in page
+
+
+def test_every_figure_training_stores_has_words_in_the_report() -> None:
+    from pipelines.context import FIGURES
+
+    assert set(FIGURES) == set(BACKTEST_FIGURES)
+
+
+def test_quality_section_says_what_was_measured_in_words() -> None:
+    page = render(five_accounts())
+    quality = page[page.index('id="quality"') : page.index('id="drift"')]
+    labels = re.findall(r'data-figure="([a-z_]+)"><div class="card-label">([^<]+)<', quality)
+    assert [k for k, _ in labels] == [
+        "roc_auc", "hand_weighted_roc_auc", "red_recall", "green_churn_rate", "watermelon_rate"
+    ]  # fmt: skip
+    for key, label in labels:
+        assert label == BACKTEST_FIGURES[key][0] and key not in label
+    assert "0.812" in quality and "95% interval: 0.790 to 0.830" in quality
+    assert "out of time (rolling origin" in quality and "2,000 labelled outcomes" in quality
+    assert "2024-01-02: training part has 1 churned" in quality
+    assert "58.0%<br><span class=muted>50.0% to 66.0%</span>" in quality  # red precision
+    assert "below yellow" in quality and "2.1%" in quality  # green band, ECE of the fold
 
 
 def test_drift_lists_only_moved_features_or_says_no_drift() -> None:

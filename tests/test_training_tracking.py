@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from models.champion import champion_gate
-from models.config import ModelConfig
+from models.champion import GateDecision, champion_gate, compare, first_model_gate
 from models.synthetic import make_planted
 from models.train import ChurnModel
 from pipelines.config import TrackingConfig
@@ -25,19 +24,63 @@ from pipelines.tracking import (
 )
 
 SEED = int(os.environ.get("CHURN_TEST_SEED", "42"))  # as the ``seed`` fixture (module scope)
-GATE = ModelConfig()
 
 
-def test_gate_promotes_within_tolerance_and_refuses_beyond():
-    champ = {"roc_auc": 0.80, "brier": 0.120}
-    assert champion_gate({"roc_auc": 0.796, "brier": 0.1215}, champ, GATE).promote
-    worse_auc = champion_gate({"roc_auc": 0.794, "brier": 0.110}, champ, GATE)
-    assert not worse_auc.promote and "ROC AUC 0.7940 vs 0.8000" in worse_auc.reason
-    worse_brier = champion_gate({"roc_auc": 0.85, "brier": 0.1225}, champ, GATE)
-    assert not worse_brier.promote and "Brier 0.1225 vs 0.1200" in worse_brier.reason
-    forced = champion_gate({"roc_auc": 0.70, "brier": 0.2}, champ, GATE, force=True)
-    assert forced.promote and forced.forced and forced.reason.startswith("forced")
-    assert champion_gate({"roc_auc": 0.5, "brier": 0.3}, None, GATE).promote
+def _rows(seed: int, n_accounts: int = 1500) -> tuple[np.ndarray, ...]:
+    """Outcomes, a good and a worse churn probability, and accounts (two rows each)."""
+    rng = np.random.default_rng(seed)
+    accounts = np.repeat(np.arange(n_accounts), 2)
+    truth = 1 / (1 + np.exp(-(-1.5 + 1.2 * rng.normal(size=accounts.size))))
+    y = (rng.random(accounts.size) < truth).astype(float)
+    noisy = 1 / (1 + np.exp(-(np.log(truth / (1 - truth)) + 1.5 * rng.normal(size=y.size))))
+    return y, truth, noisy, accounts
+
+
+def test_gate_promotes_only_a_challenger_better_on_identical_rows(seed):
+    y, good, worse, accounts = _rows(seed)
+    better = compare("same rows", y, good, worse, accounts, n_boot=200, seed=seed)
+    assert better.auc.estimate > 0 and better.auc.low > 0 and better.verdict == "better"
+    # Brier: the true probability has the lower one, so the difference is negative.
+    assert better.brier is not None and better.brier.high < 0
+    decision = champion_gate([better], "3")
+    assert decision.promote and not decision.forced
+    assert decision.reason.startswith("better than champion v3 (same rows: 3,000 snapshots")
+
+    backwards = compare("same rows", y, worse, good, accounts, n_boot=200, seed=seed)
+    assert backwards.verdict == "worse"
+    refused = champion_gate([backwards], "3")
+    assert not refused.promote and refused.reason.startswith("worse than champion v3")
+    # One comparison worse, another better: never promoted.
+    assert not champion_gate([better, backwards], "3").promote
+
+
+def test_a_tie_keeps_the_champion_and_force_is_said_loudly(seed):
+    y, good, _, accounts = _rows(seed)
+    same = compare("same rows", y, good, good, accounts, n_boot=100, seed=seed)
+    assert (same.auc.estimate, same.auc.low, same.auc.high) == (0.0, 0.0, 0.0)
+    assert same.verdict == "tie"
+    tie = champion_gate([same], "3")
+    assert not tie.promote and "a tie with champion v3, which stays" in tie.reason
+    forced = champion_gate([same], "3", force=True)
+    assert forced.promote and forced.forced and forced.reason.startswith("FORCED (--force)")
+    nothing = champion_gate([], "3", unavailable="the champion predicts another label")
+    assert not nothing.promote and "another label" in nothing.reason
+
+
+def test_a_first_model_must_beat_both_baselines(seed):
+    y, good, worse, accounts = _rows(seed)
+    versus = [
+        compare("hand-weighted health score", y, good, worse, accounts, probabilities=False,
+                n_boot=50, seed=seed),
+        compare("logistic baseline", y, good, worse, accounts, n_boot=50, seed=seed),
+    ]  # fmt: skip
+    assert first_model_gate(versus).promote
+    losing = [versus[0], compare("logistic baseline", y, worse, good, accounts, n_boot=50)]
+    refused = first_model_gate(losing)
+    assert not refused.promote
+    assert "does not beat the logistic baseline on its own backtest" in refused.reason
+    assert "registered without the champion alias" in refused.reason
+    assert first_model_gate(losing, force=True).forced
 
 
 def test_tracking_uri_order_config_then_environment_then_local_sqlite(tmp_path, monkeypatch):
@@ -99,30 +142,31 @@ def test_pyfunc_returns_the_calibrated_probabilities(store, fitted):
     assert meta["top_events"] == ["login"]
 
 
-def test_champion_alias_moves_only_for_a_challenger_that_is_not_worse(store, fitted):
+def test_champion_alias_moves_only_when_the_decision_promotes(store, fitted):
     tracking, _ = store
     planted, model = fitted
     name = "gate-test"
     client = MlflowClient()
 
-    def register(metrics: dict[str, float], force: bool = False):
+    def register(promote: bool, forced: bool = False):
         uri, run_id = _log(tracking, model, planted.frame.head(200))
-        return register_with_gate(uri, run_id, metrics, name, GATE, force=force), run_id
+        decision = GateDecision(promote, forced, f"decided: promote={promote}")
+        metrics = {"roc_auc": 0.8, "brier": 0.12}
+        return register_with_gate(uri, run_id, metrics, name, decision), run_id
 
-    first, _ = register({"roc_auc": 0.80, "brier": 0.12})
+    first, _ = register(True)
     assert first.is_champion
-    worse, worse_run = register({"roc_auc": 0.78, "brier": 0.12})
-    assert not worse.is_champion
+    kept, kept_run = register(False)
+    assert not kept.is_champion
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == first.version
-    assert client.get_run(worse_run).data.tags["is_champion"] == "false"
-    better, _ = register({"roc_auc": 0.83, "brier": 0.11})
-    assert better.is_champion and better.previous_champion == first.version
-    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == better.version
-    forced, forced_run = register({"roc_auc": 0.60, "brier": 0.20}, force=True)
-    assert forced.is_champion and forced.decision.forced
+    tags = client.get_run(kept_run).data.tags
+    assert tags["is_champion"] == "false" and tags["champion_decision"] == "decided: promote=False"
+    forced, forced_run = register(True, forced=True)
+    assert forced.is_champion
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == forced.version
-    tags = client.get_run(forced_run).data.tags
-    assert tags["champion_forced"] == "true" and "forced" in tags["champion_decision"]
+    assert client.get_run(forced_run).data.tags["champion_forced"] == "true"
+    version = client.get_model_version(name, forced.version)
+    assert version.tags["champion_forced"] == "true" and version.tags["backtest_roc_auc"]
     # The champion is loadable by alias.
     loaded = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     names = [f.name for f in planted.features]
