@@ -181,7 +181,12 @@ def features(
 
 
 TrialsOpt = Annotated[
-    int | None, typer.Option("--trials", min=1, help="Optuna trials (default 20).")
+    int | None,
+    typer.Option("--trials", min=1, help="Optuna trials of the final model (default 20)."),
+]
+FoldTrialsOpt = Annotated[
+    int | None,
+    typer.Option("--trials", min=1, help="Optuna trials in each backtest fold (default 8)."),
 ]
 ModelOpt = Annotated[
     str | None,
@@ -190,11 +195,15 @@ ModelOpt = Annotated[
 
 
 def _model_config(
-    config: Path | None, trials: int | None, **label_options: str | int | None
+    config: Path | None,
+    trials: int | None,
+    key: str = "trials",
+    **label_options: str | int | None,
 ) -> ChurnConfig:
+    """Settings with ``--trials`` applied to ``model.<key>``."""
     cfg = _config(config, **label_options)  # type: ignore[arg-type]
     if trials is not None:
-        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"trials": trials})})
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={key: trials})})
     return cfg
 
 
@@ -280,7 +289,7 @@ def backtest(
     label: LabelOpt = None,
     horizon: HorizonOpt = None,
     active_days: ActiveOpt = None,
-    trials: TrialsOpt = None,
+    trials: FoldTrialsOpt = None,
     config: ConfigOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Also keep the backtest table and plots here.")
@@ -289,7 +298,9 @@ def backtest(
     """Nested backtest of the training procedure against the baselines, logged to MLflow."""
     from pipelines import training
 
-    cfg = _model_config(config, trials, label=label, horizon=horizon, active_days=active_days)
+    cfg = _model_config(
+        config, trials, "backtest_trials", label=label, horizon=horizon, active_days=active_days
+    )
     clean = stages.open_clean(data, cfg)
     with progress_bar() as progress:
         ts = stages.training_set(clean, cfg, progress)
@@ -370,6 +381,10 @@ def demo(
     from pipelines import training
 
     cfg = _model_config(config, trials)
+    if "history" not in cfg.scoring.model_fields_set:
+        # The demo's score history beside its other output, not in the working directory.
+        scoring = cfg.scoring.model_copy(update={"history": out / "score-history.parquet"})
+        cfg = cfg.model_copy(update={"scoring": scoring})
     data = out / "world"
     console.rule("1. Simulate a B2B SaaS world")
     with progress_bar() as progress:
@@ -380,7 +395,7 @@ def demo(
         )
     console.rule("2. Validate it against the data contract")
     validate(data, config)
-    console.rule("3. Train: tune, backtest against the baselines, register the champion")
+    console.rule("3. Train: backtest the procedure against the baselines, train, gate")
     clean = stages.open_clean(data, cfg)
     with progress_bar() as progress:
         ts = stages.training_set(clean, cfg, progress, out / "training-set.parquet")
@@ -389,8 +404,14 @@ def demo(
     today = SimConfig().end
     console.rule(f"4. Score the renewals of the next {cfg.labels.within_days} days ({today})")
     scores_dir = out / "scores"
+    model = f"models:/{cfg.tracking.registered_model}/{result.version}"
+    if not result.is_champion:
+        console.print(
+            f"[yellow]Version {result.version} is not the champion (see above); the demo "
+            f"scores with it anyway ({model}) to show the report.[/]"
+        )
     with progress_bar() as progress:
-        output = stages.score(data, today, scores_dir, cfg, None, progress)
+        output = stages.score(data, today, scores_dir, cfg, model, progress)
     bands = output.scores["band"].value_counts()
     console.print(
         f"Scored {len(output.scores):,} accounts: "
@@ -401,6 +422,7 @@ def demo(
     console.print(f"Scores:             {scores_dir / 'scores.parquet'} (and scores.csv)")
     console.print(f"Data and truth:     {data}  {data}-truth.parquet")
     console.print(f"Training set:       {out / 'training-set.parquet'} (+ .features.json)")
+    console.print(f"Score history:      {cfg.scoring.history}")
     console.print("MLflow:             mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db")
 
 

@@ -56,9 +56,13 @@ class ScoringConfig(Frozen):
     Default ``score-history.parquet`` in the working directory, beside ``mlruns/``; a
     relative path resolves against the working directory. It is replaced atomically, and
     only after the scores directory was written, so a failed run leaves it as it was.
+
+    ``waterfalls``: how many accounts, highest priority first, get a SHAP waterfall in the
+    report (each is a PNG drawn with matplotlib, about 0.2 s, and embedded in the page).
     """
 
     history: Path = Path("score-history.parquet")
+    waterfalls: int = Field(50, ge=0, description="accounts with a SHAP waterfall")
 
 
 class ChurnConfig(Frozen):

@@ -105,13 +105,26 @@ def _version_of(uri: str) -> str:
 
 
 def load_scoring_model(uri: str) -> ScoringModel:
-    """Load a model logged by ``churn train`` (a ``models:/`` or ``runs:/`` URI)."""
+    """Load a model logged by ``churn train`` (a ``models:/`` or ``runs:/`` URI).
+
+    A model that cannot be found, or was logged without what scoring needs (or by an older
+    version of the pipeline), is a user error: :class:`ContractError`, exit 2 at the CLI.
+    """
     try:
         loaded = mlflow.pyfunc.load_model(uri)
     except Exception as err:  # MLflow raises several types for "not found"
-        raise FileNotFoundError(
-            f"cannot load the model {uri}: {err}. Train one first (churn train --data DIR) or "
-            "pass --model with a models:/NAME@champion or runs:/RUN_ID/model URI"
+        hint = (
+            " The registry has no champion yet: a first model becomes champion only when it "
+            "beats the hand-weighted score and the logistic baseline on its backtest (churn "
+            "train prints why it did not). Score a registered version with --model "
+            "models:/NAME/VERSION, or make one champion with churn train --force."
+            if uri.endswith("@champion")
+            else ""
+        )
+        raise ContractError(
+            f"cannot load the model {uri}: {err}.{hint} Train one first (churn train --data "
+            "DIR) or pass --model with a models:/NAME@champion, models:/NAME/VERSION or "
+            "runs:/RUN_ID/model URI."
         ) from err
     wrapper = loaded.unwrap_python_model()
     run_id = loaded.metadata.run_id
@@ -119,10 +132,17 @@ def load_scoring_model(uri: str) -> ScoringModel:
     try:
         context = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONTEXT_FILE}")
     except Exception as err:
-        raise FileNotFoundError(
-            f"the run {run_id} has no {CONTEXT_FILE} (bands, references, drift baseline): "
-            "it was not logged by churn train; retrain the model"
+        raise ContractError(
+            f"the run {run_id} of {uri} has no {CONTEXT_FILE} (bands, references, drift "
+            "baseline): it was not logged by churn train; retrain the model"
         ) from err
+    missing = [k for k in ("evaluation", "band_quality") if k not in context]
+    if missing:
+        raise ContractError(
+            f"the model {uri} was trained by an older version of churn-health: its "
+            f"{CONTEXT_FILE} lacks {', '.join(missing)} (the nested backtest's record). "
+            "Retrain it with churn train --data DIR."
+        )
     return ScoringModel(
         model=wrapper.model,
         top_events=tuple(meta.get("top_events", ())),

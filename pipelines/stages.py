@@ -149,14 +149,17 @@ def score(
         from pipelines import spark_scoring  # pyspark is an optional extra
 
         output = spark_scoring.score_on_spark(
-            clean.con, clean.tables, as_of, sm, cfg, previous, progress
-        )
+            clean.con, clean.tables, as_of, sm, cfg, previous, progress,
+            waterfalls=cfg.scoring.waterfalls,
+        )  # fmt: skip
         write_parquet = spark_scoring.parquet_writer(clean.con)
     else:
         ts = scoring_set(clean.tables, as_of, sm, cfg, progress)
         if progress:
             progress("scoring and explaining", 0.6)
-        output = score_frame(ts, accounts_info(clean.tables), sm, cfg.plays, previous)
+        output = score_frame(
+            ts, accounts_info(clean.tables), sm, cfg.plays, previous, cfg.scoring.waterfalls
+        )
     ctx = sm.context
     html = render_report(
         output.scores,

@@ -28,19 +28,24 @@ SPARK = [
 ]
 
 
-def quick_config(store: Path, trials: int, **more: Any) -> Any:
+def quick_config(store: Path, trials: int, model: dict[str, Any] | None = None,
+                 **more: Any) -> Any:  # fmt: skip
     """Settings that train a model in seconds: few trials and folds (one trial per backtest
-    fold), one thread, a SQLite MLflow store in ``store``. ``more`` adds top-level settings
-    (e.g. ``seed``)."""
+    fold), one thread, a SQLite MLflow store in ``store``. ``model`` overrides model
+    settings; ``more`` adds top-level settings (e.g. ``seed``)."""
     from pipelines.config import load_config
 
-    model = {"trials": trials, "backtest_trials": 1, "tune_folds": 2, "backtest_folds": 2,
-             "monotone": "on", "num_threads": 1, "bootstrap": 100}  # fmt: skip
+    settings = {"trials": trials, "backtest_trials": 1, "tune_folds": 2, "backtest_folds": 2,
+                "monotone": "on", "num_threads": 1, "bootstrap": 100} | (model or {})  # fmt: skip
     if "seed" in more:
-        model["seed"] = more["seed"]
+        settings["seed"] = more["seed"]
+    # Five waterfalls, not fifty: each is a matplotlib PNG (0.2 s), and no test needs more.
+    scoring = {"waterfalls": 5} | more.pop("scoring", {})
     return load_config(
-        None, {"tracking": {"uri": f"sqlite:///{store}/mlflow.db"}, "model": model, **more}
-    )
+        None,
+        {"tracking": {"uri": f"sqlite:///{store}/mlflow.db"}, "model": settings,
+         "scoring": scoring, **more},
+    )  # fmt: skip
 
 
 @pytest.fixture

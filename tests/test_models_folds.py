@@ -84,14 +84,16 @@ def test_default_cutoffs_are_quarterly_over_the_last_year():
     ]
 
 
+MONTHS = ["2024-01-01", "2024-02-01", "2024-03-01", "2024-03-01", "2024-01-01", "2024-02-01"]
+
+
 def test_an_outcome_is_a_term_in_renewal_mode_and_a_snapshot_in_inactivity_mode():
     # Three snapshots of one churned term, one of a renewed term; two inactivity snapshots.
     frame = pd.DataFrame(
         {
             "account_id": ["A", "A", "A", "B", "C", "C"],
             "contract_id": ["T1", "T1", "T1", "T2", None, None],
-            "as_of": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01", "2024-03-01",
-                                     "2024-01-01", "2024-02-01"], utc=True),  # fmt: skip
+            "as_of": pd.to_datetime(MONTHS, utc=True),
             "label": [1, 1, 1, 0, 1, 0],
         }
     )
@@ -120,9 +122,7 @@ def test_no_usable_cutoff_falls_back_to_folds_of_held_out_accounts(frame, seed):
     # One renewal cycle: nothing is known before the first cut-off's validation period.
     cycle = frame[frame["label_known_at"] >= pd.Timestamp("2025-04-01", tz="UTC")]
     cycle = cycle.reset_index(drop=True)
-    plan = plan_folds(
-        cycle, 4, 91, None, min_churned=30, min_retained=30, cv_folds=4, seed=seed
-    )
+    plan = plan_folds(cycle, 4, 91, None, min_churned=30, min_retained=30, cv_folds=4, seed=seed)
     assert plan.kind == "cross_fitted" and len(plan.folds) == 4 and len(plan.skipped) == 4
     assert plan.describe().startswith("4 folds of held-out accounts; 4 cut-offs skipped")
     owner = np.full(len(cycle), -1)

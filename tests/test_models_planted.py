@@ -17,8 +17,8 @@ import pytest
 from models.backtest import ALL, backtest
 from models.bands import BandConfig
 from models.config import ModelConfig
-from models.procedure import train_procedure
 from models.plots import save_plots
+from models.procedure import train_procedure
 from models.synthetic import make_planted
 
 # Module-scoped fixtures cannot take the function-scoped ``seed`` fixture: same source.

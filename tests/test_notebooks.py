@@ -45,13 +45,17 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     world = root / "world"
     write_world(simulate(SimConfig(accounts=ACCOUNTS, seed=SEED)), world)
     uri = f"sqlite:///{root}/mlruns/mlflow.db"
-    cfg = quick_config(root / "mlruns", trials=3, seed=SEED, engine={"threads": 1})
+    cfg = quick_config(
+        root / "mlruns", trials=3, seed=SEED, engine={"threads": 1},
+        scoring={"history": str(root / "score-history.parquet")},
+    )  # fmt: skip
     # The stages point MLflow at this store, and MLflow exports that to os.environ for
     # subprocesses: put both back so that no later test reaches this store by accident.
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     try:
-        training.train(load(world), cfg)
+        # Forced: the notebooks need a champion, and the gate is tested on its own.
+        training.train(load(world), cfg, force=True)
         stages.score(world, AS_OF, root / "scores", cfg)
     finally:
         mlflow.set_tracking_uri(before[0])

@@ -171,21 +171,25 @@ def portfolio(seed: int) -> pd.DataFrame:
     return scores_frame(rows)
 
 
+def _band(
+    band: str, threshold: float, share: float, precision: tuple, recall: tuple
+) -> dict[str, object]:
+    """A row of ``scoring.json``'s band_quality: (value, low, high) of precision and recall."""
+    row: dict[str, object] = {"band": band, "threshold": threshold, "share_of_accounts": share}
+    for name, (value, low, high) in (("precision", precision), ("recall", recall)):
+        row |= {name: value, f"{name}_low": low, f"{name}_high": high}
+    return row
+
+
 def render(scores: pd.DataFrame, drift: pd.DataFrame | None = None, **overrides: object) -> str:
     kwargs: dict[str, object] = {
         "as_of": AS_OF,
         "model_version": "7",
         "thresholds": {"red": 0.4, "yellow": 0.15},
         "band_quality": [
-            {"band": "red", "threshold": 0.4, "share_of_accounts": 0.08, "precision": 0.58,
-             "precision_low": 0.5, "precision_high": 0.66, "recall": 0.52, "recall_low": 0.45,
-             "recall_high": 0.6},
-            {"band": "yellow", "threshold": 0.15, "share_of_accounts": 0.3, "precision": 0.2,
-             "precision_low": 0.17, "precision_high": 0.24, "recall": 0.31, "recall_low": 0.26,
-             "recall_high": 0.37},
-            {"band": "green", "threshold": 0.0, "share_of_accounts": 0.62, "precision": 0.041,
-             "precision_low": 0.03, "precision_high": 0.05, "recall": 0.17, "recall_low": 0.12,
-             "recall_high": 0.22},
+            _band("red", 0.4, 0.08, (0.58, 0.5, 0.66), (0.52, 0.45, 0.6)),
+            _band("yellow", 0.15, 0.3, (0.2, 0.17, 0.24), (0.31, 0.26, 0.37)),
+            _band("green", 0.0, 0.62, (0.041, 0.03, 0.05), (0.17, 0.12, 0.22)),
         ],
         "backtest": {
             "roc_auc": {"value": 0.812, "low": 0.79, "high": 0.83},

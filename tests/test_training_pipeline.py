@@ -104,37 +104,46 @@ def test_train_logs_params_metrics_intervals_artifacts_and_the_data_fingerprint(
     assert len(folds) == 3 and {"params", "calibration", "yellow", "red"} <= set(folds.columns)
 
 
-def test_the_gate_over_a_sequence_of_training_runs(first, planted, store, cfg):
-    # Forced: the crippled model becomes champion, and the decision says so.
+@pytest.fixture(scope="module")
+def sequence(first, planted, store, cfg):  # type: ignore[no-untyped-def]
+    """After the refused first model: forced, a sound model, the same again, crippled again."""
     forced = train(planted, _cfg(store, **CRIPPLED), force=True)
-    assert forced.is_champion and forced.forced and forced.decision.startswith("FORCED")
-    assert _champion(cfg) == forced.version
-    # A sound model: its procedure beats the champion's replayed on the same folds.
+    forced_champion = _champion(cfg)
     better = train(planted, cfg)
+    better_champion = _champion(cfg)
+    again = train(planted, cfg)
+    worse = train(planted, _cfg(store, **CRIPPLED))
+    return forced, forced_champion, better, better_champion, again, worse
+
+
+def test_the_gate_over_a_sequence_of_training_runs(sequence, cfg):
+    forced, forced_champion, better, better_champion, again, worse = sequence
+    # Forced: the crippled model becomes champion, and the decision says so.
+    assert forced.is_champion and forced.forced and forced.decision.startswith("FORCED")
+    assert forced_champion == forced.version
+    # A sound model: its procedure beats the champion's replayed on the same folds.
     assert better.is_champion and not better.forced, better.decision
     assert better.decision.startswith(f"better than champion v{forced.version}")
     assert "the champion's procedure on the same folds" in better.decision
-    assert _champion(cfg) == better.version
+    assert better_champion == better.version
     # The same procedure again: a tie by construction, the champion stays.
-    again = train(planted, cfg)
     assert not again.is_champion and "a tie with champion" in again.decision
     # The crippled procedure again: worse on the same rows, refused.
-    worse = train(planted, _cfg(store, **CRIPPLED))
     assert not worse.is_champion and worse.decision.startswith("worse than champion")
     assert _champion(cfg) == better.version
 
 
-def test_an_interrupted_tuning_resumes_its_study(first, planted, store, cfg):
-    # A larger budget in the settings (as `churn train --trials 3` gives) continues the study.
+def test_an_interrupted_tuning_resumes_its_study(sequence, planted, store, cfg):
+    # The sequence ran the study with two trials (and resumed it once, adding none); a larger
+    # budget in the settings (as `churn train --trials 3` gives) continues the same study.
     more = cfg.model_copy(update={"model": cfg.model.model_copy(update={"trials": 3})})
     assert fingerprint(planted, more.model) == fingerprint(planted, cfg.model)
-    train(planted, cfg)
     train(planted, more)
     storage = f"sqlite:///{store}/optuna.db"
     study = optuna.load_study(
         study_name=f"churn-{fingerprint(planted, cfg.model)}", storage=storage
     )
-    # Two trials from the first run plus one more: a budget, not two fresh studies.
+    # Two trials from the first runs plus one more: a budget, not fresh studies.
     # (A different seed or learning rate is a different study.)
     other = cfg.model.model_copy(update={"learning_rate": 0.2})
     assert fingerprint(planted, other) != fingerprint(planted, cfg.model)

@@ -2,16 +2,16 @@
 
 Each world is simulated by :mod:`features.simulator` with knobs the default world does not
 use (no pre-existing customers, short windows, monthly terms), and ``churn train`` runs on
-its files as a user would. Every run ends with exit 0 and states what its check rests on,
-except the one with too few outcomes to fit anything, which exits 2 naming the counts and
-leaves nothing behind.
+its files as a user would (its entry point, in this process: no interpreter start-up).
+Every run ends with exit 0 and states what its check rests on, except the one with too few
+outcomes to fit anything, which exits 2 naming the counts and leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -36,14 +36,39 @@ engine:
 """
 
 
-def churn(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``churn`` as a user runs it: its store is ``mlruns/`` in ``cwd`` (MLflow exports the
-    tracking URI of this process to its children, so it is removed)."""
-    exe = Path(sys.executable).with_name("churn")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(
-        [str(exe), *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env
-    )
+@dataclass(frozen=True)
+class Ran:
+    """What ``churn`` printed, and its exit code."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def churn(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """``churn ARGS`` as a user runs it from ``cwd`` (its store is ``mlruns/`` there), in
+    this process: ``pipelines.cli.main`` with its exit code. MLflow's global tracking URI
+    and the variables it exports are put back afterwards."""
+    from pipelines.cli import main
+
+    saved = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(key, raising=False)
+
+    def run(*args: str, cwd: Path) -> Ran:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "argv", ["churn", *args])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as done:
+            main()
+            raise SystemExit(0)
+        out = capsys.readouterr()
+        return Ran(int(done.value.code or 0), out.out, out.err)
+
+    yield run
+    mlflow.set_tracking_uri(saved[0])
+    mlflow.set_registry_uri(saved[1])
 
 
 def world(root: Path, **settings: Any) -> Path:
@@ -61,7 +86,7 @@ def last_run(root: Path) -> mlflow.entities.Run:
     return run
 
 
-def test_two_years_with_the_first_renewals_one_year_in(tmp_path: Path) -> None:
+def test_two_years_with_the_first_renewals_one_year_in(churn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = world(tmp_path, accounts=1000, start=date(2023, 1, 1), end=date(2025, 1, 1),
                  preexisting_share=0.0)  # fmt: skip
     run = churn("train", "--data", str(data), cwd=tmp_path)
@@ -79,13 +104,15 @@ def test_two_years_with_the_first_renewals_one_year_in(tmp_path: Path) -> None:
     [
         ({"accounts": 1500, "end": date(2024, 1, 1)}, ()),  # one renewal cycle, annual terms
         ({"accounts": 400, "end": date(2024, 1, 1), "term_months": 1}, ()),  # monthly terms
-        ({"accounts": 1500, "end": date(2024, 1, 1)},
-         ("--label", "inactivity", "--horizon", "180")),  # a one-year activity log
+        (
+            {"accounts": 1500, "end": date(2024, 1, 1)},
+            ("--label", "inactivity", "--horizon", "180"),
+        ),  # a one-year activity log
     ],
     ids=["one-cycle-annual", "one-year-monthly", "one-year-inactivity-180"],
 )
-def test_a_single_year_still_trains_and_says_what_it_could_check(
-    tmp_path: Path, settings: dict[str, Any], label: tuple[str, ...]
+def test_a_single_year_still_trains_and_says_what_it_could_check(  # type: ignore[no-untyped-def]
+    churn, tmp_path: Path, settings: dict[str, Any], label: tuple[str, ...]
 ) -> None:
     data = world(tmp_path, start=date(2023, 1, 1), **settings)
     run = churn("train", "--data", str(data), *label, cwd=tmp_path)
@@ -101,7 +128,7 @@ def test_a_single_year_still_trains_and_says_what_it_could_check(
     assert "This check rests on" in out and "months of outcomes" in out
 
 
-def test_too_few_outcomes_exit_2_with_the_counts_and_leave_nothing(tmp_path: Path) -> None:
+def test_too_few_outcomes_exit_2_with_the_counts_and_leave_nothing(churn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = world(tmp_path, accounts=40, start=date(2023, 1, 1), end=date(2024, 1, 1))
     contracts = pd.read_parquet(data / "contracts.parquet")
     churned = int((contracts["outcome"] == "churned").sum())
