@@ -51,10 +51,15 @@ def world_set(accounts: int, seed: int) -> tuple[Any, Any, Any]:
     return ts.frame, ts.features, ts.frame["contract_id"].map(truth)
 
 
-def run(frame: Any, features: Any, oracle: Any, threads: int, trials: int, seed: int) -> dict:
+def run(
+    frame: Any, features: Any, oracle: Any, threads: int, trials: int, seed: int,
+    backtest_trials: int = 8,
+) -> dict:  # fmt: skip
     """The nested backtest, then the procedure on all history, on ``threads`` threads; return
     times and key metrics."""
-    cfg = ModelConfig(trials=trials, seed=seed, num_threads=threads)
+    cfg = ModelConfig(
+        trials=trials, backtest_trials=backtest_trials, seed=seed, num_threads=threads
+    )
     out: dict[str, Any] = {"threads": threads, "rows": len(frame), "trials": trials,
                            "backtest_trials": cfg.backtest_trials}  # fmt: skip
     t = time.perf_counter()
@@ -94,6 +99,7 @@ def main() -> None:
     ap.add_argument("--world", type=int, default=None, help="simulate N accounts instead")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--backtest-trials", type=int, default=8, help="Optuna trials per fold")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
@@ -111,7 +117,7 @@ def main() -> None:
     print("|---" * 11 + "|")
     rows = []
     for n in args.threads:
-        r = run(frame, features, oracle, n, args.trials, args.seed)
+        r = run(frame, features, oracle, n, args.trials, args.seed, args.backtest_trials)
         rows.append(r)
         # One line per thread count as soon as it is measured: a long run shows progress.
         print(

@@ -31,7 +31,7 @@ from models.backtest import backtest as run_backtest
 from models.bands import BandConfig
 from models.champion import Comparison, compare
 from models.config import ModelConfig
-from models.folds import count_outcomes, outcome_ids
+from models.folds import TooFewLabels, count_outcomes, outcome_ids
 from models.train import ChurnModel
 from pipelines.config import ChurnConfig
 
@@ -156,17 +156,20 @@ def challenge(
         )
     else:
         settings = mc.model_copy(update=theirs["model"])
-        replay = run_backtest(
-            frame, tuple(by_name[n] for n in theirs["features"]), settings,
-            BandConfig.model_validate(theirs["bands"]), plan=result.plan,
-            num_threads=num_threads, progress=progress,
-        )  # fmt: skip
-        if not replay.scores["row"].equals(scores["row"]):
-            raise RuntimeError("the champion's replay scored other rows than the challenger")
-        replayed = replay.scores["model"].to_numpy(float)
-        comparisons.append(
-            paired("the champion's procedure on the same folds", replayed, everything)
-        )
+        try:
+            replay = run_backtest(
+                frame, tuple(by_name[n] for n in theirs["features"]), settings,
+                BandConfig.model_validate(theirs["bands"]), plan=result.plan,
+                num_threads=num_threads, progress=progress,
+            )  # fmt: skip
+        except TooFewLabels as err:
+            missing.append(f"the champion's procedure cannot run on these rows: {err}")
+        else:
+            if not replay.scores["row"].equals(scores["row"]):
+                raise RuntimeError("the champion's replay scored other rows than the challenger")
+            replayed = replay.scores["model"].to_numpy(float)
+            name = "the champion's procedure on the same folds"
+            comparisons.append(paired(name, replayed, everything))
     until = pd.Timestamp(theirs["trained_until"])
     after = (rows["as_of"] >= until).to_numpy()
     lacks_columns = [n for n in champion.model.feature_names_in_ if n not in rows.columns]
