@@ -224,7 +224,10 @@ def test_train_then_score_hand_over_through_the_registry(simulated: Simulated) -
     ``score`` finds it by its default URI (the champion alias), with no path between them."""
     store, world, _ = simulated
     config = store / "tiny.yaml"
-    config.write_text(yaml.safe_dump(TINY), encoding="utf-8")
+    # MLflow runs the command in the project folder: the score history goes to the store.
+    history = store / "score-history.parquet"
+    settings = TINY | {"scoring": TINY["scoring"] | {"history": str(history)}}
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
     steps = [
         ("train", {"data": str(world), "config": str(config), "force": "true"}),
         ("score", {"data": str(world), "as_of": "2025-10-01", "out": str(store / "scores"),
@@ -238,5 +241,6 @@ def test_train_then_score_hand_over_through_the_registry(simulated: Simulated) -
     champion = client(store).get_model_version_by_alias("churn-health", "champion")
     assert champion.run_id == train.info.run_id
     scores = pd.read_parquet(store / "scores" / "scores.parquet")
+    assert history.is_file() and not (ROOT / "score-history.parquet").exists()
     assert len(scores) and set(scores["model_version"]) == {str(champion.version)}
     assert project_run(store, "score").data.params["model"] == "models:/churn-health@champion"
