@@ -24,7 +24,7 @@ CRIPPLED = {"learning_rate": 0.001, "max_rounds": 10, "early_stopping_rounds": 5
 
 @pytest.fixture(scope="module")
 def planted():
-    return make_planted(accounts=2500, seed=SEED, lead_days=(0, 30, 90))
+    return make_planted(accounts=1500, seed=SEED, lead_days=(0, 30, 90))
 
 
 def _cfg(root, **model) -> ChurnConfig:  # type: ignore[no-untyped-def]
@@ -68,7 +68,7 @@ def test_a_first_model_worse_than_a_baseline_is_registered_without_the_alias(fir
     result, _ = first
     assert result.version == "1" and not result.is_champion
     assert result.metrics["roc_auc"] < result.baselines["logistic"]
-    assert "does not beat the logistic baseline on its own backtest" in result.decision
+    assert "does not beat the" in result.decision and "logistic baseline" in result.decision
     assert _champion(cfg) is None
 
 
