@@ -149,7 +149,9 @@ def first_model_gate(versus_baselines: Sequence[Comparison], force: bool = False
         )  # fmt: skip
     else:
         decision = GateDecision(
-            True, False, f"first model, and it beats every baseline on its backtest ({details})",
+            True, False,
+            "first model, and its backtest ROC AUC is above every baseline's on the same rows "
+            f"(for a first model the estimates decide; with their intervals: {details})",
             comps,
         )  # fmt: skip
     return _forced(decision, force)

@@ -173,8 +173,6 @@ def displayed(f: Feature, values: npt.ArrayLike) -> np.ndarray:
 
 
 def _displayed(kind: Kind, v: np.ndarray) -> np.ndarray:
-    # The same IEEE operations as _shown (round-half-even of the same products), so that
-    # the vectorised comparison and the printed text agree to the last digit.
     if kind == "category":
         return np.full(v.shape, np.nan)
     if kind == "percent":
@@ -186,27 +184,8 @@ def _displayed(kind: Kind, v: np.ndarray) -> np.ndarray:
     tenths = np.rint(v * 10) / 10
     if kind == "sentiment":
         whole = np.rint(v)
-        with np.errstate(invalid="ignore"):
-            return np.where((whole >= 0) & (whole <= 2), whole, tenths)
-    with np.errstate(invalid="ignore"):
-        return np.where(np.abs(v) >= 10, np.rint(v), tenths)
-
-
-def _shown(kind: Kind, v: float) -> float:
-    """:func:`_displayed` of one finite value (Python's ``round`` is numpy's ``rint``)."""
-    if not math.isfinite(v):
-        return v
-    if kind == "percent":
-        return round(v * 100) / 100
-    if kind == "scale":
-        return round(v * 10) / 10
-    if kind == "whole":
-        return float(round(v))
-    tenths = round(v * 10) / 10
-    if kind == "sentiment":
-        whole = round(v)
-        return float(whole) if 0 <= whole <= 2 else tenths
-    return float(round(v)) if abs(v) >= 10 else tenths
+        return np.where((whole >= 0) & (whole <= 2), whole, tenths)
+    return np.where(np.abs(v) >= 10, np.rint(v), tenths)
 
 
 def _missing(value: object) -> bool:
@@ -219,11 +198,12 @@ def format_value(f: Feature, value: object) -> str:
         return "none recorded"
     if f.categorical:
         return str(value)
-    return _format(f, _kind(f), float(value))  # type: ignore[arg-type]
+    kind = _kind(f)
+    return _format(f, kind, float(_displayed(kind, np.asarray(value, dtype=np.float64))))
 
 
-def _format(f: Feature, kind: Kind, value: float) -> str:
-    d = _shown(kind, value)
+def _format(f: Feature, kind: Kind, d: float) -> str:
+    """The text of ``d``, a number already rounded as :func:`displayed` rounds it."""
     if kind == "sentiment":
         return SENTIMENT_NAMES[int(d)] if d in SENTIMENT_NAMES else f"{d:.1f}"
     if kind == "percent":
@@ -267,11 +247,18 @@ def describe(
     """
     value = row.get(f.name)
     users = row.get(f.name.replace("utilisation_", "active_users_"))
-    text = f"{f.label}: {format_value(f, value)}{_seats(f, users, row.get('seats'))}"
-    if _comparable(f) and not _missing(value) and f.name in reference:
-        who = f"healthy {segment} accounts" if segment else "healthy accounts"
-        text += f"; {who}: {format_value(f, reference[f.name])}"
-    return text
+    shown = _comparable(f) and not _missing(value) and f.name in reference
+    who = f"healthy {segment} accounts" if segment else "healthy accounts"
+    return _sentence(
+        f, format_value(f, value), _seats(f, users, row.get("seats")), who,
+        format_value(f, reference[f.name]) if shown else None,
+    )  # fmt: skip
+
+
+def _sentence(f: Feature, value: str, seats: str, who: str, reference: str | None) -> str:
+    """A driver's sentence from its formatted parts; the reference only when one is given."""
+    text = f"{f.label}: {value}{seats}"
+    return text if reference is None else f"{text}; {who}: {reference}"
 
 
 # ---------------------------------------------------------------- drivers of a batch
@@ -357,24 +344,20 @@ def explain_rows(
 
     def driver(i: int, j: int, k: int) -> Driver:
         f = feats[k]
-        total = float(f_all[i, j])
+        value: float | str | None
         if f.categorical:
             raw = texts[k][i] if k in texts else None
             value = None if _missing(raw) else str(raw)
-            text = f"{f.label}: {format_value(f, value)}"
-            return Driver(families[j], f.name, total, text, value, None, f.healthy)
-        v = float(values[i, k])
-        if math.isnan(v):
-            text = f"{f.label}: {format_value(f, None)}"
-            return Driver(families[j], f.name, total, text, None, None, f.healthy)
-        text = f"{f.label}: {_format(f, kinds[k], v)}"
-        if k in users and seats is not None:
-            text += _seats(f, users[k][i], seats[i])
-        reference = None
-        if compared[i, k]:
-            reference = float(ref_all[i, k])
-            text += f"; {whos[group[i]]}: {_format(f, kinds[k], reference)}"
-        return Driver(families[j], f.name, total, text, v, reference, f.healthy)
+        else:
+            value = None if math.isnan(values[i, k]) else float(values[i, k])
+        if not isinstance(value, float):  # a category, or missing
+            text = _sentence(f, format_value(f, value), "", "", None)
+            return Driver(families[j], f.name, float(f_all[i, j]), text, value, None, f.healthy)
+        seat = _seats(f, users[k][i], seats[i]) if k in users and seats is not None else ""
+        reference = float(ref_all[i, k]) if compared[i, k] else None
+        shown = None if reference is None else _format(f, kinds[k], shown_table[group[i], k])
+        text = _sentence(f, _format(f, kinds[k], shown_values[i, k]), seat, whos[group[i]], shown)
+        return Driver(families[j], f.name, float(f_all[i, j]), text, value, reference, f.healthy)
 
     out: list[tuple[list[Driver], Driver | None]] = []
     for i in range(n_rows):

@@ -96,12 +96,12 @@ def train_procedure(
     """
     check_training_frame(frame, features)
     rows = frame.loc[frame["label"].notna()]
+    flat = rows.reset_index(drop=True)  # the folds' masks number these rows from 0
     plan = plan_folds(
-        rows.reset_index(drop=True), cfg.tune_folds, cfg.fold_step_days, cfg.purge_days,
+        flat, cfg.tune_folds, cfg.fold_step_days, cfg.purge_days,
         min_churned=cfg.min_churned, min_retained=cfg.min_retained, cv_folds=cfg.cv_folds,
         seed=cfg.seed,
     )  # fmt: skip
-    flat = rows.reset_index(drop=True)
     tuned = tune(
         flat, features, cfg, plan.folds, monotone=cfg.monotone != "off",
         storage=storage, study_name=study_name, n_trials=trials, warm_start=warm_start,

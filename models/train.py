@@ -33,7 +33,14 @@ from features.catalog import Feature
 from features.errors import ChurnWarning
 from models.columns import categories_of, check_columns, check_training_frame, matrix
 from models.config import ModelConfig
-from models.folds import TooFewLabels, account_folds, count_outcomes, latest_split, outcome_ids
+from models.folds import (
+    Fold,
+    TooFewLabels,
+    account_folds,
+    count_outcomes,
+    latest_split,
+    outcome_ids,
+)
 from models.metrics import brier
 
 #: Tree parameters used when none are tuned (the centre of the search space of ``tune``).
@@ -104,6 +111,38 @@ def train_booster(
     )  # fmt: skip
 
 
+def out_of_fold(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    folds: Sequence[Fold],
+    params: Mapping[str, Any],
+    rounds: int,
+    early_stopping_rounds: int,
+    stop_early: bool = True,
+) -> tuple[np.ndarray, list[int], list[float]]:
+    """Boost on each fold's training rows and score its validation rows.
+
+    Returns the out-of-fold raw scores (NaN outside the validation rows), the rounds each
+    fold's trees score with, and, stopping early on the validation rows, each fold's best
+    validation log loss (empty otherwise).
+    """
+    raw = np.full(len(y), np.nan)
+    iterations: list[int] = []
+    losses: list[float] = []
+    for fold in folds:
+        booster = train_booster(
+            X[fold.train], y[fold.train], params, rounds=rounds,
+            valid=(X[fold.valid], y[fold.valid]) if stop_early else None,
+            early_stopping_rounds=early_stopping_rounds,
+        )  # fmt: skip
+        best = max(booster.best_iteration, 1) if stop_early else rounds
+        if stop_early:
+            losses.append(float(booster.best_score["valid_0"]["binary_logloss"]))
+        iterations.append(best)
+        raw[fold.valid] = booster.predict(X[fold.valid], num_iteration=best)
+    return raw, iterations, losses
+
+
 class PlattCalibrator:
     """Logistic regression of the outcome on the log-odds of the raw score (Platt scaling).
 
@@ -112,7 +151,9 @@ class PlattCalibrator:
     Row weights (recency) enter the likelihood as frequency weights.
     """
 
-    def fit(self, raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> Any:
+    def fit(
+        self, raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None
+    ) -> PlattCalibrator:
         X = np.column_stack([np.ones(raw.size), _logit(raw)])
         y = np.asarray(y, float)
         w = np.ones(raw.size) if weight is None else np.asarray(weight, float)
@@ -347,18 +388,12 @@ class ChurnModel(BaseEstimator):
             self.calibration_note_ = (
                 f"no out-of-time slice: the rows {' and '.join(short)} of {cut:%Y-%m-%d}"
             )
-            raw_all = np.full(len(y), np.nan)
-            iterations = []
-            for fold in account_folds(frame, self.cv_folds, self.seed):
-                booster = train_booster(
-                    X[fold.train], y[fold.train], params,
-                    rounds=self.n_estimators or self.max_rounds,
-                    valid=None if self.n_estimators else (X[fold.valid], y[fold.valid]),
-                    early_stopping_rounds=self.early_stopping_rounds,
-                )  # fmt: skip
-                best = self.n_estimators or max(booster.best_iteration, 1)
-                iterations.append(best)
-                raw_all[fold.valid] = booster.predict(X[fold.valid], num_iteration=best)
+            raw_all, iterations, _ = out_of_fold(
+                X, y, account_folds(frame, self.cv_folds, self.seed), params,
+                rounds=self.n_estimators or self.max_rounds,
+                early_stopping_rounds=self.early_stopping_rounds,
+                stop_early=self.n_estimators is None,
+            )  # fmt: skip
             rounds = self.n_estimators or max(round(float(np.mean(iterations))), 1)
             cal = ~np.isnan(raw_all)
             raw = raw_all[cal]

@@ -28,7 +28,7 @@ from models.columns import categories_of, matrix
 from models.config import ModelConfig
 from models.folds import Fold, rows_of
 from models.metrics import roc_auc
-from models.train import DEFAULT_PARAMS, lgb_params, train_booster
+from models.train import DEFAULT_PARAMS, lgb_params, out_of_fold
 
 #: The settings that change a trial's value: a study is only resumed when they are equal.
 #: The budget (``trials``) is not among them, so raising it continues the same study.
@@ -89,18 +89,9 @@ def cross_validate(
     cfg: ModelConfig,
 ) -> FoldResult:
     """Boost on each fold's training rows, stopping early on its validation rows."""
-    raw = np.full(len(y), np.nan)
-    losses, iterations = [], []
-    for fold in folds:
-        booster = train_booster(
-            X[fold.train], y[fold.train], params, rounds=cfg.max_rounds,
-            valid=(X[fold.valid], y[fold.valid]),
-            early_stopping_rounds=cfg.early_stopping_rounds,
-        )  # fmt: skip
-        best = max(booster.best_iteration, 1)
-        losses.append(float(booster.best_score["valid_0"]["binary_logloss"]))
-        iterations.append(best)
-        raw[fold.valid] = booster.predict(X[fold.valid], num_iteration=best)
+    raw, iterations, losses = out_of_fold(
+        X, y, folds, params, cfg.max_rounds, cfg.early_stopping_rounds
+    )
     return FoldResult(losses, iterations, raw)
 
 

@@ -261,11 +261,13 @@ def _print_evaluation(evaluation: dict, metrics: dict[str, float], baselines: di
 
 
 def _interval(metrics: dict[str, float], key: str, digits: int = 3) -> str:
-    value, low, high = (metrics.get(k, float("nan")) for k in (key, f"{key}_lo", f"{key}_hi"))
-    if value != value:  # NaN
-        return "-"
-    text = f"{value:.{digits}f}"
-    return text if low != low else f"{text} [{low:.{digits}f}, {high:.{digits}f}]"
+    """A pooled backtest figure with its interval, e.g. "0.781 [0.752, 0.807]"."""
+    from models.uncertainty import Interval
+
+    nan = float("nan")
+    iv = Interval(metrics.get(key, nan), metrics.get(f"{key}_lo", nan),
+                  metrics.get(f"{key}_hi", nan), 0.95)  # fmt: skip
+    return iv.text(f"{{:.{digits}f}}")
 
 
 def _print_train(r: TrainResult, registered_model: str) -> None:

@@ -74,12 +74,16 @@ def procedure_record(
 
 @dataclass(frozen=True)
 class Champion:
-    """The current champion: its registry version, run, procedure record and model."""
+    """The current champion: its registry version, run, procedure record and model URI."""
 
     version: str
     run_id: str
     record: dict[str, Any] | None
-    model: ChurnModel
+    uri: str
+
+    def load_model(self) -> ChurnModel:
+        """The champion's fitted model (downloaded: only when a comparison needs it)."""
+        return mlflow.pyfunc.load_model(self.uri).unwrap_python_model().model
 
 
 def find_champion(registered_model: str) -> Champion | None:
@@ -95,9 +99,8 @@ def find_champion(registered_model: str) -> Champion | None:
         record = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{PROCEDURE_FILE}")
     except Exception:  # a champion from before procedure records, or logged by hand
         record = None
-    loaded = mlflow.pyfunc.load_model(f"models:/{registered_model}/{mv.version}")
-    model = loaded.unwrap_python_model().model
-    return Champion(str(mv.version), str(mv.run_id), record, model)
+    uri = f"models:/{registered_model}/{mv.version}"
+    return Champion(str(mv.version), str(mv.run_id), record, uri)
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -172,7 +175,7 @@ def challenge(
             comparisons.append(paired(name, replayed, everything))
     until = pd.Timestamp(theirs["trained_until"])
     after = (rows["as_of"] >= until).to_numpy()
-    lacks_columns = [n for n in champion.model.feature_names_in_ if n not in rows.columns]
+    lacks_columns = [n for n in theirs["features"] if n not in rows.columns]
     counts = count_outcomes(rows, after, outcome_ids(rows))
     short = counts.short_of(mc.min_churned, mc.min_retained)
     if lacks_columns:
@@ -180,7 +183,7 @@ def challenge(
     elif short:
         missing.append(f"the champion model on rows after its training ({until:%Y-%m-%d}): {short}")
     else:
-        theirs_p = champion.model.predict_risk(rows.loc[after])
+        theirs_p = champion.load_model().predict_risk(rows.loc[after])
         comparisons.append(
             paired(
                 f"champion model v{champion.version} on rows after its training "

@@ -177,6 +177,18 @@ def test_hostile_names_come_out_inert(scored) -> None:  # type: ignore[no-untype
     assert (cells == '\'=HYPERLINK("x")').sum() >= 1
 
 
+def test_a_damaged_score_history_names_the_setting(tmp_path: Path) -> None:
+    from features.errors import ContractError
+    from pipelines.scoring import read_history
+
+    damaged = tmp_path / "score-history.parquet"
+    damaged.write_bytes(b"not parquet")
+    expected = r"scoring.history: cannot read the score history .*score-history.parquet.*Move"
+    with pytest.raises(ContractError, match=expected):
+        read_history(damaged)
+    assert read_history(tmp_path / "none-yet.parquet") is None
+
+
 def test_a_crash_mid_write_leaves_the_previous_output(scored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from pipelines.scoring import ScoreOutput
 

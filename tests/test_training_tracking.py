@@ -115,6 +115,28 @@ def _log(tracking, model, frame) -> tuple[str, str]:
     return info.model_uri, run.info.run_id
 
 
+def test_a_model_scoring_cannot_use_is_a_user_error_that_says_what_to_do(store, fitted):
+    from features.errors import ContractError
+    from pipelines.scoring import load_scoring_model
+
+    tracking, _ = store
+    planted, model = fitted
+    # Logged without scoring.json (by hand, not by churn train).
+    uri, run_id = _log(tracking, model, planted.frame.head(200))
+    with pytest.raises(ContractError, match=f"the run {run_id} of .* has no scoring.json"):
+        load_scoring_model(uri)
+    # Trained by the pipeline before the nested backtest: its record lacks the evaluation.
+    with mlflow.start_run(experiment_id=tracking.experiment_id):
+        info = log_churn_model(model, planted.frame.head(200))
+        mlflow.log_dict({"thresholds": {"yellow": 0.1, "red": 0.3}}, "scoring.json")
+    older = r"older version of churn-health.*lacks evaluation, band_quality.*Retrain it"
+    with pytest.raises(ContractError, match=older):
+        load_scoring_model(info.model_uri)
+    # No champion in the registry: what the alias needs and how to score without it.
+    with pytest.raises(ContractError, match=r"The registry has no champion yet.*--force"):
+        load_scoring_model("models:/no-such-model@champion")
+
+
 def test_setup_puts_artifacts_beside_the_sqlite_store(store):
     tracking, root = store
     exp = mlflow.get_experiment(tracking.experiment_id)

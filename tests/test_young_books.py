@@ -107,24 +107,26 @@ def test_two_years_with_the_first_renewals_one_year_in(churn, tmp_path: Path) ->
         (
             {"accounts": 1500, "end": date(2024, 1, 1)},
             ("--label", "inactivity", "--horizon", "180"),
-        ),  # a one-year activity log
+        ),  # a one-year activity log: six months of snapshots, each known 180 days later
     ],
     ids=["one-cycle-annual", "one-year-monthly", "one-year-inactivity-180"],
 )
 def test_a_single_year_still_trains_and_says_what_it_could_check(  # type: ignore[no-untyped-def]
     churn, tmp_path: Path, settings: dict[str, Any], label: tuple[str, ...]
 ) -> None:
+    # One year holds no quarterly cut-off with 30 churned and 30 retained outcomes on both
+    # sides: every one is skipped, and the check holds out accounts instead.
     data = world(tmp_path, start=date(2023, 1, 1), **settings)
     run = churn("train", "--data", str(data), *label, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     out = " ".join(run.stdout.split())
     assert "Registered version 1" in out
-    kind = last_run(tmp_path).data.tags["evaluation_kind"]
-    if kind == "cross_fitted":
-        assert "How this was checked: accounts held out (cross-fitted)" in out
-        assert "not out of time" in out
-    else:
-        assert "How this was checked: out of time" in out
+    tags = last_run(tmp_path).data.tags
+    assert tags["evaluation_kind"] == "cross_fitted"
+    assert tags["folds_used"] == "accounts 1/4, accounts 2/4, accounts 3/4, accounts 4/4"
+    assert out.count("skipped cut-off") == 4
+    assert "How this was checked: accounts held out (cross-fitted)" in out
+    assert "not out of time" in out and "scored in 4 folds of held-out accounts" in out
     assert "This check rests on" in out and "months of outcomes" in out
 
 
