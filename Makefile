@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+TEST_WORKERS ?= 2
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 $(BIN)/python:
@@ -35,8 +36,8 @@ chromium: ## Install Debian's chromium for the report's browser test (only when 
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 
-test: install-dev chromium ## Run the test suite (what CI runs)
-	$(BIN)/python -m pytest
+test: install-dev chromium ## Run the test suite (what CI runs), a file per worker on 2 workers
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 format: install-dev ## Format the code with ruff
 	$(BIN)/ruff format .

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import ibis
 import ibis.expr.types as ir
 
+from features.attributes import Attribute, attributes, history_columns
 from features.catalog import Feature, catalog
 from features.config import FeatureConfig
 from features.snapshots import SECONDS_PER_DAY
@@ -135,6 +136,33 @@ def billing_features(invoices: ir.Table, snaps: ir.Table) -> ir.Table:
     )
 
 
+def _attribute(col: ir.Value, a: Attribute) -> ir.Value:
+    """An ``accounts`` attribute as the snapshot join carries it: a time as epoch seconds
+    (turned into days since it, point in time, after the join), anything else as stored."""
+    if a.kind != "days_since":
+        return col
+    if col.type().is_date():
+        col = col.cast("timestamp('UTC')")
+    return _sec(col)
+
+
+def history_features(history: ir.Table, snaps: ir.Table, attrs: Sequence[Attribute]) -> ir.Table:
+    """Each changing attribute's latest value with ``valid_from`` strictly before the
+    snapshot; values that share the latest ``valid_from`` resolve to the greatest, so that
+    DuckDB and Spark agree. Empty before the attribute's first ``valid_from``."""
+    j = _since(history, "valid_from", snaps)
+    j = j.filter(j.column.isin([a.column for a in attrs]))
+    j = j.filter(j._sec == j._sec.max().over(group_by=[j.snapshot_id, j.column]))
+    return j.group_by("snapshot_id").aggregate(
+        **{
+            a.name: (j.value.try_cast("float64") if a.kind == "number" else j.value).max(
+                where=j.column == a.column
+            )
+            for a in attrs
+        }
+    )
+
+
 #: Counts are 0, not missing, when a snapshot has no source rows.
 ZERO_WHEN_ABSENT = (
     "events_",
@@ -174,8 +202,10 @@ def feature_table(
     (``seats``, ``arr``, ``prev_arr``, ``term_number``, ``renewal_day``).
     """
     accounts = tables["accounts"]
-    static = [c for c in accounts.columns if c not in ("account_id", "created_at", "name", "csm")]
-    decl = catalog(cfg.windows, top_events, static, tables.keys(), cfg.champion_days)
+    history = tables.get("account_history")
+    decl = catalog(cfg.windows, top_events, (), tables.keys(), cfg.champion_days)
+    attrs = attributes(accounts, history_columns(history), {f.name for f in decl}, ZERO_WHEN_ABSENT)
+    decl = (*decl, *(a.feature() for a in attrs))
     ud, ed = rollups(daily(tables["events"]) if days is None else days, cfg)
     parts = [
         usage_features(ud, ed, snaps, cfg, top_events),
@@ -189,12 +219,26 @@ def feature_table(
     }
     parts += [make(tables[name], snaps) for name, make in makers.items() if name in tables]
 
-    acc = accounts.select("account_id", *static, _created_sec=_sec(accounts.created_at)).rename(
-        _acc="account_id"
+    changing = [a for a in attrs if a.table == "account_history"]
+    if history is not None and changing:
+        parts.append(history_features(history, snaps, changing))
+    acc = accounts.select(
+        _acc=accounts.account_id,
+        _created_sec=_sec(accounts.created_at),
+        **{a.name: _attribute(accounts[a.column], a) for a in attrs if a.table == "accounts"},
     )
     base = snaps.join(acc, snaps.account_id == acc._acc, how="left").drop("_acc")
     as_of_sec = base.as_of_day * SECONDS_PER_DAY
-    base = base.mutate(tenure_days=(as_of_sec - base._created_sec) / SECONDS_PER_DAY)
+    base = base.mutate(
+        tenure_days=(as_of_sec - base._created_sec) / SECONDS_PER_DAY,
+        **{
+            a.name: (base[a.name] < as_of_sec).ifelse(
+                (as_of_sec - base[a.name]) / SECONDS_PER_DAY, ibis.null("float64")
+            )
+            for a in attrs
+            if a.kind == "days_since"
+        },
+    )
     for part in parts:
         part = part.rename(_sid="snapshot_id")
         base = base.left_join(part, base.snapshot_id == part._sid).drop("_sid")

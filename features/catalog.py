@@ -209,7 +209,7 @@ def catalog(
     ]
     f += [
         Feature(
-            f"event_{_slug(e)}_30d",
+            f"event_{slug}_30d",
             "depth",
             f"'{e}' events (30 d)",
             "events",
@@ -217,7 +217,7 @@ def catalog(
             "none",
             f"count of the event '{e}' in the last 30 days (one of the most common events)",
         )
-        for e in top_events
+        for e, slug in zip(top_events, event_slugs(top_events), strict=True)
     ]
     f += [
         Feature(
@@ -566,6 +566,20 @@ def catalog(
 
 def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
+
+
+def event_slugs(events: Sequence[str]) -> list[str]:
+    """A column-name part per event, one each: names that differ only in case or punctuation
+    (``Login`` and ``login``) are different events, and each but the first gets ``_2``,
+    ``_3``, ... in the order given (the most common first)."""
+    out: list[str] = []
+    for e in events:
+        slug = base = _slug(e) or "event"
+        n = 2
+        while slug in out:
+            slug, n = f"{base}_{n}", n + 1
+        out.append(slug)
+    return out
 
 
 def dictionary(features: Sequence[Feature]) -> list[dict[str, object]]:

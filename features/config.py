@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,12 @@ class LabelConfig(Frozen):
     active_days: int = Field(90, gt=0)
     snapshot_every: Literal["month", "week"] = "month"
     within_days: int = Field(120, ge=0, description="score renewals ending within this many days")
+    return_grace_days: int = Field(
+        0,
+        ge=0,
+        description="a churned term followed by a new term of the same account starting "
+        "within this many days of its end counts as renewed (0: a churn is a churn)",
+    )
 
 
 class FeatureConfig(Frozen):
@@ -45,4 +52,22 @@ class FeatureConfig(Frozen):
     top_events: int = Field(10, ge=0, description="per-event counts for this many common events")
     champion_days: int = Field(
         365, gt=0, description="the champion is the most active user over this many days"
+    )
+
+
+class DataConfig(Frozen):
+    """How the data directory is read, where reading cannot tell by itself.
+
+    ``delimiter`` and ``encoding`` apply to every CSV file (default: detected per file, and
+    the report says what was assumed). ``export_date``: the day the export was taken; rows
+    dated on or after it are reported and excluded (default: derived from the tables).
+    """
+
+    delimiter: Literal[",", ";", "\t", "|"] | None = None
+    encoding: str | None = Field(None, description="e.g. utf-8, cp1252, latin-1")
+    export_date: date | None = None
+    keep_attributes: tuple[str, ...] = Field(
+        (),
+        description="accounts columns to use although their names or values look like "
+        "outcomes (they must be known from the account's creation on)",
     )

@@ -83,6 +83,18 @@ TABLES: dict[str, TableSpec] = {
             time_column="created_at",
         ),
         TableSpec(
+            "account_history",
+            (
+                _c("account_id", "string"),
+                _c("column", "string"),
+                _c("value", "string"),
+                _c("valid_from", "timestamp"),
+            ),
+            # Attributes that change over time (plan, tier, ...), read point in time.
+            required=False,
+            time_column="valid_from",
+        ),
+        TableSpec(
             "contracts",
             (
                 _c("contract_id", "string"),

@@ -2,25 +2,42 @@
 
 Each table is found as ``<name>.parquet``, ``<name>.csv`` or a folder ``<name>/`` of Parquet
 parts, read in place by the engine (DuckDB by default), and its contract columns are cast
-to the contract's types: timestamps to UTC, dates to dates. Values that cannot be cast are
-reported as problems by :func:`conform`, never silently turned into missing values.
+to the contract's types: timestamps to UTC, dates to dates (a zoned timestamp keeps its
+calendar date in its own zone). Values that cannot be cast are reported as problems by
+:func:`conform`, never silently turned into missing values.
+
+CSV files come as spreadsheets write them: :mod:`features.sniff` tells their encoding and
+delimiter, and numbers with thousands separators or a decimal comma are read when their
+reading is unambiguous. What was assumed is listed in ``DataSet.notes``; a file that cannot
+be read is a :class:`ContractError` naming it and the setting to give.
 """
 
 from __future__ import annotations
 
-import csv
+import re
+import tempfile
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import duckdb
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
+import pyarrow as pa
+import pyarrow.parquet as pq
 from ibis.backends import BaseBackend
 
+from features.config import DataConfig
 from features.contract import IBIS_TYPES, TABLES, ColumnStats, TableSpec
 from features.errors import ContractError, Problem
 from features.resources import free_cores
+from features.sniff import Dialect, not_empty, shown, sniff, transcode
 
 EXAMPLES = 3
 
@@ -51,6 +68,9 @@ class DataSet:
     problems: tuple[Problem, ...] = ()
     #: The statistics of the tables read from Parquet on DuckDB (:func:`parquet_stats`).
     stats: dict[str, TableStats] = field(default_factory=dict)
+    #: What was assumed rather than given, one line per file, for the validation report
+    #: ("accounts.csv: read as cp1252 (not valid UTF-8 ...); delimiter ';' detected").
+    notes: tuple[str, ...] = ()
 
 
 def connect(
@@ -118,24 +138,58 @@ def find_sources(data_dir: Path) -> dict[str, Path]:
     return sources
 
 
-def _csv_header(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return next(csv.reader(f), [])
+def read_source(
+    con: BaseBackend, spec: TableSpec, path: Path, dialect: Dialect | None = None
+) -> ir.Table:
+    """Read one table in place, as stored: CSV contract columns stay text until cast.
 
-
-def read_source(con: BaseBackend, spec: TableSpec, path: Path) -> ir.Table:
-    """Read one table in place, as stored: CSV contract columns stay text until cast."""
+    ``dialect``: how a CSV file is written (default: :func:`features.sniff.sniff`'s guess).
+    """
     if path.suffix == ".csv":
-        header = _csv_header(path)
+        dialect = dialect or sniff(path, spec.column_names)
         if con.name == "duckdb":
             # Contract columns as text, so that a bad cell is caught by conform() rather than
             # failing the read or becoming NULL; extra columns keep DuckDB's type inference.
-            text = {c: "VARCHAR" for c in header if c in spec.column_names}
-            return con.read_csv(path, types=text, header=True)
+            # Quoting is RFC 4180's, as pandas and spreadsheets write it (and as the Spark path
+            # reads it): given rather than sniffed, a ragged line is then named by its number
+            # instead of failing DuckDB's dialect search.
+            text = {c: "VARCHAR" for c in dialect.header if c in spec.column_names}
+            return con.read_csv(
+                _utf8_copy(con, path, dialect),
+                types=text or None,  # an empty mapping is a syntax error in DuckDB's SQL
+                header=True,
+                delim=dialect.delimiter,
+                quote='"',
+                escape='"',
+            )
         if con.name == "pyspark":
-            return _spark_csv(con, spec, path)
+            return _spark_csv(con, spec, path, dialect)
         return con.read_csv(str(path), header=True)
     return con.read_parquet(_parquet_glob(path))
+
+
+#: Folders of UTF-8 copies of non-UTF-8 CSV files, one per connection, removed with it.
+_SCRATCH: weakref.WeakKeyDictionary[BaseBackend, tempfile.TemporaryDirectory[str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _utf8_copy(con: BaseBackend, path: Path, dialect: Dialect) -> str:
+    """``path`` itself when it is UTF-8, else a UTF-8 copy that lives as long as ``con``.
+
+    DuckDB reads only UTF-8 (and UTF-16, latin-1) without its ``encodings`` extension, which
+    would be downloaded at run time; and latin-1 is not cp1252 (Excel's "€", curly quotes and
+    dashes sit in 0x80-0x9F). Python's codecs decode any encoding exactly, in one streaming
+    pass, and DuckDB then reads the copy in place like any other file: the table is not
+    loaded into memory, as an Arrow table read by pyarrow's CSV reader would be.
+    """
+    if dialect.utf8:
+        return str(path)
+    scratch = _SCRATCH.get(con)
+    if scratch is None:
+        scratch = _SCRATCH[con] = tempfile.TemporaryDirectory(prefix="churn-csv-")
+    out = Path(tempfile.mkdtemp(dir=scratch.name)) / path.name
+    return str(transcode(path, dialect.encoding, out))
 
 
 def _parquet_glob(path: Path) -> str:
@@ -191,17 +245,30 @@ def parquet_stats(
     return TableStats(int(rows[0]), columns, *bounds)
 
 
-def _spark_csv(con: BaseBackend, spec: TableSpec, path: Path) -> ir.Table:
+def _spark_csv(con: BaseBackend, spec: TableSpec, path: Path, dialect: Dialect) -> ir.Table:
     """Read a CSV on Spark the way DuckDB does: contract columns as text, others inferred.
 
     Spark's own inference would parse contract columns before conform() sees them ("12.5"
     read as a double, then cast to 12 rather than reported). A first pass infers the other
     columns' types; the second reads with that schema. RFC 4180 quoting as pandas and
-    spreadsheets write it: quotes doubled inside quoted cells, which may span lines.
+    spreadsheets write it: quotes doubled inside quoted cells, which may span lines. The
+    delimiter and encoding are the dialect's; Spark decodes the file itself (a byte-order
+    mark is skipped), so a cluster reads the file where it lies.
     """
     from ibis.backends.sql.datatypes import PySparkType
 
-    options = {"header": True, "escape": '"', "multiLine": True}
+    charset = _JAVA_CHARSETS.get(dialect.encoding, dialect.encoding)
+    if charset.lower() not in _SPARK_CHARSETS:
+        # Spark 4 accepts only the UTF and ISO-8859-1 charsets unless this SQL setting lets
+        # it use every Java charset (windows-1252 included); a running session accepts it.
+        con._session.conf.set("spark.sql.legacy.javaCharsets", "true")
+    options = {
+        "header": True,
+        "escape": '"',
+        "multiLine": True,
+        "sep": dialect.delimiter,
+        "encoding": charset,
+    }
     inferred = con.read_csv(str(path), **options).schema()
     ddl = ", ".join(
         f"`{name}` " + ("STRING" if name in spec.column_names else PySparkType.to_string(dtype))
@@ -210,10 +277,191 @@ def _spark_csv(con: BaseBackend, spec: TableSpec, path: Path) -> ir.Table:
     return con.read_csv(str(path), schema=ddl, inferSchema=False, **options)
 
 
-def _cast(col: ir.Value, kind: str) -> ir.Value:
+#: Python codec names Java spells differently.
+_JAVA_CHARSETS = {
+    "utf-8": "UTF-8",
+    "utf-8-sig": "UTF-8",
+    "utf-16": "UTF-16",
+    "utf-32": "UTF-32",
+    "ascii": "US-ASCII",
+    "iso8859-1": "ISO-8859-1",
+    **{f"cp{n}": f"windows-{n}" for n in range(1250, 1259)},
+}
+_SPARK_CHARSETS = {"iso-8859-1", "us-ascii", "utf-16", "utf-16be", "utf-16le", "utf-32", "utf-8"}
+
+#: How a numeric column is written as text: plain numbers, "1,200.50" (us), "1.200,50" (eu),
+#: or values that read both ways (ambiguous).
+Style = Literal["plain", "us", "eu", "ambiguous"]
+_DIGITS = r"^[+-]?[0-9]+$"
+
+
+def _grouped(thousands: str, decimal: str) -> str:
+    """Numbers with ``thousands`` between groups of three digits (or none) and a ``decimal``."""
+    t, d = re.escape(thousands), re.escape(decimal)
+    return rf"^[+-]?([1-9][0-9]{{0,2}}({t}[0-9]{{3}})+|[0-9]+)({d}[0-9]+)?$"
+
+
+_US, _EU = _grouped(",", "."), _grouped(".", ",")
+
+
+def number_style(counts: Mapping[str, int], comma_file: bool) -> Style:
+    """How a numeric column held as text is written, from counts of its non-empty values.
+
+    ``counts``: ``n`` values; ``plain`` that cast as numbers; ``us`` that read as
+    "1,200.50"; ``eu`` as "1.200,50"; ``dotted`` that hold a dot. A decimal comma is
+    considered only where the delimiter is not a comma. "ambiguous": every value reads both
+    ways ("1,200" or "12.000" in a ';' file), so none is guessed; "plain": read as numbers
+    (conform() reports what does not parse).
+    """
+    n = counts["n"]
+    eu_too = not comma_file and counts["eu"] == n
+    if n == 0 or (counts["plain"] == n and not (eu_too and counts["dotted"])):
+        return "plain"
+    if counts["us"] == n:
+        return "ambiguous" if eu_too else "us"
+    return "eu" if eu_too else "plain"
+
+
+def _number_text(col: ir.StringValue, style: Style) -> ir.StringValue:
+    """Numeric text of ``style`` rewritten as plain numbers; values read two ways as NULL."""
+    col = col.strip()
+    if style == "us":
+        return col.replace(",", "")
+    if style == "eu":
+        return col.replace(".", "").replace(",", ".")
+    return col.re_search(_DIGITS).ifelse(col, ibis.null(str))
+
+
+def number_styles(
+    raw: ir.Table, spec: TableSpec, delimiter: str | None = None, parse_all: bool = False
+) -> dict[str, Style]:
+    """The style of each numeric contract column held as text (:func:`number_style`).
+
+    ``delimiter``: the CSV file's (a decimal comma is considered only without a comma
+    delimiter). ``parse_all`` also counts the rows, which makes DuckDB parse every line
+    of a CSV file: a ragged line fails here, inside the read, rather than in a later stage.
+    A first pass counts the values that are plain numbers; only the columns where that does
+    not settle it are matched against the patterns, in a second pass (the regular
+    expressions cost more than the parse).
+    """
+    texts = [
+        c.name
+        for c in spec.columns
+        if c.kind in ("float", "integer")
+        and c.name in raw.columns
+        and raw[c.name].type().is_string()
+    ]
+    comma_file = delimiter in (None, ",")
+    aggs: dict[str, ir.Scalar] = {"rows": raw.count()} if parse_all else {}
+    for i, name in enumerate(texts):
+        s = raw[name]
+        # As the plain cast reads them (unstripped); dots matter only beside a decimal comma.
+        aggs |= {f"n{i}": s.count(), f"plain{i}": s.try_cast("float64").count()}
+        if not comma_file:
+            aggs[f"dotted{i}"] = s.count(where=s.contains("."))
+    if not aggs:
+        return {}
+    got = {k: int(v or 0) for k, v in raw.aggregate(**aggs).to_pyarrow().to_pylist()[0].items()}
+    got |= {f"dotted{i}": 0 for i in range(len(texts))} if comma_file else {}
+    open_ = [
+        i
+        for i in range(len(texts))
+        if got[f"plain{i}"] < got[f"n{i}"] or (not comma_file and got[f"dotted{i}"])
+    ]
+    got |= {f"{k}{i}": 0 for i in range(len(texts)) for k in ("us", "eu")}
+    if open_:
+        patterns: dict[str, ir.Scalar] = {}
+        for i in open_:
+            s = raw[texts[i]].strip()
+            patterns[f"us{i}"] = s.count(where=s.re_search(_US))
+            patterns[f"eu{i}"] = s.count(where=s.re_search(_EU))
+        more = raw.aggregate(**patterns).to_pyarrow().to_pylist()[0]
+        got |= {k: int(v or 0) for k, v in more.items()}
+    keys = ("n", "plain", "us", "eu", "dotted")
+    return {
+        name: number_style({k: got[f"{k}{i}"] for k in keys}, comma_file)
+        for i, name in enumerate(texts)
+    }
+
+
+_STYLE_NOTES = {
+    "us": "read with ',' as thousands separator",
+    "eu": "read with a decimal comma ('.' as thousands separator)",
+}
+
+_UTC = {"UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z", "+00:00", "-00:00"}
+_OFFSET = re.compile(r"^([+-])([0-9]{2}):([0-9]{2})$")
+
+
+@ibis.udf.scalar.builtin(name="timezone")
+def _duckdb_wall_time(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.Timestamp():  # type: ignore[valid-type]
+    """DuckDB's wall-clock time of an instant in ``zone`` (an IANA name)."""
+
+
+@ibis.udf.scalar.builtin(name="from_utc_timestamp")
+def _spark_wall_time(ts: dt.Timestamp(), zone: str) -> dt.Timestamp():  # type: ignore[valid-type]
+    """Spark's wall-clock time of an instant in ``zone``."""
+
+
+def date_zones(spec: TableSpec, path: Path) -> dict[str, str]:
+    """The time zone of each date column of a Parquet source stored as a zoned timestamp.
+
+    Parquet stores a zoned timestamp as a UTC instant; the zone's name survives only in the
+    Arrow schema that pandas and pyarrow write beside it. UTC zones are left out.
+    """
+    dates = [c.name for c in spec.columns if c.kind == "date"]
+    if not dates or path.suffix == ".csv":
+        return {}
+    first = path if path.is_file() else min(path.rglob("*.parquet"))
+    schema = pq.read_schema(first)
+    zones: dict[str, str] = {}
+    for name in (d for d in dates if d in schema.names):
+        stored = schema.field(name).type
+        zone = stored.tz if pa.types.is_timestamp(stored) else None
+        if zone is None or zone in _UTC:
+            continue
+        if not _OFFSET.match(zone):
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ContractError(
+                    f"{spec.name}.{name}: stored as timestamps in the time zone {zone!r}, "
+                    f"which is unknown (in {path.name}); write the column as dates, or as "
+                    "timestamps in UTC or in a named zone such as Europe/Berlin"
+                ) from None
+        zones[name] = zone
+    return zones
+
+
+def local_dates(raw: ir.Table, zones: Mapping[str, str], engine: str) -> ir.Table:
+    """``raw`` with each zoned timestamp column of ``zones`` as its calendar date in its zone.
+
+    ``zones``: column -> an IANA name ("Europe/Berlin") or a fixed offset ("+01:00"), as
+    :func:`date_zones` finds them. Midnight in Berlin is 23:00 UTC the day before; the
+    contract keeps the Berlin date.
+    """
+    local: dict[str, ir.Value] = {}
+    for name, zone in zones.items():
+        col = raw[name]
+        offset = _OFFSET.match(zone)
+        if offset:
+            sign, hours, minutes = offset.groups()
+            shift = (int(hours) * 60 + int(minutes)) * (-1 if sign == "-" else 1)
+            local[name] = (col + ibis.interval(minutes=shift)).date()
+        elif engine == "pyspark":
+            local[name] = _spark_wall_time(col, zone).date()
+        else:
+            local[name] = _duckdb_wall_time(zone, col).date()
+    return raw.mutate(**local) if local else raw
+
+
+def _cast(col: ir.Value, kind: str, style: Style = "plain") -> ir.Value:
+    """``col`` as the contract ``kind``; ``style``: how a numeric column's text is written."""
     target = ibis.dtype(IBIS_TYPES[kind])
     if col.type() == target:
         return col
+    if kind in ("float", "integer") and style != "plain" and isinstance(col, ir.StringValue):
+        col = _number_text(col, style)
     if kind == "integer" and col.type().is_string():
         # "12.0" from a spreadsheet export is a whole number; "12.5" is not and stays NULL.
         number = col.try_cast("float64")
@@ -234,12 +482,17 @@ def _cannot_fail(source: ibis.DataType, kind: str) -> bool:
     return source == target or (source.is_timestamp() and target.is_timestamp())
 
 
-def conform(raw: ir.Table, spec: TableSpec) -> tuple[ir.Table, list[Problem]]:
+def conform(
+    raw: ir.Table, spec: TableSpec, styles: Mapping[str, Style] | None = None
+) -> tuple[ir.Table, list[Problem]]:
     """Cast the contract columns of ``raw`` to their types; report what does not fit.
 
     Missing required columns and values that do not parse are hard problems. Missing
-    optional columns are added as empty, so later stages see one shape.
+    optional columns are added as empty, so later stages see one shape. ``styles``: how
+    numeric columns held as text are written (:func:`number_styles`); a number that reads
+    two ways is reported, not guessed.
     """
+    styles = styles or {}
     problems: list[Problem] = []
     present = set(raw.columns)
     for col in spec.columns:
@@ -262,7 +515,7 @@ def conform(raw: ir.Table, spec: TableSpec) -> tuple[ir.Table, list[Problem]]:
 
     cast = {
         c.name: (
-            _cast(raw[c.name], c.kind)
+            _cast(raw[c.name], c.kind, styles.get(c.name, "plain"))
             if c.name in present
             else ibis.null().cast(IBIS_TYPES[c.kind])
         ).name(c.name)
@@ -282,7 +535,7 @@ def conform(raw: ir.Table, spec: TableSpec) -> tuple[ir.Table, list[Problem]]:
             if not n:
                 continue
             bad = raw.filter(raw[name].notnull() & cast[name].isnull())
-            shown = [
+            examples = [
                 str(v)
                 for v in bad.select(name)
                 .distinct()
@@ -292,6 +545,7 @@ def conform(raw: ir.Table, spec: TableSpec) -> tuple[ir.Table, list[Problem]]:
                 .to_pylist()
             ]
             kind = spec.column(name).kind
+            two_ways = styles.get(name) == "ambiguous"
             problems.append(
                 Problem(
                     spec.name,
@@ -299,9 +553,11 @@ def conform(raw: ir.Table, spec: TableSpec) -> tuple[ir.Table, list[Problem]]:
                     f"parses as {kind}",
                     "hard",
                     int(n),
-                    tuple(repr(v) for v in shown),
-                    f"cannot be read as a {kind}",
-                    _PARSE_FIX[kind],
+                    tuple(repr(v) for v in examples),
+                    "reads two ways, with '.' or ',' as the decimal point"
+                    if two_ways
+                    else f"cannot be read as a {kind}",
+                    _PARSE_FIX["float" if two_ways else kind],
                 )
             )
     return typed, problems
@@ -317,23 +573,110 @@ _PARSE_FIX = {
 }
 
 
-def read_data(data_dir: Path, con: BaseBackend | None = None) -> DataSet:
+#: Optional tables whose file, when given, must hold rows: an empty contracts export would
+#: otherwise run on without a single renewal label, silently.
+MUST_HAVE_ROWS = ("contracts",)
+
+
+def read_data(
+    data_dir: Path, con: BaseBackend | None = None, settings: DataConfig | None = None
+) -> DataSet:
     """Find, read and type every contract table of ``data_dir``.
 
-    Raises :class:`ContractError` when a required table is absent. Problems with columns and
-    values are collected in ``DataSet.problems`` for :func:`features.validate.validate`.
+    ``settings``: the delimiter and encoding of CSV files, when detection is not wanted.
+    Raises :class:`ContractError` when a required table is absent, or a file is empty or
+    cannot be read (the message names the file and the setting to give). Problems with
+    columns and values are collected in ``DataSet.problems`` for
+    :func:`features.validate.validate`; what was detected rather than given, in
+    ``DataSet.notes``.
     """
     con = con if con is not None else connect()
+    settings = settings or DataConfig()
     sources = find_sources(Path(data_dir))
     tables: dict[str, ir.Table] = {}
     problems: list[Problem] = []
     stats: dict[str, TableStats] = {}
+    notes: list[str] = []
     for name, path in sources.items():
-        raw = read_source(con, TABLES[name], path)
-        typed, found = conform(raw, TABLES[name])
+        spec = TABLES[name]
+        if path.is_file():
+            not_empty(path)  # before an engine fails on it with its own words
+        if path.suffix == ".csv":
+            typed, found, assumed = _read_csv(con, spec, path, settings)
+        else:
+            raw = read_source(con, spec, path)
+            typed, found, assumed = _read_parquet(con, spec, path, raw)
+            described = parquet_stats(con, spec, path, raw)
+            if described is not None:
+                stats[name] = described
         tables[name] = typed
         problems.extend(found)
-        described = parquet_stats(con, TABLES[name], path, raw)
-        if described is not None:
-            stats[name] = described
-    return DataSet(con, tables, sources, tuple(problems), stats)
+        if assumed:
+            notes.append(f"{path.name}: " + "; ".join(assumed))
+    return DataSet(con, tables, sources, tuple(problems), stats, tuple(notes))
+
+
+def _read_parquet(
+    con: BaseBackend, spec: TableSpec, path: Path, raw: ir.Table
+) -> tuple[ir.Table, list[Problem], list[str]]:
+    """Type one Parquet table; also say what was assumed about it."""
+    zones = date_zones(spec, path)
+    styles = number_styles(raw, spec)
+    typed, found = conform(local_dates(raw, zones, con.name), spec, styles)
+    assumed = [
+        f"{col}: the calendar date in {zone} (a zoned timestamp)" for col, zone in zones.items()
+    ]
+    return typed, found, assumed + _style_notes(styles)
+
+
+def _read_csv(
+    con: BaseBackend, spec: TableSpec, path: Path, settings: DataConfig
+) -> tuple[ir.Table, list[Problem], list[str]]:
+    """Read and type one CSV table; also say what was assumed about it."""
+    dialect = sniff(path, spec.column_names, settings.delimiter, settings.encoding)
+    if dialect.empty and (spec.required or spec.name in MUST_HAVE_ROWS):
+        why = "a required table" if spec.required else "what renewal labels are made of"
+        raise ContractError(
+            f"{path.name}: the file is empty: a header line and no rows ({spec.name} is {why}); "
+            "export the table again with its rows"
+            + ("" if spec.required else ", or remove the file to run without it")
+        )
+    with _read_errors(path, dialect):
+        raw = read_source(con, spec, path, dialect)
+        # On DuckDB the row count parses every line now; a bad line fails here, named.
+        styles = number_styles(raw, spec, dialect.delimiter, parse_all=con.name == "duckdb")
+        typed, found = conform(raw, spec, styles)
+    return typed, found, list(dialect.notes) + _style_notes(styles)
+
+
+def _style_notes(styles: Mapping[str, Style]) -> list[str]:
+    return [f"{c} {_STYLE_NOTES[s]}" for c, s in styles.items() if s in _STYLE_NOTES]
+
+
+@contextmanager
+def _read_errors(path: Path, dialect: Dialect) -> Iterator[None]:
+    """Turn the engine's CSV errors into a :class:`ContractError` naming the file."""
+    try:
+        yield
+    except Exception as err:
+        if not _engine_error(err):
+            raise
+        said = [
+            line.strip()[:160]
+            for line in str(err).splitlines()
+            if line.strip() and not line.startswith(("Possible", "*"))
+        ]
+        raise ContractError(
+            f"{path.name}: cannot be read as CSV with delimiter {shown(dialect.delimiter)} and "
+            f"encoding {dialect.encoding}: {'; '.join(said[:3])}. Check the file around that "
+            "line, or set data.delimiter and data.encoding in churn.yaml"
+        ) from None
+
+
+def _engine_error(err: Exception) -> bool:
+    """Whether ``err`` is the engine's complaint about a file rather than a bug of ours."""
+    if isinstance(err, duckdb.InvalidInputException | duckdb.ConversionException):
+        return True
+    # pyspark is optional: its errors are told by their module, not imported.
+    module = type(err).__module__
+    return module.startswith(("pyspark.errors", "py4j")) and "Analysis" not in type(err).__name__

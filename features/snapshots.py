@@ -51,82 +51,240 @@ def epoch_day(col: ir.Value) -> ir.IntegerValue:
     return (micros(col) // (SECONDS_PER_DAY * 1_000_000)).cast("int64")
 
 
-def terms(contracts: ir.Table) -> ir.Table:
-    """Contract terms with their position in the account's history.
+def renewal_days(contracts: ir.Table, return_grace_days: int = 0) -> ir.Table:
+    """The renewal days of each account: one row per (``account_id``, ``end_day``).
 
-    ``term_number`` counts terms by start date; ``prev_arr`` is the ARR of the term before.
-    Both depend only on terms that started earlier, so they are known during the term.
+    Terms of one account that end on the same day are one renewal (an add-on co-termed with
+    its main contract). Columns: ``day_arr`` (their ARR summed), ``all_churned`` (every one
+    of them churned), ``returned`` (a term of the account starts within
+    ``return_grace_days`` on or after the day, with a grace above 0) and ``history_end``.
+
+    A renewal day ends the account's history when every term of it churned, no other term of
+    the account runs across it (started before and ends after it: the customer stayed) and
+    the account did not return within the grace. The next term after it is a re-signup and
+    starts a new history. Every input is known at ``end_day + return_grace_days``.
     """
-    order = ibis.window(
-        group_by=contracts.account_id, order_by=[contracts.start_date, contracts.contract_id]
+    c = contracts.mutate(
+        start_day=epoch_day(contracts.start_date), end_day=epoch_day(contracts.end_date)
     )
-    return contracts.mutate(
-        start_day=epoch_day(contracts.start_date),
-        end_day=epoch_day(contracts.end_date),
-        term_number=(ibis.row_number().over(order) + 1).cast("int64"),
-        prev_arr=contracts.arr.lag().over(order),
+    churned = (c.outcome == "churned").fill_null(False).cast("int8")
+    days = c.group_by(["account_id", "end_day"]).aggregate(
+        day_arr=c.arr.sum(), all_churned=churned.min() == 1
     )
+    other = c.select(_acc="account_id", _start="start_day", _end="end_day")
+    spans = days.join(
+        other,
+        [
+            days.account_id == other._acc,
+            other._start < days.end_day,
+            other._end > days.end_day,
+        ],
+    )
+    spans = spans.group_by(["account_id", "end_day"]).aggregate(_spans=spans._start.count())
+    flags = [spans.rename(_sacc="account_id", _sday="end_day")]
+    if return_grace_days > 0:
+        back = days.join(
+            other,
+            [
+                days.account_id == other._acc,
+                other._start >= days.end_day,
+                other._start <= days.end_day + return_grace_days,
+            ],
+        )
+        back = back.group_by(["account_id", "end_day"]).aggregate(_back=back._start.count())
+        flags.append(back.rename(_sacc="account_id", _sday="end_day"))
+    out = days
+    for f in flags:
+        out = out.left_join(f, [out.account_id == f._sacc, out.end_day == f._sday]).drop(
+            "_sacc", "_sday"
+        )
+    returned = out._back.notnull() if return_grace_days > 0 else ibis.literal(False)
+    out = out.mutate(returned=returned)
+    return out.select(
+        "account_id",
+        "end_day",
+        "day_arr",
+        "all_churned",
+        "returned",
+        history_end=out.all_churned & out._spans.isnull() & ~out.returned,
+    )
+
+
+def terms(contracts: ir.Table, return_grace_days: int = 0) -> ir.Table:
+    """Contract terms with their place in the account's current history.
+
+    Adds ``start_day``, ``end_day``, ``term_number`` and ``prev_arr``, from the account's
+    renewal days (:func:`renewal_days`) on or before the term's ``start_day``, so that both
+    are known during the term and parallel contracts are not mixed:
+
+    - ``term_number``: 1 + the number of distinct renewal days of the account on or before
+      the term's start, since its history last ended. Terms renewing together count once;
+      an add-on signed mid-term has the main contract's term number.
+    - ``prev_arr``: the summed ARR of the account's terms that ended on the latest such day;
+      empty for a term that starts a history (the first term, or a re-signup).
+
+    History ends on a renewal day whose terms all churned, with no other term of the account
+    running across it and no return within ``return_grace_days`` (then the return continues
+    the history: ``term_number`` goes on and ``prev_arr`` is the churned ARR). The outcome
+    is read only for terms that ended on or before the term's start.
+    """
+    c = contracts.mutate(
+        start_day=epoch_day(contracts.start_date), end_day=epoch_day(contracts.end_date)
+    )
+    days = renewal_days(contracts, return_grace_days)
+    d = days.select(_acc="account_id", _day="end_day", _arr="day_arr", _stop="history_end")
+    key = c.select(_cid="contract_id", _ka="account_id", _ks="start_day")
+    j = key.join(d, [key._ka == d._acc, d._day <= key._ks])
+    per_term = ibis.window(group_by=j._cid)
+    j = j.mutate(
+        _cut=j._stop.ifelse(j._day, ibis.null("int64")).max().over(per_term),
+        _last=j._day.max().over(per_term),
+    )
+    in_history = j._cut.isnull() | (j._day > j._cut)
+    h = j.group_by("_cid").aggregate(
+        _renewals=j._day.count(where=in_history),
+        _prev=j._arr.max(where=in_history & (j._day == j._last)),
+    )
+    t = c.left_join(h, c.contract_id == h._cid).drop("_cid")
+    return t.mutate(
+        term_number=(t._renewals.fill_null(0) + 1).cast("int64"),
+        prev_arr=t._prev.cast("float64"),
+    ).drop("_renewals", "_prev")
+
+
+#: Columns of every renewal-mode snapshot table, in order.
+SNAPSHOT_COLUMNS = (
+    "account_id", "contract_id", "as_of_day", "lead_days", "term_number", "seats", "arr",
+    "prev_arr", "renewal_day", "label", "expansion", "label_known_day",
+)  # fmt: skip
+
+
+def _first_of(s: ir.Table, col: str, first: ir.BooleanValue) -> ir.Value:
+    """The value of ``col`` on the group's row flagged ``first`` (an aggregate)."""
+    return s[col].max(where=first)
 
 
 def renewal_snapshots(
     contracts: ir.Table, cfg: LabelConfig, cutoff_day: int | None = None
 ) -> ir.Table:
-    """Training snapshots of renewal mode: ``lead_days`` before each decided term's end.
+    """Training snapshots of renewal mode: ``lead_days`` before each decided renewal.
 
-    Only terms whose outcome is known and whose ``end_date`` is before ``cutoff_day`` (the
-    label was known before the training cut-off) are used; a snapshot must fall inside its
-    term (after ``start_date``). Label: 1 if the outcome is ``churned``.
+    One row per account, renewal day and lead: the account's decided terms (outcome known)
+    that end that day and started before the snapshot (``start < as_of``, the same rule as
+    at scoring) are rolled up as :func:`open_term_snapshots` rolls up an account's open
+    terms: ARR and seats summed; ``contract_id``, ``term_number`` and ``prev_arr`` of the
+    earliest-started of them (then the smallest ``contract_id``).
+
+    Label: 1 when every term of the row churned and the account did not come back within
+    ``cfg.return_grace_days`` of the end (a quick return counts as renewed); ``expansion``:
+    1 when any term expanded. A churned row's label is known at ``end + return_grace_days``
+    (only then is it certain there was no return), any other at the end. Only rows whose
+    label was known before ``cutoff_day`` are returned: an outcome entered early on a term
+    ending on or after the cut-off is not a label. Features never read term length: the only
+    date of the term they see is its end (``days_to_renewal``, equal to the lead here), so a
+    churned term whose ``end_date`` the CRM moved back to the cancellation gives the same
+    contract features as a renewed one at the same lead.
     """
-    t = terms(contracts)
+    grace = cfg.return_grace_days
+    t = terms(contracts, grace)
     decided = t.filter(t.outcome.notnull())
-    if cutoff_day is not None:
-        decided = decided.filter(decided.end_day < cutoff_day)
     leads = ibis.memtable({"lead_days": list(cfg.lead_days)}, schema={"lead_days": "int64"})
     s = decided.cross_join(leads)
     s = s.mutate(as_of_day=s.end_day - s.lead_days)
     s = s.filter(s.as_of_day > s.start_day)
-    return s.select(
-        "account_id",
-        "contract_id",
-        "as_of_day",
-        "lead_days",
-        "term_number",
-        "seats",
-        "arr",
-        "prev_arr",
-        renewal_day=s.end_day,
-        label=(s.outcome == "churned").cast("int8"),
-        expansion=(s.outcome == "expanded").cast("int8"),
-        label_known_day=s.end_day,
+    row = [s.account_id, s.end_day, s.lead_days]
+    s = s.mutate(
+        _first=ibis.row_number().over(group_by=row, order_by=[s.start_day, s.contract_id]) == 0
     )
+    r = s.group_by(["account_id", "end_day", "lead_days", "as_of_day"]).aggregate(
+        contract_id=_first_of(s, "contract_id", s._first),
+        term_number=_first_of(s, "term_number", s._first),
+        prev_arr=_first_of(s, "prev_arr", s._first),
+        seats=s.seats.sum(),
+        arr=s.arr.sum(),
+        _churned=(s.outcome == "churned").cast("int8").min() == 1,
+        expansion=(s.outcome == "expanded").cast("int8").max(),
+    )
+    days = renewal_days(contracts, grace).select(
+        _acc="account_id", _day="end_day", _back="returned"
+    )
+    r = r.left_join(days, [r.account_id == days._acc, r.end_day == days._day])
+    r = r.mutate(
+        label=(r._churned & ~r._back.fill_null(False)).cast("int8"),
+        label_known_day=r._churned.ifelse(r.end_day + grace, r.end_day).cast("int64"),
+        renewal_day=r.end_day,
+    )
+    if cutoff_day is not None:
+        r = r.filter(r.label_known_day < cutoff_day)
+    return r.select(*SNAPSHOT_COLUMNS)
 
 
-def open_term_snapshots(contracts: ir.Table, as_of_day: int, within_days: int) -> ir.Table:
-    """Scoring snapshots of renewal mode: terms open at ``as_of`` ending within the horizon.
+def overdue_terms(contracts: ir.Table, as_of_day: int, return_grace_days: int = 0) -> ir.Table:
+    """Overdue renewals at ``as_of_day``: terms past their end with no outcome recorded.
 
-    A term is open when it started before the snapshot day and has not ended
-    (``start < as_of < end``: a term starting on the snapshot day is not yet known, by the
-    same strict rule as every other row). Its outcome column is not read: in a replay of
-    history it would be the future.
+    A term is overdue when ``end_day <= as_of_day``, its ``outcome`` is empty and no later
+    term of the same account started on or after its end and before ``as_of_day`` (that
+    term would be its renewal). The outcome is read only for terms that ended by
+    ``as_of_day``: it is known from ``end_date`` on. Returns the columns of :func:`terms`
+    plus ``days_overdue`` (``as_of_day - end_day``, 0 on the renewal day itself); count
+    them with ``overdue_terms(...).count()``.
     """
-    t = terms(contracts)
-    t = t.filter(
+    t = terms(contracts, return_grace_days)
+    ended = t.filter(t.end_day <= as_of_day)
+    ended = ended.filter(ended.outcome.isnull())
+    later = t.select(_acc="account_id", _start="start_day").filter(lambda x: x._start < as_of_day)
+    overdue = ended.anti_join(
+        later, [ended.account_id == later._acc, later._start >= ended.end_day]
+    )
+    return overdue.mutate(days_overdue=(as_of_day - overdue.end_day).cast("int64"))
+
+
+def open_term_snapshots(
+    contracts: ir.Table, as_of_day: int, within_days: int, return_grace_days: int = 0
+) -> ir.Table:
+    """Scoring snapshots of renewal mode: one row per account with a renewal to score.
+
+    An account is scored when it has an open term ending within the horizon (started before
+    the snapshot day, not yet ended: ``start < as_of < end <= as_of + within_days``; a term
+    starting on the snapshot day is not yet known, by the same strict rule as every other
+    row) or an overdue renewal (:func:`overdue_terms`, whatever its age: the renewal most at
+    risk). These terms are rolled up: ARR and seats summed, ``renewal_day`` the earliest
+    end, and ``contract_id``, ``term_number`` and ``prev_arr`` of the earliest-ending term
+    (then the earliest-started, then the smallest ``contract_id``). ``lead_days`` is
+    ``renewal_day - as_of_day``: zero or negative (the days overdue) for an account whose
+    next renewal is overdue, which is how scoring flags it (``overdue``). The outcome of a
+    term ending after the snapshot day is not read: in a replay of history it would be the
+    future.
+
+    Training rolls up only the terms that end on one day (:func:`renewal_snapshots`); an
+    account holding terms that end on different days within the horizon has them all in
+    its ARR and seats here, since all of them are at stake.
+    """
+    t = terms(contracts, return_grace_days)
+    open_ = t.filter(
         (t.start_day < as_of_day) & (t.end_day > as_of_day) & (t.end_day <= as_of_day + within_days)
     )
-    return t.select(
-        "account_id",
-        "contract_id",
-        "term_number",
-        "seats",
-        "arr",
-        "prev_arr",
+    cols = ["account_id", "contract_id", "start_day", "end_day", "term_number", "seats", "arr",
+            "prev_arr"]  # fmt: skip
+    due = overdue_terms(contracts, as_of_day, return_grace_days).select(*cols)
+    s = open_.select(*cols).union(due)
+    order = [s.end_day, s.start_day, s.contract_id]
+    s = s.mutate(_first=ibis.row_number().over(group_by=s.account_id, order_by=order) == 0)
+    r = s.group_by("account_id").aggregate(
+        contract_id=_first_of(s, "contract_id", s._first),
+        term_number=_first_of(s, "term_number", s._first),
+        prev_arr=_first_of(s, "prev_arr", s._first),
+        seats=s.seats.sum(),
+        arr=s.arr.sum(),
+        renewal_day=s.end_day.min(),
+    )
+    return r.mutate(
         as_of_day=ibis.literal(as_of_day, "int64"),
-        lead_days=t.end_day - as_of_day,
-        renewal_day=t.end_day,
+        lead_days=(r.renewal_day - as_of_day).cast("int64"),
         label=ibis.null("int8"),
         expansion=ibis.null("int8"),
-        label_known_day=t.end_day,
-    )
+        label_known_day=r.renewal_day,
+    ).select(*SNAPSHOT_COLUMNS)
 
 
 def calendar_days(first_day: int, last_day: int, every: str) -> list[int]:
@@ -196,7 +354,7 @@ def inactivity_snapshots(
             prev_arr=ibis.null("float64"),
         )
     # The latest term started before the snapshot gives seats and ARR, when there is one.
-    t = terms(contracts)
+    t = terms(contracts, cfg.return_grace_days)
     j = base.left_join(t, [base.account_id == t.account_id, t.start_day < base.as_of_day])
     # term_number breaks ties between terms starting the same day, so that DuckDB and Spark
     # (whose row_number order among ties is arbitrary) pick the same term.

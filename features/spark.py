@@ -14,11 +14,14 @@ reused, and only its SQL settings are changed.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from typing import Any
 
 import ibis
 from ibis.backends import BaseBackend
+
+from features.errors import ContractError
 
 #: Settings of every session this module starts. The session time zone must be UTC: the
 #: features turn timestamps into epoch seconds and day numbers, and Spark reads zone-less
@@ -63,7 +66,14 @@ def spark_connect(master: str = "local[2]", **options: Any) -> BaseBackend:
     The session time zone is always set to UTC, whatever ``options`` say; Ibis' PySpark
     backend enforces the same.
     """
-    from pyspark.sql import SparkSession  # optional extra; imported only when Spark is used
+    try:
+        from pyspark.sql import SparkSession  # optional extra; imported only when Spark is used
+    except ImportError as err:
+        raise ContractError(
+            "engine.name: spark needs the spark extra, and pyspark cannot be imported here "
+            f"({err}). Install it with pip install '.[spark]' (and Java 17), or use the "
+            "default engine (engine.name: duckdb in churn.yaml, or --engine duckdb)."
+        ) from err
 
     given = {k: str(v) for k, v in options.items()}
     session = SparkSession.getActiveSession()
@@ -81,7 +91,18 @@ def spark_connect(master: str = "local[2]", **options: Any) -> BaseBackend:
             builder = builder.master(master)
         for key, value in settings.items():
             builder = builder.config(key, value)
-        session = builder.getOrCreate()
+        try:
+            session = builder.getOrCreate()
+        except Exception as err:  # pyspark's PySparkRuntimeError, whose import may move
+            if "JAVA_GATEWAY_EXITED" not in str(err):
+                raise
+            found = os.environ.get("JAVA_HOME")
+            where = f"JAVA_HOME={found}" if found else f"java on PATH: {shutil.which('java')}"
+            raise ContractError(
+                f"engine.name: spark needs Java 17, and Java did not start ({where}). "
+                "Install Java 17 and set JAVA_HOME to it, or use the default engine "
+                "(engine.name: duckdb in churn.yaml, or --engine duckdb)."
+            ) from err
     else:
         # A running session keeps its sizing; only SQL settings can change now.
         for key, value in given.items():

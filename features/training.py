@@ -21,6 +21,7 @@ import pandas as pd
 from features.build import feature_table
 from features.catalog import Feature, dictionary
 from features.config import FeatureConfig, LabelConfig
+from features.errors import ContractError
 from features.snapshots import (
     calendar_days,
     day_number,
@@ -76,6 +77,18 @@ class FeatureQuery:
     top_events: tuple[str, ...]
 
 
+#: Messages of the user errors below (exit 2 at the CLI).
+NO_EVENTS = (
+    "events: the table has no rows with a timestamp (ts), so there is no history to learn "
+    "from. Export the product events (account_id, ts, event) into events.parquet or events.csv."
+)
+NO_CONTRACTS = (
+    "contracts: {what} (labels.label: renewal, the default) needs the contracts table, and "
+    "the data directory has none. Add contracts.parquet or contracts.csv, or use "
+    "--label inactivity (labels.label: inactivity in churn.yaml)."
+)
+
+
 def data_end_day(tables: Mapping[str, ir.Table], days: ir.Table | None = None) -> int:
     """The day after the last event: labels must be known before it to be used.
 
@@ -88,7 +101,7 @@ def data_end_day(tables: Mapping[str, ir.Table], days: ir.Table | None = None) -
         ts = tables["events"].ts.max().to_pyarrow().as_py()
         last = None if ts is None else day_number(ts.date())
     if last is None:
-        raise ValueError("events is empty: there is no history to learn from")
+        raise ContractError(NO_EVENTS)
     return int(last) + 1
 
 
@@ -98,18 +111,29 @@ def training_snapshots(
     """Labelled snapshots whose label was known before ``cutoff_day``."""
     if labels.label == "renewal":
         if "contracts" not in tables:
-            raise ValueError(
-                "the renewal label needs the contracts table; add contracts.parquet/.csv or "
-                "use --label inactivity"
-            )
+            raise ContractError(NO_CONTRACTS.format(what="the renewal label"))
         return renewal_snapshots(tables["contracts"], labels, cutoff_day)
     ev = tables["events"]
     first = ev.ts.min().to_pyarrow().as_py()
+    if first is None:
+        raise ContractError(NO_EVENTS)
     days = calendar_days(
         day_number(first.date()) + labels.active_days,
         cutoff_day - labels.horizon_days,
         labels.snapshot_every,
     )
+    if not days:
+        span = cutoff_day - day_number(first.date())
+        last = date.fromordinal(cutoff_day - 1 + 719_163)  # day numbers count from 1970-01-01
+        raise ContractError(
+            f"events: the inactivity label needs labels.active_days ({labels.active_days}) "
+            f"of history before a snapshot and labels.horizon_days ({labels.horizon_days}) "
+            f"after it, with a snapshot day between (labels.snapshot_every: "
+            f"{labels.snapshot_every}); the events span {span:,} days ({first.date()} to "
+            f"{last}), so no label is known. Give shorter windows "
+            "(--active-days, --horizon), export a longer history, or train on renewals "
+            "(--label renewal, with contracts.csv)."
+        )
     return inactivity_snapshots(ev, tables.get("contracts"), labels, days)
 
 
@@ -274,8 +298,10 @@ def _scoring_snapshots(
     day = day_number(as_of)
     if labels.label == "renewal":
         if "contracts" not in tables:
-            raise ValueError("renewal scoring needs the contracts table; use --label inactivity")
-        return open_term_snapshots(tables["contracts"], day, labels.within_days)
+            raise ContractError(NO_CONTRACTS.format(what="renewal scoring"))
+        return open_term_snapshots(
+            tables["contracts"], day, labels.within_days, labels.return_grace_days
+        )
     return inactivity_snapshots(
         tables["events"], tables.get("contracts"), labels, [day], labelled=False
     )

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import ibis
 import ibis.expr.types as ir
 
-from features.catalog import _slug
+from features.catalog import event_slugs
 from features.config import FeatureConfig
 from features.snapshots import epoch_day
 
@@ -150,7 +150,10 @@ def _contributions(
     event_cols = {
         "evs": ROWS,
         **_ends(e, "e", cfg.windows),
-        **{f"ev_{_slug(x)}": (e.event == x).ifelse(e.n, 0) for x in top_events},
+        **{
+            f"ev_{slug}": (e.event == x).ifelse(e.n, 0)
+            for x, slug in zip(top_events, event_slugs(top_events), strict=True)
+        },
     }
     parts = [(u, user_cols), (kd, key_cols), (e, event_cols)]
     return [
@@ -232,8 +235,8 @@ def _formulas(F: Lookup, cfg: FeatureConfig, top_events: Sequence[str]) -> dict[
     weeks = [window("n", 7, 7 * j) for j in range(SLOPE_WEEKS)]
     out["_slope"] = sum(((SLOPE_WEEKS // 2 - j) * c for j, c in enumerate(weeks)), ibis.literal(0))
     out["_n_slope"] = window("n", 7 * SLOPE_WEEKS)
-    for x in top_events:
-        out[f"event_{_slug(x)}_30d"] = window(f"ev_{_slug(x)}", MONTH)
+    for slug in event_slugs(top_events):
+        out[f"event_{slug}_30d"] = window(f"ev_{slug}", MONTH)
     return out
 
 

@@ -13,7 +13,7 @@ source's statistics (:func:`features.read.parquet_stats`) answer the rules they 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import ibis
@@ -21,9 +21,13 @@ import ibis.expr.types as ir
 import pandera.ibis as pa
 from ibis.backends import BaseBackend
 
+from features.attributes import NOT_ATTRIBUTES, looks_like_outcome
+from features.config import DataConfig
 from features.contract import IBIS_TYPES, RULES, TABLES, Rule, Tables
+from features.data_end import DataEnd, derive_end
 from features.errors import ContractError, Problem
 from features.read import EXAMPLES, DataSet, TableStats, read_data
+from features.snapshots import day_number, overdue_terms
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,12 @@ class Report:
 
     summaries: tuple[TableSummary, ...]
     problems: tuple[Problem, ...]
+    #: The end of the data (exclusive): no row dated on or after it is used.
+    end: DataEnd | None = None
+    #: What was assumed or found besides problems, one line each.
+    notes: tuple[str, ...] = ()
+    #: Attributes of ``accounts`` that are not used (they look like outcomes).
+    dropped_columns: tuple[str, ...] = ()
 
     @property
     def hard(self) -> tuple[Problem, ...]:
@@ -202,13 +212,128 @@ def _scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem]]:
     return summary, problems
 
 
-def validate(data: DataSet) -> Report:
+def validate(data: DataSet, settings: DataConfig | None = None) -> Report:
     """Check a data set against the contract; nothing is raised, everything is reported."""
+    settings = settings or DataConfig()
+    notes = tuple(getattr(data, "notes", ()))
     if any(p.severity == "hard" for p in data.problems):
         # Columns are missing or do not parse: the rules cannot be evaluated on such tables.
-        return Report(summarise_safe(data), data.problems)
+        return Report(summarise_safe(data), data.problems, notes=notes)
     scans = [_scan(name, data) for name in data.tables]
-    return Report(tuple(s for s, _ in scans), (*data.problems, *(p for _, ps in scans for p in ps)))
+    problems = [*data.problems, *(p for _, ps in scans for p in ps)]
+    if any(p.severity == "hard" for p in problems):
+        return Report(tuple(s for s, _ in scans), tuple(problems), notes=notes)
+    end = derive_end(data.tables["events"], settings.export_date)
+    problems += _after_end(data, end.day)
+    attrs = _outcome_like(data.tables["accounts"], settings.keep_attributes)
+    problems += attrs
+    notes += (f"End of the data: {end.day} ({end.how}); rows dated on or after it are not used.",)
+    if "contracts" in data.tables:
+        notes += _overdue_note(clean(data, Report((), tuple(problems), end))["contracts"], end)
+    return Report(
+        tuple(s for s, _ in scans),
+        tuple(problems),
+        end,
+        notes,
+        tuple(p.column for p in attrs),
+    )
+
+
+#: The column that dates each row of a table whose rows the end of the data cuts off.
+DATED = {
+    "events": "ts",
+    "tickets": "created_at",
+    "surveys": "ts",
+    "sentiment": "ts",
+    "invoices": "issued_at",
+    "account_history": "valid_from",
+}
+
+
+def _after(t: ir.Table, col: str, end: date) -> ir.BooleanValue:
+    return (t[col] >= ibis.timestamp(datetime(end.year, end.month, end.day, tzinfo=UTC))).fill_null(
+        False
+    )
+
+
+def _after_end(data: DataSet, end: date) -> list[Problem]:
+    """Rows dated on or after the end of the data: soft, excluded by :func:`clean`."""
+    out = []
+    for name, col in DATED.items():
+        if name not in data.tables:
+            continue
+        stats = data.stats.get(name)
+        if stats is not None and stats.last is not None and stats.last.date() < end:
+            continue  # the file's statistics say no row is that late
+        t = data.tables[name]
+        late = t.filter(_after(t, col, end))
+        n = int(late.count().to_pyarrow().as_py())
+        if not n:
+            continue
+        key = TABLES[name].key or "account_id"
+        shown = late.select(key, col).order_by([ibis.desc(col), key]).limit(EXAMPLES)
+        examples = tuple(f"{key} {r[key]}, {col} {r[col]}" for r in shown.to_pyarrow().to_pylist())
+        out.append(
+            Problem(
+                name,
+                col,
+                "before the end of the data",
+                "soft",
+                n,
+                examples,
+                f"are dated on or after the end of the data, {end}",
+                "these rows are excluded; fix the timestamps, or set data.export_date to the "
+                "day the export was taken if the end is wrong",
+            )
+        )
+    return out
+
+
+def _overdue_note(contracts: ir.Table, end: DataEnd) -> tuple[str, ...]:
+    """How many renewals are overdue at the end of the data: scored and flagged, never
+    dropped, and said here so that their outcomes get recorded."""
+    last = day_number(end.day - timedelta(days=1))
+    late = overdue_terms(contracts, last).order_by("end_day", "contract_id")
+    n = int(late.count().to_pyarrow().as_py())
+    if not n:
+        return ()
+    shown = ", ".join(late.limit(EXAMPLES).contract_id.to_pyarrow().to_pylist())
+    return (
+        f"Overdue renewals: {n:,} contract term{'s' if n != 1 else ''} ended without a "
+        f"recorded outcome and no later term ({shown}); scoring scores them and flags them "
+        "overdue. Record the outcomes in contracts.outcome when known.",
+    )
+
+
+def _outcome_like(accounts: ir.Table, keep: tuple[str, ...]) -> list[Problem]:
+    """Attributes whose names or values look like a record of how the account ended."""
+    out = []
+    for col in accounts.columns:
+        if col in NOT_ATTRIBUTES or col in keep:
+            continue
+        dtype = accounts.schema()[col]
+        values: list[object] = []
+        if dtype.is_string():
+            values = accounts.select(col).distinct().limit(1000).to_pyarrow()[col].to_pylist()
+        why = looks_like_outcome(col, values)
+        if why is None:
+            continue
+        out.append(
+            Problem(
+                "accounts",
+                col,
+                "known from created_at",
+                "soft",
+                0,
+                (),
+                f"looks like a record of how the account ended ({why}); a value decided "
+                "after a snapshot would teach the model the future, so the column is not used",
+                "if its value was known from the account's creation on, list it in "
+                "data.keep_attributes; if it changes over time, give its values in "
+                "account_history (account_id, column, value, valid_from)",
+            )
+        )
+    return out
 
 
 def summarise_safe(data: DataSet) -> tuple[TableSummary, ...]:
@@ -220,7 +345,8 @@ def summarise_safe(data: DataSet) -> tuple[TableSummary, ...]:
 
 
 def clean(data: DataSet, report: Report) -> dict[str, ir.Table]:
-    """Exclude the rows that break soft rules, which the report has counted."""
+    """Exclude the rows that break soft rules and those after the end of the data, which
+    the report has counted, and the attributes that look like outcomes."""
     broken = {(p.table, p.column, p.rule) for p in report.soft}
     out = dict(data.tables)
     for rule in RULES:
@@ -228,13 +354,21 @@ def clean(data: DataSet, report: Report) -> dict[str, ir.Table]:
             t = out[rule.table]
             # Evaluate foreign keys against the original tables, as the report did.
             out[rule.table] = t.filter(~_broken(rule, t, data.tables))
+    if report.end is not None:
+        for name, col in DATED.items():
+            if (name, col, "before the end of the data") in broken:
+                out[name] = out[name].filter(~_after(out[name], col, report.end.day))
+    if report.dropped_columns:
+        out["accounts"] = out["accounts"].drop(*report.dropped_columns)
     return out
 
 
-def load(data_dir: Path, con: BaseBackend | None = None) -> CleanData:
+def load(
+    data_dir: Path, con: BaseBackend | None = None, settings: DataConfig | None = None
+) -> CleanData:
     """Read and validate ``data_dir``; raise :class:`ContractError` on any hard problem."""
-    data = read_data(data_dir, con)
-    report = validate(data)
+    data = read_data(data_dir, con, settings)
+    report = validate(data, settings)
     if not report.ok:
         raise ContractError(report.hard)
     return CleanData(data.con, clean(data, report), report)

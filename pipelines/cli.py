@@ -78,6 +78,13 @@ WithinOpt = Annotated[
 EngineOpt = Annotated[
     Literal["duckdb", "spark"] | None, typer.Option("--engine", help="Query engine.")
 ]
+AfterEndOpt = Annotated[
+    bool,
+    typer.Option(
+        "--after-end",
+        help="Allow an --as-of after the end of the data (the days between read as silence).",
+    ),
+]
 AsOfOpt = Annotated[
     datetime,
     typer.Option("--as-of", formats=["%Y-%m-%d"], help="Snapshot date (midnight UTC), YYYY-MM-DD."),
@@ -145,6 +152,8 @@ def validate(data: DataOpt, config: ConfigOpt = None) -> None:
             f"[yellow]{soft}[/]" if soft else "0",
         )
     console.print(table)
+    for note in report.notes:
+        console.print(escape(note))
     for p in report.soft:
         console.print(f"[yellow]warning[/] {escape(p.message)}")
     if not report.ok:
@@ -167,13 +176,14 @@ def features(
     active_days: ActiveOpt = None,
     horizon: HorizonOpt = None,
     config: ConfigOpt = None,
+    after_end: AfterEndOpt = False,
 ) -> None:
     """Write the feature row of every account eligible at --as-of (and the feature dictionary)."""
     cfg = _config(
         config, label=label, horizon=horizon, active_days=active_days, within=within, engine=engine
     )
     with progress_bar() as progress:
-        ts = stages.build_features(data, as_of.date(), out, cfg, progress)
+        ts = stages.build_features(data, as_of.date(), out, cfg, progress, after_end)
     console.print(
         f"{len(ts.frame):,} accounts x {len(ts.features)} features at {as_of.date()} -> {out} "
         f"(dictionary: {out.with_suffix('.features.json')})"
@@ -321,11 +331,12 @@ def score(
     engine: EngineOpt = None,
     active_days: ActiveOpt = None,
     config: ConfigOpt = None,
+    after_end: AfterEndOpt = False,
 ) -> None:
     """Score every account renewing within --within days of --as-of; write scores and report."""
     cfg = _config(config, within=within, engine=engine, active_days=active_days)
     with progress_bar() as progress:
-        output = stages.score(data, as_of.date(), out, cfg, model, progress)
+        output = stages.score(data, as_of.date(), out, cfg, model, progress, after_end=after_end)
     bands = output.scores["band"].value_counts()
     console.print(
         f"Scored {len(output.scores):,} accounts at {as_of.date()}: "
@@ -343,10 +354,11 @@ def explain(
     model: ModelOpt = None,
     config: ConfigOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the waterfall PNG.")] = Path("."),
+    after_end: AfterEndOpt = False,
 ) -> None:
     """One account's score, band, drivers, play, score history and SHAP waterfall."""
     cfg = _config(config)
-    e = stages.explain_account(data, account_id, as_of.date(), cfg, model, out)
+    e = stages.explain_account(data, account_id, as_of.date(), cfg, model, out, after_end=after_end)
     r = e.row
     colour = {"red": "red", "yellow": "yellow", "green": "green"}[r["band"]]
     name = f" ({escape(str(r['name']))})" if r.get("name") else ""

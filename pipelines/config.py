@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from features.config import FeatureConfig, Frozen, LabelConfig
+from features.config import DataConfig, FeatureConfig, Frozen, LabelConfig
 from features.errors import ContractError
 from models.bands import BandConfig
 from models.config import ModelConfig
@@ -70,6 +70,7 @@ class ChurnConfig(Frozen):
 
     seed: int = 7
     engine: EngineConfig = EngineConfig()
+    data: DataConfig = DataConfig()
     labels: LabelConfig = LabelConfig()
     features: FeatureConfig = FeatureConfig()
     tracking: TrackingConfig = TrackingConfig()

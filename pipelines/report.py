@@ -125,7 +125,9 @@ class PortfolioSummary:
     lost at these renewals if nothing changes. ``by_band`` is indexed red, yellow, green with
     columns accounts, arr, expected_churned_arr; ``by_segment`` (None when the scores carry
     no segment) is indexed by segment with accounts, arr, red_arr, red_yellow_arr,
-    expected_churned_arr.
+    expected_churned_arr. ``overdue`` counts the accounts whose renewal date passed with no
+    outcome recorded (the scores' ``overdue`` column; none when it is absent) and
+    ``overdue_arr`` sums their known ARR.
     """
 
     accounts: int
@@ -135,6 +137,15 @@ class PortfolioSummary:
     arr_red_yellow: float
     expected_churned_arr: float
     by_segment: pd.DataFrame | None
+    overdue: int = 0
+    overdue_arr: float = 0.0
+
+
+def _overdue(scores: pd.DataFrame) -> pd.Series:
+    """The scores' ``overdue`` flags as booleans; all False when the column is absent."""
+    if "overdue" not in scores:
+        return pd.Series(False, index=scores.index)
+    return scores["overdue"].astype("boolean").fillna(False).astype(bool)
 
 
 def portfolio_summary(scores: pd.DataFrame) -> PortfolioSummary:
@@ -175,6 +186,8 @@ def portfolio_summary(scores: pd.DataFrame) -> PortfolioSummary:
         arr_red_yellow=float(frame["red_yellow"].sum()),
         expected_churned_arr=float(frame["expected"].sum()),
         by_segment=by_segment,
+        overdue=int(_overdue(scores).sum()),
+        overdue_arr=float(arr.where(_overdue(scores), 0.0).sum()),
     )
 
 
@@ -217,6 +230,15 @@ def _date(value: Any) -> str:
     return "" if pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d")
 
 
+#: The mark of an account whose renewal date passed with no outcome recorded.
+OVERDUE_BADGE = '<span class="badge badge-overdue">Overdue</span>'
+
+
+def _is_overdue(row: Mapping[Any, Any]) -> bool:
+    value = row.get("overdue")
+    return bool(value) if _text(value) else False
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -242,6 +264,13 @@ def _summary_section(s: PortfolioSummary, thresholds: Mapping[str, float]) -> st
             "Expected churned ARR",
             _money(s.expected_churned_arr),
             "renewal forecast: sum of ARR × churn probability",
+        ),
+        (
+            "Overdue renewals",
+            f"{s.overdue:,}",
+            f"renewal date passed, no outcome recorded: ARR {_money(s.overdue_arr)}"
+            if s.overdue
+            else "no renewal date passed without an outcome",
         ),
     ]
     card_html = "".join(
@@ -338,6 +367,9 @@ def _account_cells(i: int, row: Mapping[Any, Any], as_of: date) -> list[tuple[st
     """(HTML content, sort value or None to sort by the text) of one row, in COLUMNS order."""
     band, p, renewal = str(row["band"]), float(row["churn_probability"]), row["renewal_date"]
     days = "" if pd.isna(renewal) else str((pd.Timestamp(renewal).date() - as_of).days)
+    when = f"in {days} d"
+    if _is_overdue(row):
+        when = f"{OVERDUE_BADGE} {-int(days)} d ago" if days else OVERDUE_BADGE
     drivers = _drivers(row)
     listed = "".join(f"<li>{_e(d)}</li>" for d in drivers[:2])
     more = f'<li class="muted">+{len(drivers) - 2} more</li>' if len(drivers) > 2 else ""
@@ -351,7 +383,7 @@ def _account_cells(i: int, row: Mapping[Any, Any], as_of: date) -> list[tuple[st
         (_pct(p), _number(p)),
         (_money(row["arr"]), _number(row["arr"])),
         (_money(row["priority"]), _number(row["priority"])),
-        (f"{_date(renewal)}<br><span class=muted>in {days} d</span>" if days else "", days),
+        (f"{_date(renewal)}<br><span class=muted>{when}</span>" if days else "", days),
         (f"<ul>{listed}{more}</ul>" if drivers else "", drivers[0] if drivers else ""),
         (_e(row.get("play")), None),
         (_e(row.get("change")), None),
@@ -383,7 +415,8 @@ def _accounts_table(scores: pd.DataFrame, as_of: date) -> str:
     return (
         '<section id="accounts"><h2>Accounts by priority</h2>'
         '<p class="note">Ordered by priority: ARR at stake × churn probability. Change: what '
-        "moved since the last scoring run. Click a column "
+        "moved since the last scoring run. Overdue: the renewal date passed with no outcome "
+        "recorded. Click a column "
         "header to sort by it; click again to reverse. Click an account for its details.</p>"
         '<div class="table-wrap"><table id="accounts-table" class="sortable">'
         f"{cols}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>"
@@ -398,6 +431,11 @@ def _details(scores: pd.DataFrame, as_of: date, waterfalls: Mapping[str, bytes])
         drivers = "".join(f"<li>{_e(d)}</li>" for d in _drivers(row)) or "<li>None recorded.</li>"
         change = _e(row.get("change")) or "Nothing recorded: a first run, or no driver moved."
         renewal = _date(row["renewal_date"])
+        due = " · renews " + renewal if renewal else ""
+        mark = ""
+        if _is_overdue(row):
+            mark = f" {OVERDUE_BADGE}"
+            due = f" · renewal overdue since {renewal}" if renewal else " · renewal overdue"
         figure = '<p class="note">No SHAP waterfall was drawn for this account.</p>'
         if account in waterfalls:
             data = base64.b64encode(waterfalls[account]).decode("ascii")
@@ -408,12 +446,12 @@ def _details(scores: pd.DataFrame, as_of: date, waterfalls: Mapping[str, bytes])
                 "average account (SHAP waterfall).</figcaption></figure>"
             )
         parts.append(
-            f'<details id="acct-{i}" class="account"><summary>{_badge(str(row["band"]))} '
+            f'<details id="acct-{i}" class="account"><summary>{_badge(str(row["band"]))}{mark} '
             f"<strong>{_e(row.get('name')) or _e(account)}</strong> "
             f'<span class="muted">{_e(account)}{" · " + who if who else ""}</span>'
             f'<span class="facts">{_pct(float(row["churn_probability"]))} churn · '
             f"health {int(row['health_score'])} · ARR {_money(row['arr'])}"
-            f"{' · renews ' + renewal if renewal else ''}</span></summary>"
+            f"{due}</span></summary>"
             '<div class="account-body"><div>'
             "<h4>Drivers <span class=muted>(associations the model found, not proven causes)"
             f"</span></h4><ol>{drivers}</ol>"
@@ -606,6 +644,8 @@ def render_report(
         and csm may be absent or empty; arr may be NaN, renewal_date NaT) plus ``priority``
         (ARR x probability), ``change`` (text, may be empty) and ``driver_list`` (the
         reasons of ``drivers``, one per item). Rows are shown by priority, highest first.
+        ``overdue`` (optional, boolean) marks an account whose renewal date passed with no
+        outcome recorded: an "Overdue" badge on its row and card, and a count in the summary.
     as_of
         The scoring date; renewals are shown as days from it.
     model_version
@@ -731,6 +771,7 @@ _CSS = "\n".join(
         ".badge-red{background:#fde8e8;color:#9b1c1c;border-color:#f5b5b5}",
         ".badge-yellow{background:#fef3c7;color:#8a4b08;border-color:#f6d58a}",
         ".badge-green{background:#def7ec;color:#03543f;border-color:#a7e3c6}",
+        ".badge-overdue{background:#3d1f1f;color:#fff;border-color:#3d1f1f}",
         ".chart{max-width:100%;height:auto}",
         ".svg-label{font-size:13px;fill:var(--ink)}",
         ".svg-value{font-size:13px;fill:var(--muted);font-variant-numeric:tabular-nums}",

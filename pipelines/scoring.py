@@ -51,10 +51,11 @@ from pipelines.files import write_atomically
 from pipelines.report import neutralise_csv
 
 Progress = Callable[[str, float], None] | None
-#: The columns of scores.parquet / scores.csv fixed by the data contract, in order.
+#: The columns of scores.parquet / scores.csv fixed by the data contract, in order
+#: (``overdue`` is the contract's optional column: always written).
 CONTRACT_COLUMNS = (
     "account_id", "name", "segment", "csm", "as_of", "churn_probability", "health_score",
-    "band", "renewal_date", "arr", "drivers", "play", "model_version",
+    "band", "renewal_date", "arr", "drivers", "play", "model_version", "overdue",
 )  # fmt: skip
 EXTRA_COLUMNS = ("priority", "top_driver", "change", "contract_id", "lead_days")
 #: The score history's columns besides the family contributions and the feature values.
@@ -167,13 +168,15 @@ class ScoreOutput:
 
 
 def check_features_match(sm: ScoringModel, ts: TrainingSet) -> None:
-    """Refuse a model whose features are not the ones built for scoring."""
+    """Refuse a model whose features are not the ones built for scoring: the settings or
+    the tables differ from training's, a user error (exit 2)."""
     expected = [f.name for f in sm.features]
     built = set(ts.frame.columns)
     missing = [n for n in expected if n not in built]
     if missing:
-        raise ValueError(
-            f"the model {sm.uri} expects features that were not built: {', '.join(missing[:8])}"
+        raise ContractError(
+            f"features: the model {sm.uri} expects features that were not built: "
+            f"{', '.join(missing[:8])}"
             f"{' ...' if len(missing) > 8 else ''}. Score with the same feature settings "
             "(windows, key events, tables present) as at training, or retrain."
         )
@@ -289,6 +292,7 @@ def finish(
         segment=col("segment") if "segment" in info else frame["segment"].to_numpy(),
         csm=col("csm"),
         model_version=sm.version,
+        overdue=overdue_flags(batch),
     )
     current = batch[["account_id", "as_of", "churn_probability"]].assign(
         model_version=sm.version,
@@ -326,6 +330,20 @@ def finish(
             )
     history = history.sort_values(["as_of", "account_id"], kind="stable").reset_index(drop=True)
     return ScoreOutput(scores, history, drift, pictures)
+
+
+def overdue_flags(batch: pd.DataFrame) -> pd.Series:
+    """True for the rows whose renewal date is on or before their ``as_of``.
+
+    A scored row's ``renewal_date`` is its account's earliest renewal still to decide
+    (:func:`features.snapshots.open_term_snapshots`): open terms end after ``as_of``, so a
+    date on or before it is a term past its end with no outcome recorded, an overdue
+    renewal. Inactivity mode has no renewal date: never overdue. Computed here, in the
+    global step, so that the local and the Spark paths share it.
+    """
+    renewal = pd.to_datetime(batch["renewal_date"], utc=True)
+    as_of = pd.to_datetime(batch["as_of"], utc=True)
+    return pd.Series((renewal.notna() & (renewal <= as_of)).to_numpy(dtype=bool), index=batch.index)
 
 
 def _upgrade_history(history: pd.DataFrame) -> pd.DataFrame:

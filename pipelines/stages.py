@@ -6,19 +6,22 @@ and writes, so I/O stays here at the edge.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 
+import ibis.expr.types as ir
 import pandas as pd
 from ibis.backends import BaseBackend
 
 from features.errors import ContractError
 from features.read import connect, read_data
+from features.snapshots import day_number, terms
 from features.training import (
     TrainingSet,
+    _scoring_snapshots,  # the snapshots of build_scoring_set, counted before building
     build_scoring_set,
     build_training_set,
     write_dictionary,
@@ -38,7 +41,7 @@ from pipelines.scoring import (
     write_history,
     write_scores_dir,
 )
-from pipelines.tracking import setup_tracking
+from pipelines.tracking import check_model_uri, open_tracking
 
 Progress = Callable[[str, float], None] | None
 
@@ -71,19 +74,20 @@ def engine(cfg: ChurnConfig) -> BaseBackend:
 
 def validate_data(data_dir: Path, cfg: ChurnConfig) -> Report:
     """Read and check a data directory on the configured engine."""
-    return validate(read_data(data_dir, engine(cfg)))
+    return validate(read_data(data_dir, engine(cfg), cfg.data), cfg.data)
 
 
 def open_clean(data_dir: Path, cfg: ChurnConfig) -> CleanData:
     """Read and validate on the configured engine; raise on a hard problem."""
-    return load(data_dir, engine(cfg))
+    return load(data_dir, engine(cfg), cfg.data)
 
 
 def training_set(
     clean: CleanData, cfg: ChurnConfig, progress: Progress = None, write_to: Path | None = None
 ) -> TrainingSet:
     """All labelled history of ``clean`` as a training set; written too when asked."""
-    ts = build_training_set(clean.tables, cfg.labels, cfg.features, progress=progress)
+    end = clean.report.end.day if clean.report.end else None
+    ts = build_training_set(clean.tables, cfg.labels, cfg.features, end, progress)
     if write_to is not None:
         write_atomically(lambda p: ts.frame.to_parquet(p, index=False), write_to)
         write_atomically(
@@ -93,13 +97,20 @@ def training_set(
 
 
 def build_features(
-    data_dir: Path, as_of: date, out: Path, cfg: ChurnConfig, progress: Progress = None
+    data_dir: Path,
+    as_of: date,
+    out: Path,
+    cfg: ChurnConfig,
+    progress: Progress = None,
+    after_end: bool = False,
 ) -> TrainingSet:
     """Feature rows of every account eligible at ``as_of``, written to ``out`` (Parquet).
 
     The feature dictionary goes beside it as ``<out>.features.json``.
     """
     clean = open_clean(data_dir, cfg)
+    check_within_data(clean, as_of, after_end)
+    check_eligible(clean.tables, as_of, cfg)
     ts = build_scoring_set(clean.tables, as_of, cfg.labels, cfg.features, progress=progress)
     write_atomically(lambda p: ts.frame.to_parquet(p, index=False), out)
     write_atomically(lambda p: write_dictionary(ts.features, p), out.with_suffix(".features.json"))
@@ -110,8 +121,11 @@ def _scoring_model(cfg: ChurnConfig, model_uri: str | None) -> tuple[ScoringMode
     """Load the model (default: the champion) and the settings to score with.
 
     The model decides the label mode it was trained for; the run decides the horizon.
+    Reading a model creates nothing: no store, no experiment, no ``mlruns/`` folder.
     """
-    setup_tracking(cfg.tracking)
+    tracking_uri = open_tracking(cfg.tracking)
+    if model_uri is not None:
+        check_model_uri(model_uri, tracking_uri)
     sm = load_scoring_model(model_uri or default_model_uri(cfg.tracking.registered_model))
     trained = sm.context.get("labels", {})
     if not trained:
@@ -130,6 +144,7 @@ def score(
     model_uri: str | None = None,
     progress: Progress = None,
     crash_after: str | None = None,
+    after_end: bool = False,
 ) -> ScoreOutput:
     """Score every eligible account at ``as_of`` and write the scores directory atomically.
 
@@ -144,6 +159,9 @@ def score(
     history = Path(cfg.scoring.history).expanduser().absolute()
     previous = read_history(history)
     clean = open_clean(data_dir, cfg)
+    check_model_tables(sm, clean.tables, data_dir)
+    check_within_data(clean, as_of, after_end)
+    check_eligible(clean.tables, as_of, cfg)
     write_parquet = None
     if cfg.engine.name == "spark":
         from pipelines import spark_scoring  # pyspark is an optional extra
@@ -179,6 +197,100 @@ def score(
     return output
 
 
+def check_within_data(clean: CleanData, as_of: date, after_end: bool) -> None:
+    """Refuse an ``as_of`` after the end of the data unless asked for (``--after-end``):
+    the days between would read as silence, every account as inactive."""
+    end = clean.report.end
+    if end is None or as_of <= end.day or after_end:
+        return
+    raise ContractError(
+        f"--as-of {as_of} is after the end of the data, {end.day} ({end.how}): the "
+        f"{(as_of - end.day).days} days between would read as days without any activity. "
+        f"Score at --as-of {end.day} or earlier, export newer data, or pass --after-end "
+        "to score at that date anyway."
+    )
+
+
+def check_model_tables(sm: ScoringModel, tables: Mapping[str, object], data_dir: Path) -> None:
+    """Refuse data that lacks a table the model was trained with (naming it), before any
+    feature is built."""
+    missing: dict[str, list[str]] = {}
+    for f in sm.features:
+        if f.source not in tables:
+            missing.setdefault(f.source, []).append(f.name)
+    if missing:
+        raise ContractError(
+            "\n".join(
+                f"{table}: the model {sm.uri} (version {sm.version}) was trained with the "
+                f"{table} table ({len(names)} features: {', '.join(names[:3])}"
+                f"{', ...' if len(names) > 3 else ''}), and {data_dir} has no {table}.parquet "
+                f"or {table}.csv. Add the {table} export, or score with a model trained "
+                f"without it (churn train --data DIR on the same tables)."
+                for table, names in missing.items()
+            )
+        )
+
+
+def check_eligible(tables: Mapping[str, ir.Table], as_of: date, cfg: ChurnConfig) -> None:
+    """Refuse an ``as_of`` at which no account is eligible, saying why and what to change.
+
+    Scoring zero rows would write an empty scores directory (and ``features`` an empty
+    file): a wrong ``--as-of`` or ``labels.within_days`` far more often than a fact.
+    """
+    if _scoring_snapshots(tables, as_of, cfg.labels).count().to_pyarrow().as_py():
+        return
+    raise ContractError(
+        f"no account is eligible at --as-of {as_of}: {_why_none(tables, as_of, cfg)}"
+    )
+
+
+def _why_none(tables: Mapping[str, ir.Table], as_of: date, cfg: ChurnConfig) -> str:
+    """What the data hold around ``as_of`` when no account is eligible then."""
+    labels, day = cfg.labels, day_number(as_of)
+    on = lambda d: date(1970, 1, 1) + timedelta(days=int(d))  # noqa: E731  (a day number)
+    if labels.label == "inactivity":
+        ev = tables["events"]
+        row = ev.aggregate(first=ev.ts.min(), last=ev.ts.max()).to_pyarrow().to_pylist()[0]
+        if row["first"] is None:
+            return "the events table has no rows."
+        first, last = row["first"].date(), row["last"].date()
+        if as_of <= first:
+            return (
+                f"it is not after the first event ({first}). Choose an --as-of between "
+                f"{first + timedelta(days=1)} and {last + timedelta(days=1)}."
+            )
+        return (
+            f"no account has an event in the labels.active_days ({labels.active_days}) days "
+            f"before it ({as_of - timedelta(days=labels.active_days)} to "
+            f"{as_of - timedelta(days=1)}); the events run from {first} to {last}. Choose an "
+            "--as-of with events in the days before it, or raise --active-days "
+            "(labels.active_days)."
+        )
+    t = terms(tables["contracts"])
+    is_open = (t.start_day < day) & (t.end_day > day)
+    row = (
+        t.aggregate(
+            first=t.start_day.min(), last=t.end_day.max(), next=t.end_day.min(where=is_open)
+        )
+        .to_pyarrow()
+        .to_pylist()[0]
+    )
+    if row["first"] is None:
+        return "the contracts table has no terms."
+    span = f"the contract terms run from {on(row['first'])} to {on(row['last'])}"
+    if row["next"] is None:
+        return (
+            f"no contract term is open then (started before it, ending after it); {span}. "
+            f"Choose an --as-of between {on(row['first'] + 1)} and {on(row['last'] - 1)}."
+        )
+    lead = int(row["next"]) - day
+    return (
+        f"no open contract term ends within labels.within_days ({labels.within_days}) days "
+        f"of it; the next renewal is on {on(row['next'])}, {lead} days later ({span}). "
+        f"Raise --within (labels.within_days) to at least {lead}, or choose a later --as-of."
+    )
+
+
 @dataclass(frozen=True)
 class AccountExplanation:
     """What ``churn explain`` shows for one account."""
@@ -196,6 +308,7 @@ def explain_account(
     model_uri: str | None = None,
     out_dir: Path = Path("."),
     history_months: int = 6,
+    after_end: bool = False,
 ) -> AccountExplanation:
     """Score one account at ``as_of``, with its drivers, play, waterfall and score history.
 
@@ -206,6 +319,8 @@ def explain_account(
     # Wide horizon: explain any account with an open term, not only those renewing soon.
     wide = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"within_days": 3650})})
     clean = open_clean(data_dir, wide)
+    check_model_tables(sm, clean.tables, data_dir)
+    check_within_data(clean, as_of, after_end)
     info = accounts_info(clean.tables)
     if account_id not in set(info["account_id"]):
         raise ContractError(f"accounts: no account {account_id!r} in {data_dir}")

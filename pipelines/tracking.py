@@ -1,7 +1,8 @@
 """MLflow at the edge: where runs go, the pyfunc model, and the champion alias.
 
 Nothing here runs at import time; :func:`setup_tracking` is called by the stage that
-starts a run. The tracking URI is, in order: ``tracking.uri`` of the config, the
+starts a run, :func:`open_tracking` (which creates nothing) by the stages that only read a
+model. The tracking URI is, in order: ``tracking.uri`` of the config, the
 ``MLFLOW_TRACKING_URI`` environment variable, else ``sqlite:///<cwd>/mlruns/mlflow.db``
 with artifacts in ``<cwd>/mlruns/artifacts`` (``mlflow ui --backend-store-uri`` that URI
 shows it all). Optuna studies go to ``optuna.db`` beside a SQLite tracking store.
@@ -15,15 +16,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import mlflow.pyfunc
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
 from features.catalog import dictionary
+from features.errors import ContractError
 from models.champion import GateDecision
 from models.train import ChurnModel
 from pipelines.config import TrackingConfig
@@ -59,6 +63,99 @@ def _sqlite_dir(uri: str) -> Path | None:
     """The folder of a ``sqlite:///path/file.db`` store (``None`` for anything else)."""
     prefix = "sqlite:///"
     return Path(uri[len(prefix) :]).parent if uri.startswith(prefix) else None
+
+
+def _local_store(uri: str) -> Path | None:
+    """Where a local store lives: a SQLite file, or a file store's folder (else ``None``)."""
+    folder = _sqlite_dir(uri)
+    if folder is not None:
+        return Path(uri.removeprefix("sqlite:///"))
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    return Path(uri) if parsed.scheme == "" else None
+
+
+def open_tracking(cfg: TrackingConfig, cwd: Path | None = None) -> str:
+    """Point MLflow at an existing store to read models from it; create nothing.
+
+    Scoring and explaining only read. A local store that does not exist means nothing was
+    trained with these settings: a user error (:class:`ContractError`), and no reason to
+    create an empty store, an experiment or an ``mlruns/`` folder where the command runs.
+    Returns the tracking URI.
+    """
+    uri = resolve_tracking_uri(cfg, cwd)
+    store = _local_store(uri)
+    if store is not None and not store.exists():
+        raise ContractError(
+            f"tracking.uri: there is no MLflow store at {store} ({uri}), so no model (and no "
+            "champion) to score with: nothing was trained with these settings. Train a model "
+            "first (churn train --data DIR, run from this folder), or point tracking.uri in "
+            "churn.yaml (or MLFLOW_TRACKING_URI) at the store that holds your models."
+        )
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def check_model_uri(uri: str, tracking_uri: str) -> None:
+    """Refuse a model URI (``--model``) that names nothing in the store, listing what is there.
+
+    ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``models:/MODEL_ID`` (a logged model),
+    ``runs:/RUN_ID/...`` and local paths are checked; other URIs (``models:/NAME/latest``),
+    and a store that cannot be asked, are left to the loader to report.
+    """
+    client = MlflowClient()
+    try:
+        if uri.startswith("models:/"):
+            name, at, alias = uri.removeprefix("models:/").partition("@")
+            name, _, version = name.partition("/")
+            if at:
+                client.get_model_version_by_alias(name, alias)
+            elif version.isdigit():
+                client.get_model_version(name, version)
+            elif not version:  # models:/<model id> of a logged model (MLflow 3)
+                client.get_logged_model(name)
+            return
+        if uri.startswith("runs:/"):
+            client.get_run(uri.removeprefix("runs:/").split("/")[0])
+            return
+    except MlflowException as err:
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return
+        found = f"{err.message.rstrip('.')} in the MLflow store {tracking_uri}"
+    else:
+        parsed = urlparse(uri)
+        if parsed.scheme not in ("", "file") or Path(parsed.path).exists():
+            return
+        found = f"no such file or folder ({Path(parsed.path).absolute()})"
+    raise ContractError(
+        f"--model {uri}: {found}. {registered_models(client)} Pass --model "
+        "models:/NAME/VERSION, models:/NAME@champion or runs:/RUN_ID/model (churn train "
+        f"prints each model's URI), or browse the store: mlflow ui --backend-store-uri "
+        f"{tracking_uri}"
+    )
+
+
+def registered_models(client: MlflowClient, most: int = 10) -> str:
+    """The registered models of the store, their versions and champions, in one sentence."""
+    try:
+        models = client.search_registered_models(max_results=most)
+        parts = []
+        for rm in models:
+            found = client.search_model_versions(f"name = '{rm.name}'")
+            versions = sorted(int(v.version) for v in found)
+            shown = ", ".join(str(v) for v in versions[-most:])
+            more = "" if len(versions) <= most else f" (and {len(versions) - most} earlier)"
+            champion = rm.aliases.get(CHAMPION)
+            best = f", champion {champion}" if champion else ", no champion"
+            word = "version" if len(versions) == 1 else "versions"
+            parts.append(f"{rm.name} ({word} {shown}{more}{best})")
+    except MlflowException:  # a name the filter cannot quote: the listing is only a help
+        return ""
+    if not parts:
+        return "The store has no registered model."
+    return f"Registered there: {'; '.join(parts)}."
 
 
 def setup_tracking(cfg: TrackingConfig, cwd: Path | None = None) -> Tracking:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +46,23 @@ def _duplicate_first_key(table: str) -> Callable[[Frames], None]:
     return mutate
 
 
+def _history(column: str, value: object) -> Callable[[Frames], None]:
+    """Add a valid account_history, then set one of its cells."""
+
+    def mutate(t: Frames) -> None:
+        t["account_history"] = pd.DataFrame(
+            {
+                "account_id": ["A1", "A1"],
+                "column": ["tier", "tier"],
+                "value": ["silver", "gold"],
+                "valid_from": pd.to_datetime(["2023-01-01", "2023-05-01"], utc=True),
+            }
+        )
+        _set("account_history", column, 1, value)(t)
+
+    return mutate
+
+
 def _swap_dates(t: Frames) -> None:
     c = t["contracts"].copy()
     c.loc[0, ["start_date", "end_date"]] = [c.loc[0, "end_date"], c.loc[0, "start_date"]]
@@ -58,6 +75,11 @@ CASES: list[tuple[str, str, str, str, Callable[[Frames], None]]] = [
     ("accounts", "account_id", "not empty", "hard", _set("accounts", "account_id", 1, None)),
     ("accounts", "created_at", "not empty", "hard", _set("accounts", "created_at", 1, pd.NaT)),
     ("accounts", "account_id", "unique", "hard", _duplicate_first_key("accounts")),
+    ("account_history", "account_id", "not empty", "hard", _history("account_id", None)),
+    ("account_history", "column", "not empty", "hard", _history("column", None)),
+    ("account_history", "value", "not empty", "hard", _history("value", None)),
+    ("account_history", "valid_from", "not empty", "hard", _history("valid_from", pd.NaT)),
+    ("account_history", "account_id", "known account", "soft", _history("account_id", "Z9")),
     ("contracts", "contract_id", "not empty", "hard", _set("contracts", "contract_id", 2, None)),
     ("contracts", "account_id", "not empty", "hard", _set("contracts", "account_id", 2, None)),
     ("contracts", "start_date", "not empty", "hard", _set("contracts", "start_date", 2, None)),
@@ -162,10 +184,12 @@ def test_every_rule_is_tested() -> None:
 def test_the_valid_tiny_world_has_no_problem(tmp_path: Path) -> None:
     report = validate(read_data(write_tables(tiny_tables(), tmp_path / "d")))
     assert report.problems == ()
+    # The day after the last event (2023-12-01), which every other table's rows precede.
+    assert report.end is not None and report.end.day == date(2023, 12, 2)
     assert {s.table: s.rows for s in report.summaries} == {
         "accounts": 2,
         "contracts": 3,
-        "events": 4,
+        "events": 5,
         "tickets": 2,
         "surveys": 2,
         "sentiment": 2,
@@ -389,7 +413,7 @@ def test_a_folder_of_parquet_parts_is_one_table(tmp_path: Path) -> None:
     events = tables["events"]
     events.iloc[:2].to_parquet(data_dir / "events" / "part-000.parquet", index=False)
     events.iloc[2:].to_parquet(data_dir / "events" / "part-001.parquet", index=False)
-    assert load(data_dir).tables["events"].count().execute() == 4
+    assert load(data_dir).tables["events"].count().execute() == 5
 
 
 def test_extra_account_columns_are_kept(tmp_path: Path) -> None:

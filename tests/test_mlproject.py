@@ -37,6 +37,7 @@ SAMPLES = {
     "as_of": "2025-10-01", "engine": "duckdb", "label_mode": "renewal", "format": "csv",
     "force": "true", "model": "models:/churn-health/1", "within": "30", "horizon": "60",
     "active_days": "45", "trials": "2", "accounts": "60", "sim_accounts": "60", "seed": "3",
+    "after_end": "true",
 }  # fmt: skip
 Simulated = tuple[Path, Path, subprocess.CompletedProcess[str]]
 #: Environment variables through which MLflow hands its state to subprocesses.
@@ -126,7 +127,7 @@ def test_every_parameter_reaches_its_cli_option(entry_point: str, tmp_path: Path
     expected = {
         "config": config, "trials": 2, "within": 30, "horizon": 60, "active_days": 45,
         "label": "renewal", "engine": "duckdb", "format": "csv", "force": True,
-        "model": "models:/churn-health/1", "accounts": 60, "seed": 3,
+        "model": "models:/churn-health/1", "accounts": 60, "seed": 3, "after_end": True,
     }  # fmt: skip
     expected = {k: v for k, v in expected.items() if k in parsed}
     if entry_point == "simulate":

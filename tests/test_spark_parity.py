@@ -35,6 +35,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("spark-parity") / "data"
     write_world(simulate(SimConfig(accounts=ACCOUNTS, seed=WORLD_SEED)), out)
+    # Attributes read point in time: a tier that changes (two values on one day, which
+    # both engines must resolve alike) and a date that may lie after a snapshot.
+    accounts = pd.read_parquet(out / "accounts.parquet")
+    accounts["onboarded_at"] = accounts["created_at"] + pd.Timedelta(days=200)
+    accounts.to_parquet(out / "accounts.parquet", index=False)
+    ids = accounts["account_id"].astype(str).tolist()
+    start = accounts["created_at"].min()
+    pd.DataFrame(
+        {
+            "account_id": ids * 3,
+            "column": ["tier"] * (3 * len(ids)),
+            "value": ["bronze"] * len(ids) + ["gold"] * len(ids) + ["silver"] * len(ids),
+            "valid_from": [start + pd.Timedelta(days=300 + 7 * (i % 50)) for i in range(len(ids))]
+            * 2
+            + [start + pd.Timedelta(days=700 + 11 * (i % 40)) for i in range(len(ids))],
+        }
+    ).to_parquet(out / "account_history.parquet", index=False)
     return out
 
 
@@ -61,6 +78,7 @@ def duckdb_data(world: Path) -> CleanData:
 def assert_same_frames(spark: TrainingSet, duckdb: TrainingSet) -> None:
     """Same columns and rows; floats equal to 1e-9; missing values in the same cells."""
     assert spark.feature_names == duckdb.feature_names
+    assert {"tier", "days_since_onboarded_at"} <= set(duckdb.feature_names)
     assert spark.top_events == duckdb.top_events
     left, right = spark.frame, duckdb.frame
     assert list(left.columns) == list(right.columns)
