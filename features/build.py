@@ -152,7 +152,9 @@ def history_features(history: ir.Table, snaps: ir.Table, attrs: Sequence[Attribu
     DuckDB and Spark agree. Empty before the attribute's first ``valid_from``."""
     j = _since(history, "valid_from", snaps)
     j = j.filter(j.column.isin([a.column for a in attrs]))
-    j = j.filter(j._sec == j._sec.max().over(group_by=[j.snapshot_id, j.column]))
+    # The window as a column, then the filter: Spark cannot resolve a window inside one.
+    j = j.mutate(_last=j._sec.max().over(group_by=[j.snapshot_id, j.column]))
+    j = j.filter(j._sec == j._last)
     return j.group_by("snapshot_id").aggregate(
         **{
             a.name: (j.value.try_cast("float64") if a.kind == "number" else j.value).max(

@@ -223,7 +223,13 @@ def validate(data: DataSet, settings: DataConfig | None = None) -> Report:
     problems = [*data.problems, *(p for _, ps in scans for p in ps)]
     if any(p.severity == "hard" for p in problems):
         return Report(tuple(s for s, _ in scans), tuple(problems), notes=notes)
-    end = derive_end(data.tables["events"], settings.export_date)
+    stats = data.stats.get("events")
+    end = derive_end(
+        data.tables["events"],
+        settings.export_date,
+        rows=stats.rows if stats else None,
+        last=stats.last if stats else None,
+    )
     problems += _after_end(data, end.day)
     attrs = _outcome_like(data.tables["accounts"], settings.keep_attributes)
     problems += attrs

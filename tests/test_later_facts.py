@@ -216,3 +216,32 @@ def test_overdue_renewals_are_counted_by_validation(tmp_path: Path) -> None:
         "term (C2); scoring scores them and flags them overdue. Record the outcomes in "
         "contracts.outcome when known."
     ]
+
+
+def _end_of(counts: dict[str, int], today: date = date(2030, 1, 1)) -> date:
+    """The end of the data of events with ``counts[day]`` events on each day."""
+    import ibis
+
+    from features.data_end import derive_end
+    from features.read import connect
+
+    ibis.set_backend(connect("duckdb", threads=1))
+    ts = [pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=9) for day, n in counts.items()
+          for _ in range(n)]  # fmt: skip
+    return derive_end(ibis.memtable(pd.DataFrame({"ts": ts})), None, today).day
+
+
+def test_the_end_of_the_data_follows_the_events_not_their_outliers() -> None:
+    days = {str(d.date()): 50 for d in pd.date_range("2024-01-01", "2024-04-09")}  # 5,000 events
+    assert _end_of(days) == date(2024, 4, 10)
+    # One event 75 years later: 1 of 5,001 rows (< 1%) after a silence of > 30 days: cut.
+    assert _end_of(days | {"2099-01-01": 1}) == date(2024, 4, 10)
+    # Two placeholder dates close together are cut as one tail.
+    assert _end_of(days | {"2099-01-01": 1, "2099-01-02": 1}) == date(2024, 4, 10)
+    # A sparse tail with no silence longer than 30 days is data: 3 events 20 days apart.
+    tail = {"2024-04-29": 1, "2024-05-19": 1, "2024-06-08": 1}
+    assert _end_of(days | tail) == date(2024, 6, 9)
+    # A silence of 40 days followed by 5% of the events is a pause, not an outlier.
+    assert _end_of(days | {"2024-05-20": 260}) == date(2024, 5, 21)
+    # Nothing after tomorrow is data, however many rows: the clock says so.
+    assert _end_of(days | {"2024-04-20": 400}, today=date(2024, 4, 15)) == date(2024, 4, 10)
