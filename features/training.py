@@ -270,7 +270,7 @@ def build_scoring_set(
     event in the ``labels.active_days`` before ``as_of``. ``top_events`` must be the model's
     own list so that the columns match; by default they are computed from the data.
     """
-    snaps = _scoring_snapshots(tables, as_of, labels)
+    snaps = scoring_snapshots(tables, as_of, labels)
     return _build(tables, lambda _: (snaps, day_number(as_of)), features, top_events, progress)
 
 
@@ -286,15 +286,15 @@ def scoring_query(
     For engines whose results are too large to collect (Spark): run ``query.expr`` there
     and turn each batch of its rows into model rows with :func:`frame_from_raw`.
     """
-    snaps = _scoring_snapshots(tables, as_of, labels)
+    snaps = scoring_snapshots(tables, as_of, labels)
     if top_events is None:
         top_events = common_events(daily(tables["events"]), features.top_events, day_number(as_of))
     return _query(tables, snaps, features, top_events)
 
 
-def _scoring_snapshots(
-    tables: Mapping[str, ir.Table], as_of: date, labels: LabelConfig
-) -> ir.Table:
+def scoring_snapshots(tables: Mapping[str, ir.Table], as_of: date, labels: LabelConfig) -> ir.Table:
+    """The snapshots :func:`build_scoring_set` builds features for (one per eligible
+    account at ``as_of``), as an expression: counted before building to refuse an empty run."""
     day = day_number(as_of)
     if labels.label == "renewal":
         if "contracts" not in tables:

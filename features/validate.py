@@ -215,7 +215,7 @@ def _scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem]]:
 def validate(data: DataSet, settings: DataConfig | None = None) -> Report:
     """Check a data set against the contract; nothing is raised, everything is reported."""
     settings = settings or DataConfig()
-    notes = tuple(getattr(data, "notes", ()))
+    notes = data.notes
     if any(p.severity == "hard" for p in data.problems):
         # Columns are missing or do not parse: the rules cannot be evaluated on such tables.
         return Report(summarise_safe(data), data.problems, notes=notes)
@@ -245,14 +245,13 @@ def validate(data: DataSet, settings: DataConfig | None = None) -> Report:
     )
 
 
-#: The column that dates each row of a table whose rows the end of the data cuts off.
+#: The tables whose rows the end of the data cuts off, by the column that dates them (the
+#: contract's ``time_column``). Not accounts (an account outlives the end) nor contracts
+#: (an open term ends after it).
 DATED = {
-    "events": "ts",
-    "tickets": "created_at",
-    "surveys": "ts",
-    "sentiment": "ts",
-    "invoices": "issued_at",
-    "account_history": "valid_from",
+    name: spec.time_column
+    for name, spec in TABLES.items()
+    if spec.time_column and name not in ("accounts", "contracts")
 }
 
 
@@ -314,12 +313,12 @@ def _overdue_note(contracts: ir.Table, end: DataEnd) -> tuple[str, ...]:
 def _outcome_like(accounts: ir.Table, keep: tuple[str, ...]) -> list[Problem]:
     """Attributes whose names or values look like a record of how the account ended."""
     out = []
+    schema = accounts.schema()
     for col in accounts.columns:
         if col in NOT_ATTRIBUTES or col in keep:
             continue
-        dtype = accounts.schema()[col]
         values: list[object] = []
-        if dtype.is_string():
+        if schema[col].is_string():
             values = accounts.select(col).distinct().limit(1000).to_pyarrow()[col].to_pylist()
         why = looks_like_outcome(col, values)
         if why is None:

@@ -21,9 +21,9 @@ from features.read import connect, read_data
 from features.snapshots import day_number, terms
 from features.training import (
     TrainingSet,
-    _scoring_snapshots,  # the snapshots of build_scoring_set, counted before building
     build_scoring_set,
     build_training_set,
+    scoring_snapshots,
     write_dictionary,
 )
 from features.validate import CleanData, Report, load, validate
@@ -237,7 +237,7 @@ def check_eligible(tables: Mapping[str, ir.Table], as_of: date, cfg: ChurnConfig
     Scoring zero rows would write an empty scores directory (and ``features`` an empty
     file): a wrong ``--as-of`` or ``labels.within_days`` far more often than a fact.
     """
-    if _scoring_snapshots(tables, as_of, cfg.labels).count().to_pyarrow().as_py():
+    if scoring_snapshots(tables, as_of, cfg.labels).count().to_pyarrow().as_py():
         return
     raise ContractError(
         f"no account is eligible at --as-of {as_of}: {_why_none(tables, as_of, cfg)}"
