@@ -39,7 +39,11 @@ LOCAL: dict[str, str] = {
     "spark.driver.memory": "1g",
     # Many short queries on small data: the JVM's slow optimising compiler (C2) would compete
     # for the two cores and rarely pay off; measured 30-40% faster on a shared 2-core box.
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
+    # Without C2 the JVM reserves only 48 MB for compiled code, and Spark compiles a class per
+    # query stage: a process that runs a few hundred feature queries filled it, disabled the
+    # compiler and crashed ("Out of space in CodeCache"). 256 MB is reserved address space,
+    # committed only as it is used.
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.host": "127.0.0.1",

@@ -106,3 +106,27 @@ def test_scoring_set_is_the_same_on_spark(spark_data: CleanData, duckdb_data: Cl
     duckdb = build_scoring_set(duckdb_data.tables, as_of, LabelConfig(), FeatureConfig())
     assert duckdb.frame["label"].isna().all()
     assert_same_frames(spark, duckdb)
+
+
+def test_the_jvm_keeps_room_for_compiled_code(spark_data: CleanData) -> None:
+    """After the parity queries (each compiles classes), the JVM's code cache is far from full.
+
+    A full code cache disables the JVM's compiler and then crashes the executor; one pytest
+    worker reuses one JVM for every Spark module it runs, so the room left here must cover
+    a few more modules like this one.
+    """
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    assert session is not None
+    jvm = session.sparkContext._jvm
+    pools = [
+        pool
+        for pool in jvm.java.lang.management.ManagementFactory.getMemoryPoolMXBeans()
+        if "Code" in pool.getName()
+    ]
+    assert pools, "the JVM reports no code-cache pool"
+    used = sum(pool.getUsage().getUsed() for pool in pools)
+    reserved = sum(pool.getUsage().getMax() for pool in pools)
+    # Both Spark modules in one worker used about 50 MB; the JVM's default without C2 is 48.
+    assert reserved - used > 100 << 20, f"code cache: {used >> 20} MB used of {reserved >> 20} MB"
