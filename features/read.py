@@ -40,6 +40,9 @@ from features.resources import free_cores
 from features.sniff import Dialect, not_empty, shown, sniff, transcode
 
 EXAMPLES = 3
+#: DuckDB's default memory cap (``engine.memory_limit``): with Python, the frames and the
+#: model on top, a run stays within 4 GiB.
+MEMORY_LIMIT = "3GiB"
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,10 @@ def connect(
     """Open an engine connection in UTC.
 
     ``threads`` sizes DuckDB's thread pool; by default the free cores, never more.
-    ``memory_limit`` caps DuckDB's memory (e.g. ``"3GB"``; default: DuckDB's, 80% of RAM):
-    beyond it, joins, sorts and aggregates spill to disk, slower but within the cap. For
+    ``memory_limit`` caps DuckDB's memory (e.g. ``"3GB"``; default :data:`MEMORY_LIMIT`, so
+    that a run fits a 4 GiB budget on any machine rather than DuckDB's 80% of RAM): beyond
+    it, joins, sorts and aggregates spill to a temporary folder that lives as long as the
+    connection, slower but within the cap. For
     Spark, ``options`` go to :func:`features.spark.spark_connect` (``master``, Spark
     settings such as ``spark.driver.memory``), and ``threads`` without a ``master`` runs
     local Spark on that many cores.
@@ -92,8 +97,8 @@ def connect(
         con = ibis.duckdb.connect(**options)
         con.raw_sql("SET TimeZone = 'UTC'")
         con.raw_sql(f"SET threads = {int(threads or free_cores())}")
-        if memory_limit:
-            con.raw_sql(f"SET memory_limit = '{memory_limit}'")
+        con.raw_sql(f"SET memory_limit = '{memory_limit or MEMORY_LIMIT}'")
+        con.raw_sql(f"SET temp_directory = '{scratch(con)}'")
         return con
     if engine == "spark":
         from features.spark import spark_connect  # pyspark is an optional extra
@@ -168,7 +173,8 @@ def read_source(
     return con.read_parquet(_parquet_glob(path))
 
 
-#: Folders of UTF-8 copies of non-UTF-8 CSV files, one per connection, removed with it.
+#: Folders of UTF-8 copies of non-UTF-8 CSV files and of DuckDB's spilled data, one per
+#: connection, removed with it.
 _SCRATCH: weakref.WeakKeyDictionary[BaseBackend, tempfile.TemporaryDirectory[str]] = (
     weakref.WeakKeyDictionary()
 )
@@ -185,11 +191,17 @@ def _utf8_copy(con: BaseBackend, path: Path, dialect: Dialect) -> str:
     """
     if dialect.utf8:
         return str(path)
-    scratch = _SCRATCH.get(con)
-    if scratch is None:
-        scratch = _SCRATCH[con] = tempfile.TemporaryDirectory(prefix="churn-csv-")
-    out = Path(tempfile.mkdtemp(dir=scratch.name)) / path.name
+    out = Path(tempfile.mkdtemp(dir=scratch(con))) / path.name
     return str(transcode(path, dialect.encoding, out))
+
+
+def scratch(con: BaseBackend) -> str:
+    """A temporary folder of ``con``'s own (UTF-8 copies, DuckDB's spilled data), removed
+    when the connection is."""
+    folder = _SCRATCH.get(con)
+    if folder is None:
+        folder = _SCRATCH[con] = tempfile.TemporaryDirectory(prefix="churn-")
+    return folder.name
 
 
 def _parquet_glob(path: Path) -> str:

@@ -25,11 +25,12 @@ from features.errors import ContractError
 from features.snapshots import (
     calendar_days,
     day_number,
+    epoch_day,
     inactivity_snapshots,
     open_term_snapshots,
     renewal_snapshots,
 )
-from features.usage import common_events, daily
+from features.usage import common_events, daily, lookback_days
 
 Progress = Callable[[str, float], None] | None
 ID_COLUMNS = ("account_id", "contract_id", "as_of", "lead_days")
@@ -258,20 +259,54 @@ def build_training_set(
 
 def build_scoring_set(
     tables: Mapping[str, ir.Table],
-    as_of: date,
+    as_of: date | Sequence[date],
     labels: LabelConfig,
     features: FeatureConfig,
     top_events: Sequence[str] | None = None,
     progress: Progress = None,
+    accounts: Sequence[str] | None = None,
 ) -> TrainingSet:
     """Feature rows of every account eligible at ``as_of`` (no label).
 
     Renewal mode: an open term ending within ``labels.within_days``. Inactivity mode: an
     event in the ``labels.active_days`` before ``as_of``. ``top_events`` must be the model's
-    own list so that the columns match; by default they are computed from the data.
+    own list so that the columns match; by default they are the most common events before
+    the (last) as-of.
+
+    Several ``as_of`` days give one row per eligible account and day, built in one query.
+    ``accounts`` restricts every table to those accounts first (one account's explanation);
+    the rows are the ones a whole-book build gives for them. Only the events of the accounts
+    scored and of :func:`features.usage.lookback_days` before the first as-of are read.
     """
-    snaps = scoring_snapshots(tables, as_of, labels)
-    return _build(tables, lambda _: (snaps, day_number(as_of)), features, top_events, progress)
+    days = [as_of] if isinstance(as_of, date) else sorted(set(as_of))
+    if accounts is not None:
+        tables = only_accounts(tables, accounts)
+    snaps = ibis.union(*(scoring_snapshots(tables, day, labels) for day in days))
+    if top_events is None:
+        top_events = common_events(
+            daily(tables["events"]), features.top_events, day_number(days[-1])
+        )
+    recent = scored_events(tables, snaps, days[0], features)
+    return _build(recent, lambda _: (snaps, 0), features, top_events, progress)
+
+
+def only_accounts(tables: Mapping[str, ir.Table], accounts: Sequence[str]) -> dict[str, ir.Table]:
+    """Every table restricted to the rows of ``accounts`` (all contract tables carry
+    ``account_id``)."""
+    ids = [str(a) for a in accounts]
+    return {name: t.filter(t.account_id.cast("string").isin(ids)) for name, t in tables.items()}
+
+
+def scored_events(
+    tables: Mapping[str, ir.Table], snaps: ir.Table, first: date, features: FeatureConfig
+) -> dict[str, ir.Table]:
+    """``tables`` with the events that can move a scoring feature: those of the snapshots'
+    accounts, in the look-back of the first as-of. Scoring then costs what it scores, not
+    the whole history (the point-in-time property test checks the rows are unchanged)."""
+    ev = tables["events"]
+    start = day_number(first) - lookback_days(features)
+    recent = ev.filter(epoch_day(ev.ts) >= start, ev.account_id.isin(snaps.account_id))
+    return {**tables, "events": recent}
 
 
 def scoring_query(
@@ -289,7 +324,7 @@ def scoring_query(
     snaps = scoring_snapshots(tables, as_of, labels)
     if top_events is None:
         top_events = common_events(daily(tables["events"]), features.top_events, day_number(as_of))
-    return _query(tables, snaps, features, top_events)
+    return _query(scored_events(tables, snaps, as_of, features), snaps, features, top_events)
 
 
 def scoring_snapshots(tables: Mapping[str, ir.Table], as_of: date, labels: LabelConfig) -> ir.Table:

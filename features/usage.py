@@ -39,6 +39,28 @@ NEW_GAP = 90
 LOST_SPAN = 60
 
 Lookup = Callable[[str, int], ir.IntegerValue]
+
+
+def lookback_days(cfg: FeatureConfig) -> int:
+    """Days of events before ``as_of`` that decide every event feature of a snapshot.
+
+    Events older than this leave every value unchanged, so scoring at one as-of reads only
+    these days (a property test checks it): the longest window; the new users' 90 quiet days
+    before the last 30; the 13 trend weeks; the 180 days after which ``days_since_last_event``
+    is capped; the champion's look-back. A distinct count over ``[t - w, t)`` needs nothing
+    before ``t - w``: a user whose activity started earlier starts a fresh interval at the
+    first day kept, which still counts the user once.
+    """
+    return max(
+        *cfg.windows,
+        NEW_GAP + MONTH,
+        LOST_SPAN,
+        7 * SLOPE_WEEKS,
+        RECENT_DAYS + 1,
+        cfg.champion_days,
+    )
+
+
 #: Contribution columns that count the rows of the day, and the day itself (1).
 ROWS = ibis.literal(1, "int64")
 DAY = ibis.literal(1, "int8")

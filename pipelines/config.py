@@ -25,8 +25,8 @@ class EngineConfig(Frozen):
     memory_limit: str | None = Field(
         None,
         pattern=r"^[0-9]+(\.[0-9]+)? ?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
-        description="DuckDB's memory cap, e.g. 3GB (spills to disk beyond it); "
-        "default: DuckDB's, 80% of RAM",
+        description="DuckDB's memory cap, e.g. 8GB (spills to a temporary folder beyond "
+        "it); default: 3GiB",
     )
     spark_master: str = "local[2]"
 

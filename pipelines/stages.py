@@ -324,23 +324,22 @@ def explain_account(
     info = accounts_info(clean.tables)
     if account_id not in set(info["account_id"]):
         raise ContractError(f"accounts: no account {account_id!r} in {data_dir}")
-    history = []
-    row = None
-    png = b""
-    for k in range(history_months, -1, -1):
-        day = (pd.Timestamp(as_of) - pd.DateOffset(months=k)).date()
-        ts = scoring_set(clean.tables, day, sm, wide)
-        mine = ts.frame[ts.frame["account_id"] == account_id]
-        if mine.empty:
-            continue
-        one = TrainingSet(mine.reset_index(drop=True), ts.features, ts.top_events)
-        scored = score_frame(one, info, sm, cfg.plays, waterfalls=1 if k == 0 else 0)
-        history.append(
-            scored.scores.iloc[0][["as_of", "churn_probability", "health_score", "band"]]
-        )
-        if k == 0:
-            row = scored.scores.iloc[0]
-            png = scored.waterfalls.get(account_id, b"")
+    # One build for the account alone at every day of its history: the rows are those of
+    # a whole-book build (the features of an account read only its own data).
+    days = [
+        (pd.Timestamp(as_of) - pd.DateOffset(months=k)).date() for k in range(history_months + 1)
+    ]
+    ts = build_scoring_set(
+        clean.tables, days, wide.labels, wide.features, sm.top_events, accounts=[account_id]
+    )
+    scored = score_frame(ts, info, sm, cfg.plays, waterfalls=0).scores.sort_values("as_of")
+    history = scored[["as_of", "churn_probability", "health_score", "band"]]
+    today = ts.frame["as_of"].dt.date == as_of
+    row, png = None, b""
+    if today.any():
+        one = TrainingSet(ts.frame[today].reset_index(drop=True), ts.features, ts.top_events)
+        now = score_frame(one, info, sm, cfg.plays, waterfalls=1)
+        row, png = now.scores.iloc[0], now.waterfalls.get(account_id, b"")
     if row is None:
         raise ContractError(
             f"{account_id} is not eligible at {as_of}: no open contract term then "
@@ -349,4 +348,4 @@ def explain_account(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"explain-{account_id}-{as_of}.png"
     path.write_bytes(png)
-    return AccountExplanation(row, pd.DataFrame(history).reset_index(drop=True), path)
+    return AccountExplanation(row, history.reset_index(drop=True), path)

@@ -377,6 +377,30 @@ def test_explain_prints_drivers_play_history_and_writes_a_png(
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def test_explain_reads_one_account_and_gives_the_batch_score(  # type: ignore[no-untyped-def]
+    world, cfg, trained, scored, tmp_path: Path
+) -> None:
+    """``churn explain`` builds features for the account alone (all its months in one
+    query): its score, drivers and play are the batch's, and its history at the month
+    before is that day's whole-book score."""
+    data, _ = world
+    batch = pd.read_parquet(scored / "scores.parquet").set_index("account_id")
+    month_before = stages.score(data, date(2025, 6, 1), tmp_path / "june", cfg).scores
+    month_before = month_before.set_index("account_id")
+    same = ["churn_probability", "health_score", "band", "play", "drivers", "priority"]
+    shared = [a for a in batch.index if a in month_before.index]
+    assert len(shared) >= 3, "some accounts are scored in both months"
+    for acc in [batch.index[0], batch.index[-1], *shared[:2]]:
+        e = stages.explain_account(data, acc, AS_OF, cfg, trained.model_uri, tmp_path)
+        for col in same:
+            assert e.row[col] == batch.loc[acc, col], (acc, col)
+        june = e.history.set_index(e.history["as_of"].dt.date).loc[date(2025, 6, 1)]
+        if acc in month_before.index:
+            assert june["churn_probability"] == month_before.loc[acc, "churn_probability"]
+            assert june["band"] == month_before.loc[acc, "band"]
+        assert e.history["as_of"].is_monotonic_increasing
+
+
 def _second_version(ts, cfg, trained) -> str:  # type: ignore[no-untyped-def]
     """Another registered version, cheaply: trees fitted directly (another seed and learning
     rate; no backtest), logged with the first run's scoring context. The alias stays."""
