@@ -32,9 +32,13 @@ install-dev: $(VENV)/.dev ## Install the pipeline with test, lint and Spark extr
 demo: install ## Simulated world -> validate -> train -> backtest -> score -> report (local MLflow)
 	$(BIN)/churn demo
 
-chromium: ## Install Debian's chromium for the report's browser test (only when missing)
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
+chromium: ## Install Debian's chromium and chromium-driver for the report's browser tests (when missing)
+	@missing=; command -v chromium >/dev/null || missing=chromium; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
+	fi
 
 test: install-dev chromium ## Run the test suite (what CI runs), a file per worker on 2 workers
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile

@@ -48,7 +48,7 @@ from models.train import ChurnModel
 from models.waterfall import waterfall_png
 from pipelines.context import CONTEXT_FILE
 from pipelines.files import write_atomically
-from pipelines.report import neutralise_csv
+from pipelines.report import PROTECTIVE, neutralise_csv
 
 Progress = Callable[[str, float], None] | None
 #: The columns of scores.parquet / scores.csv fixed by the data contract, in order
@@ -218,7 +218,7 @@ def explain_batch(
     for risks, protective in explained:
         items = [d.text for d in risks]
         if protective is not None:
-            items.append("Protective: " + protective.text)
+            items.append(PROTECTIVE + protective.text)
         driver_lists.append(items)
         top_family.append(risks[0].family if risks else None)
     arr = frame["arr"].astype("float64")

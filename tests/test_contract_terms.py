@@ -7,6 +7,8 @@ comments next to the assertions (day arithmetic included), not by the code under
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -454,6 +456,10 @@ def test_churn_score_flags_the_overdue_renewal_and_rolls_up_parallel_terms(
     assert both["renewal_date"] == pd.Timestamp(addon["end_date"], tz="UTC")
     assert both["contract_id"] == addon["contract_id"]
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert page.count('class="badge badge-overdue"') == 2, "on the row and on the card"
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
+    at = {f: i for i, f in enumerate(data["fields"])}
+    marked = [r[at["id"]] for r in data["rows"] if r[at["overdue"]] == 1]
+    assert marked == [late["account_id"]], "badged on its row and details by the page's script"
+    assert "Overdue only (1)" in page
     summary = page[page.index('id="summary"') : page.index('id="accounts"')]
     assert '<div class="card-label">Overdue renewals</div><div class="card-value">1<' in summary

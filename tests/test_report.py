@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import re
 import shutil
 import struct
@@ -16,13 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from PIL import Image
 
 from pipelines.report import (
     BACKTEST_FIGURES,
+    compact_png,
     neutralise_csv,
     neutralise_csv_cell,
     portfolio_summary,
     render_report,
+    script_json,
     write_report,
 )
 
@@ -227,15 +232,69 @@ def render(scores: pd.DataFrame, drift: pd.DataFrame | None = None, **overrides:
 # --------------------------------------------------------------------------- safety
 
 
+def embedded(page: str, block: str) -> Any:
+    """The JSON of the page's ``<script type="application/json" id=block>``, parsed."""
+    found = re.search(
+        rf'<script type="application/json" id="{block}">(.*?)</script>', page, flags=re.S
+    )
+    assert found is not None, f"no {block} block in the page"
+    return json.loads(found.group(1))
+
+
+def accounts(page: str) -> list[dict[str, Any]]:
+    """The accounts the page carries, as the script reads them: one dict per row, in order.
+
+    The format is the one ``accounts_payload`` documents: ``fields`` names the positions,
+    and the ``lookup`` fields hold indices into ``text`` (a list of them for drivers).
+    """
+    data = embedded(page, "report-data")
+    text, lookup = data["text"], set(data["lookup"])
+
+    def value(field: str, v: Any) -> Any:
+        if field not in lookup or v is None:
+            return v
+        return [text[i] for i in v] if isinstance(v, list) else text[v]
+
+    return [
+        {f: value(f, v) for f, v in zip(data["fields"], row, strict=True)} for row in data["rows"]
+    ]
+
+
 def test_data_text_is_escaped_in_text_and_attributes(seed: int) -> None:
     page = render(portfolio(seed))
-    assert "<script>alert(1)" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "<img src=x" not in page and "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+    rows = {a["id"]: a for a in accounts(page)}
+    # Markup from the data never reaches the page as markup: in the JSON block it is written
+    # with \u003c and \u003e, so it cannot end the block (the browser test shows it as text).
+    assert "<script>alert(1)" not in page and page.count("</script") == 3, "no value ends a block"
+    assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in page
+    assert rows["ACC-001"]["name"] == XSS, "the JSON gives back the text exactly"
+    assert "<img src=x" not in page and rows["ACC-001"]["csm"] == '"><img src=x onerror=alert(2)>'
     assert "<b>SMB</b>" not in page and "<i>escalate</i>" not in page
-    assert 'data-account-id="ACC&quot;&lt;x&gt;"' in page  # an attribute cannot be closed early
-    assert "=HYPERLINK(&quot;x&quot;)" in page  # shown as the text it is
-    assert page.count("<script") == 1, "the page's own script is the only one"
+    assert (
+        rows["ACC-001"]["segment"] == "<b>SMB</b>" and rows["ACC-002"]["play"] == "<i>escalate</i>"
+    )
+    # The one value rendered as HTML as well (the segment table, the filter choices) is escaped.
+    assert "<td>&lt;b&gt;SMB&lt;/b&gt;</td>" in page
+    assert '<option value="=&#34;&gt;&lt;img src=x onerror=alert(2)&gt;">' in page
+    assert 'ACC"<x>' in rows and rows['ACC"<x>']["drivers"] == [XSS, "Logins fell"]
+    assert rows["ACC-002"]["name"] == FORMULA, "shown as the text it is"
+    scripts = re.findall(r"<script[^>]*>", page)
+    assert scripts.count("<script>") == 1, "the page's own script is the only one that runs"
+    assert sorted(set(scripts) - {"<script>"}) == [
+        '<script type="application/json" id="report-data">',
+        '<script type="application/json" id="report-waterfalls">',
+    ], "the others are data, never run"
+
+
+def test_embedded_json_cannot_end_its_script_block() -> None:
+    hostile = {"a": "</script><img src=x onerror=alert(1)>", "b": "<!-- & \u2028"}
+    text = str(script_json(hostile))
+    # Golden value, written by hand: <, > and & as JSON escapes, and U+2028 too.
+    assert text == (
+        '{"a":"\\u003c/script\\u003e\\u003cimg src=x onerror=alert(1)\\u003e",'
+        '"b":"\\u003c!-- \\u0026 \\u2028"}'
+    )
+    assert json.loads(text) == hostile
 
 
 def test_csv_cells_that_would_run_as_formulas_are_neutralised() -> None:
@@ -254,8 +313,26 @@ def test_page_needs_no_network(seed: int) -> None:
     page = render(portfolio(seed), waterfalls={"ACC-001": waterfall_png(seed)})
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page)
     assert "url(" not in page and "@import" not in page
-    assert "default-src 'none'" in page
-    assert 'src="data:image/png;base64,' in page
+    assert "default-src 'none'" in page and "'unsafe-inline'" not in page
+    # Pictures travel as base64 PNG in a data block; the script shows them as data: URIs,
+    # the only images the policy allows (img-src data:).
+    assert "img-src data:;" in page and '"data:image/png;base64," +' in page
+    picture = base64.b64decode(embedded(page, "report-waterfalls")["ACC-001"])
+    assert picture.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_waterfalls_are_recoded_smaller_and_the_same_picture() -> None:
+    png = waterfall_png(3)
+    small = compact_png(png)
+    assert small.startswith(b"\x89PNG") and len(small) < len(png)
+    with Image.open(io.BytesIO(png)) as a, Image.open(io.BytesIO(small)) as b:
+        before = np.asarray(a.convert("RGB"), dtype=int)
+        after = np.asarray(b.convert("RGB"), dtype=int)
+    assert before.shape == after.shape
+    assert np.abs(before - after).max() <= 32, "a palette of 256 colours: no visible change"
+    see_through = io.BytesIO()
+    Image.new("RGBA", (4, 4), (255, 0, 0, 0)).save(see_through, format="PNG")
+    assert compact_png(see_through.getvalue()) == see_through.getvalue(), "alpha is kept"
 
 
 def test_inputs_the_report_cannot_use_are_named() -> None:
@@ -297,9 +374,60 @@ def test_summary_figures_match_a_hand_computation() -> None:
 
 def test_table_is_by_priority_and_optional_columns_may_be_absent() -> None:
     page = render(five_accounts().drop(columns=["name", "segment", "csm", "change"]))
-    order = re.findall(r'<tr data-account-id="([^"]+)"', page)
+    rows = accounts(page)
+    order = [a["id"] for a in rows]
     assert order == ["A1", "A3", "A4", "A5", "A2"], "priority descending, unknown ARR last"
     assert "By segment" not in page
+    assert {(a["name"], a["segment"], a["csm"], a["change"]) for a in rows} == {
+        (None, None, None, None)
+    }
+    assert 'id="filter-segment"' not in page and 'id="filter-csm"' not in page, "no empty filter"
+
+
+def test_the_page_carries_each_account_as_the_table_and_details_show_it() -> None:
+    scores = five_accounts()
+    scores.loc[0, "driver_list"] = ["Logins fell", "Seats unused", "Protective: NPS 9"]
+    scores = scores.assign(overdue=[False, False, True, False, False])
+    rows = {a["id"]: a for a in accounts(render(scores))}
+    # By hand from five_accounts: A1 is red, 0.8 x 100,000, renews 2025-08-01 (61 days
+    # after 2025-06-01); A2 has no ARR; A3 is overdue.
+    assert rows["A1"] == {
+        "id": "A1", "name": "Acme", "segment": "Enterprise", "csm": "Dana", "band": "red",
+        "health": 20, "probability": 0.8, "arr": 100_000, "priority": 80_000, "renewal": 61,
+        "overdue": 0, "drivers": ["Logins fell", "Seats unused"], "protective": "NPS 9",
+        "play": "Call the champion", "change": None,
+    }  # fmt: skip
+    assert rows["A2"]["arr"] is None and rows["A2"]["priority"] is None
+    assert rows["A3"]["overdue"] == 1 and rows["A5"]["segment"] is None
+
+
+def test_filters_offer_every_value_of_the_book_with_its_count() -> None:
+    scores = five_accounts().assign(
+        renewal_date=pd.to_datetime(
+            pd.Series(["2025-08-01", "2025-08-31", "2025-09-01", None, "2025-08-15"])
+        )
+    )
+    page = render(scores)
+
+    def choices(name: str) -> list[tuple[str, str]]:
+        select = re.search(rf'<select id="filter-{name}"[^>]*>(.*?)</select>', page, re.S)
+        assert select is not None, name
+        return re.findall(r'<option value="([^"]*)">([^<]+)</option>', select.group(1))
+
+    # Values sorted, the missing one last; months by date; by hand from five_accounts.
+    # "" means all; "=" + value picks a value ("=" alone: the accounts without one).
+    assert choices("segment") == [
+        ("", "All segments"), ("=Enterprise", "Enterprise (2)"), ("=SMB", "SMB (2)"),
+        ("=", "(no segment) (1)"),
+    ]  # fmt: skip
+    assert choices("csm") == [("", "All CSMs"), ("=Dana", "Dana (5)")]
+    assert choices("renewal") == [
+        ("", "Any month"), ("=2025-08", "Aug 2025 (3)"), ("=2025-09", "Sep 2025 (1)"),
+        ("=", "(no renewal date) (1)"),
+    ]  # fmt: skip
+    assert re.findall(r'data-band="(\w+)" aria-pressed="false">[^<]+\((\d+)\)', page) == [
+        ("red", "2"), ("yellow", "1"), ("green", "2")
+    ]  # fmt: skip
 
 
 def test_every_figure_training_stores_has_words_in_the_report() -> None:
@@ -338,7 +466,9 @@ def test_drift_lists_only_moved_features_or_says_no_drift() -> None:
 
 
 def chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
+    assert CHROMIUM is not None, (
+        "chromium is not installed: make test installs it (apt-get install chromium)"
+    )
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
             [
@@ -359,7 +489,6 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
         )
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make test installs it)")
 def test_page_loads_sorts_and_renders_in_headless_chromium(seed: int, tmp_path: Path) -> None:
     scores = portfolio(seed)
     top = scores.sort_values("priority", ascending=False)["account_id"][:3]

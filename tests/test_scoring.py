@@ -170,7 +170,7 @@ def test_hostile_names_come_out_inert(scored) -> None:  # type: ignore[no-untype
     names = set(parquet["name"])
     assert {"<script>alert(1)</script>", '=HYPERLINK("x")'} <= names, "both were scored"
     assert "<script>alert(1)" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in html, "escaped in the data"
     assert "'=HYPERLINK(" in csv
     cells = pd.read_csv(scored / "scores.csv", dtype=str).stack()
     assert not cells.str.match(r"[=+@\t\r]").any(), "no cell can start a spreadsheet formula"
