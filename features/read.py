@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -173,11 +172,11 @@ def read_source(
     return con.read_parquet(_parquet_glob(path))
 
 
-#: Folders of UTF-8 copies of non-UTF-8 CSV files and of DuckDB's spilled data, one per
-#: connection, removed with it.
-_SCRATCH: weakref.WeakKeyDictionary[BaseBackend, tempfile.TemporaryDirectory[str]] = (
-    weakref.WeakKeyDictionary()
-)
+#: The attribute of a connection that holds its temporary folder (UTF-8 copies of non-UTF-8
+#: CSV files, DuckDB's spilled data), removed with the connection. Not a dictionary keyed by
+#: the connection: Ibis backends compare equal by database, so every in-memory DuckDB
+#: connection would share the first one's folder, and lose it when that one is collected.
+_SCRATCH = "_churn_scratch"
 
 
 def _utf8_copy(con: BaseBackend, path: Path, dialect: Dialect) -> str:
@@ -198,10 +197,11 @@ def _utf8_copy(con: BaseBackend, path: Path, dialect: Dialect) -> str:
 def scratch(con: BaseBackend) -> str:
     """A temporary folder of ``con``'s own (UTF-8 copies, DuckDB's spilled data), removed
     when the connection is."""
-    folder = _SCRATCH.get(con)
+    folder = getattr(con, _SCRATCH, None)
     if folder is None:
-        folder = _SCRATCH[con] = tempfile.TemporaryDirectory(prefix="churn-")
-    return folder.name
+        folder = tempfile.TemporaryDirectory(prefix="churn-")
+        setattr(con, _SCRATCH, folder)
+    return str(folder.name)
 
 
 def _parquet_glob(path: Path) -> str:

@@ -7,6 +7,7 @@ the expected values are what the exporting person typed, independent of the read
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from conftest import SPARK, tiny_tables, write_tables
 
 from features.config import DataConfig
 from features.errors import ContractError
-from features.read import connect, number_style, read_data
+from features.read import connect, number_style, read_data, scratch
 from features.validate import load
 
 ACCOUNTS = (
@@ -428,3 +429,18 @@ def test_spark_reads_the_same_messy_files(tmp_path: Path, spark_con: object) -> 
                 assert list(got[col]) == list(want[col]), (name, col)
     accounts = on_spark.tables["accounts"].to_pandas().sort_values("account_id")
     assert list(accounts["name"]) == ["Café €", "Globex"]
+
+
+def test_each_connection_keeps_its_own_temporary_folder() -> None:
+    """UTF-8 copies and DuckDB's spilled data live in a folder of each connection's own,
+    removed with it and not before (Ibis backends compare equal by database: a folder keyed
+    by the connection was shared, and vanished under a later connection's tables)."""
+    first, second = connect("duckdb", threads=1), connect("duckdb", threads=1)
+    mine, theirs = Path(scratch(first)), Path(scratch(second))
+    assert mine != theirs and mine.is_dir() and theirs.is_dir()
+    spill = second.raw_sql("SELECT current_setting('temp_directory')").fetchone()
+    assert spill == (str(theirs),)
+    del first
+    gc.collect()
+    assert not mine.exists(), "removed with its connection"
+    assert theirs.is_dir(), "the other connection keeps its folder"
