@@ -109,10 +109,10 @@ def test_memory_limit_caps_duckdb_and_is_refused_for_spark() -> None:
 
     con = engine(load_config(None, {"engine": {"memory_limit": "512MB"}}))
     assert con.raw_sql("SELECT current_setting('memory_limit')").fetchone() == ("488.2 MiB",)
-    default = engine(load_config(None, {})).raw_sql(
+    default = engine(load_config(None, {}))  # held: its spill folder lives as long as it
+    limit, spill = default.raw_sql(
         "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
-    )
-    limit, spill = default.fetchone()
+    ).fetchone()
     assert limit == "3.0 GiB", "a 4 GiB budget by default, not 80% of RAM"
     assert Path(spill).is_dir() and Path(spill).name.startswith("churn-"), spill
     with pytest.raises(ContractError, match=r"engine\.memory_limit: .*'lots'"):
