@@ -157,7 +157,7 @@ def stage_profile(a: argparse.Namespace) -> dict[str, Any]:
     """Time each part of the build alone and save DuckDB's profile of the whole query."""
     import ibis
 
-    from features import build, usage
+    from features import build, usage, windows
     from features.config import FeatureConfig, LabelConfig
     from features.training import _with_ids, data_end_day, training_snapshots
     from features.validate import load
@@ -183,10 +183,7 @@ def stage_profile(a: argparse.Namespace) -> dict[str, Any]:
     snaps = ibis.memtable(clock("snapshots", lambda: _with_ids(snaps_expr).to_pyarrow()))
     ud, ed = usage.rollups(days, cfg)
     families: dict[str, Callable[[], Any]] = {
-        "usage (running sums)": lambda: usage.usage_features(ud, ed, snaps, cfg, top),
-        "concentration (user look-back join)": lambda: usage.concentration_features(
-            ud, snaps, cfg.champion_days
-        ),
+        "event features (range joins)": lambda: windows.event_features(ud, ed, snaps, cfg, top),
         "support": lambda: build.support_features(tables["tickets"], snaps),
         "voice": lambda: build.voice_features(tables["surveys"], snaps),
         "sentiment": lambda: build.sentiment_features(tables["sentiment"], snaps),

@@ -2,8 +2,8 @@
 
 Every query of the small tables joins them to the snapshots on ``account_id`` with the strict
 filter ``time < as_of``, then aggregates per snapshot. Events, by far the largest table, are
-rolled up once to user-days and event-days and read through running sums
-(:mod:`features.usage`).
+rolled up once to user-days and event-days (:mod:`features.usage`), whose rows meet the
+snapshots within their look-back through range joins (:mod:`features.windows`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from features.attributes import Attribute, attributes, history_columns
 from features.catalog import Feature, catalog
 from features.config import FeatureConfig
 from features.snapshots import SECONDS_PER_DAY
-from features.usage import concentration_features, daily, ratio, rollups, usage_features
+from features.usage import daily, ratio, rollups
+from features.windows import event_features
 
 SENTIMENT_SCORE = {"red": 0, "yellow": 1, "green": 2}
 
@@ -209,10 +210,7 @@ def feature_table(
     attrs = attributes(accounts, history_columns(history), {f.name for f in decl}, ZERO_WHEN_ABSENT)
     decl = (*decl, *(a.feature() for a in attrs))
     ud, ed = rollups(daily(tables["events"]) if days is None else days, cfg)
-    parts = [
-        usage_features(ud, ed, snaps, cfg, top_events),
-        concentration_features(ud, snaps, cfg.champion_days),
-    ]
+    parts = [event_features(ud, ed, snaps, cfg, top_events)]
     makers = {
         "tickets": support_features,
         "surveys": voice_features,

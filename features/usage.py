@@ -1,4 +1,10 @@
-"""Event features from running sums on each account's timeline.
+"""The events' roll-ups, and a second implementation of the event features: running sums.
+
+:func:`daily` and :func:`rollups` feed the feature build. The build computes the event
+features with range joins (:mod:`features.windows`), 2 to 2.5 times faster on sparse and
+dense data alike; :func:`usage_features` and :func:`concentration_features` below compute
+the same columns another way and stay as the reference the range joins are checked
+against, value for value (``tests/test_windows.py``).
 
 Events are rolled up once (:func:`daily`). A window count such as "events in the 30 days
 before ``as_of``" is then ``F(as_of) - F(as_of - 30)``, where ``F(x)`` is the account's sum
@@ -45,15 +51,14 @@ def lookback_days(cfg: FeatureConfig) -> int:
     """Days of events before ``as_of`` that decide every event feature of a snapshot.
 
     Events older than this leave every value unchanged, so scoring at one as-of reads only
-    these days (a property test checks it): the longest window; the new users' 90 quiet days
-    before the last 30; the 13 trend weeks; the 180 days after which ``days_since_last_event``
-    is capped; the champion's look-back. A distinct count over ``[t - w, t)`` needs nothing
-    before ``t - w``: a user whose activity started earlier starts a fresh interval at the
-    first day kept, which still counts the user once.
+    these days (a property test checks it): the longest window; the new users' 90 days (the
+    last 30 and 60 quiet ones before); the 13 trend weeks; the 180 days after which
+    ``days_since_last_event`` is capped; the champion's look-back. A distinct count over
+    ``[t - w, t)`` needs nothing before ``t - w``.
     """
     return max(
         *cfg.windows,
-        NEW_GAP + MONTH,
+        NEW_GAP,
         LOST_SPAN,
         7 * SLOPE_WEEKS,
         RECENT_DAYS + 1,
