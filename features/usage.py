@@ -314,6 +314,30 @@ def usage_features(
     return s.select("snapshot_id", **keep, **derived)
 
 
+def in_lookback(rows: ir.Table, snaps: ir.Table, lookback: int) -> ir.Table:
+    """``rows`` (``account_id``, ``day``, ...) joined to the snapshots of their account with
+    ``as_of_day - lookback <= day < as_of_day``; adds ``snapshot_id``, ``as_of_day`` and
+    ``age`` (``as_of_day - day``, from 1 to ``lookback``).
+
+    The snapshots are repeated for each ``BUCKET``-day bucket their look-back touches and
+    the join's equality is (account, bucket), so only rows of those buckets are compared.
+    """
+    reach = ibis.memtable({"_j": list(range(lookback // BUCKET + 2))}, schema={"_j": "int64"})
+    s = snaps.select("snapshot_id", "as_of_day", _acc="account_id").cross_join(reach)
+    s = s.mutate(_b=(s.as_of_day - 1) // BUCKET - s._j).drop("_j")
+    r = rows.mutate(_rb=rows.day // BUCKET)
+    j = r.join(
+        s,
+        [
+            r.account_id == s._acc,
+            r._rb == s._b,
+            r.day < s.as_of_day,
+            r.day >= s.as_of_day - lookback,
+        ],
+    )
+    return j.mutate(age=j.as_of_day - j.day).drop("_rb", "_acc", "_b")
+
+
 def concentration_features(ud: ir.Table, snaps: ir.Table, champion_days: int) -> ir.Table:
     """Top user's share of the last 30 days' events; days since the champion was active.
 
@@ -324,26 +348,13 @@ def concentration_features(ud: ir.Table, snaps: ir.Table, champion_days: int) ->
     bucket away.
     """
     span = max(champion_days, MONTH)  # the look-back of both features
-    s = snaps.select("snapshot_id", "as_of_day", _acc="account_id")
-    reach = list(range(span // BUCKET + 2))
-    s = s.cross_join(ibis.memtable({"_j": reach}, schema={"_j": "int64"}))
-    s = s.mutate(_b=(s.as_of_day - 1) // BUCKET - s._j)
-    u = ud.mutate(_b=ud.day // BUCKET)
-    j = u.join(
-        s,
-        [
-            u.account_id == s._acc,
-            u._b == s._b,
-            u.day < s.as_of_day,
-            u.day >= s.as_of_day - span,
-        ],
-    )
+    j = in_lookback(ud, snaps, span)
     # Every row is inside the champion's look-back unless it is the shorter of the two.
-    champion = j.day >= j.as_of_day - champion_days if champion_days < span else None
+    champion = j.age <= champion_days if champion_days < span else None
     per = j.group_by(["snapshot_id", "user_id"]).aggregate(
-        n30=j.n.sum(where=j.day >= j.as_of_day - MONTH),
+        n30=j.n.sum(where=j.age <= MONTH),
         n_all=j.n.sum(where=champion),
-        last_age=(j.as_of_day - j.day).min(where=champion),
+        last_age=j.age.min(where=champion),
     )
     per = per.mutate(n_all=per.n_all.fill_null(0))
     order = ibis.window(group_by=per.snapshot_id, order_by=[ibis.desc(per.n_all), per.user_id])

@@ -30,34 +30,15 @@ import ibis.expr.types as ir
 
 from features.catalog import event_slugs
 from features.config import FeatureConfig
-from features.usage import LOST_SPAN, MONTH, NEW_GAP, RECENT_DAYS, SLOPE_WEEKS, ratio
-
-#: Days per bucket of the join keys.
-BUCKET = 32
-
-
-def _in_lookback(rows: ir.Table, snaps: ir.Table, lookback: int) -> ir.Table:
-    """``rows`` (``account_id``, ``day``, ...) joined to the snapshots of their account with
-    ``as_of_day - lookback <= day < as_of_day``; adds ``snapshot_id``, ``as_of_day`` and
-    ``age`` (``as_of_day - day``, from 1 to ``lookback``).
-
-    The snapshots are repeated for each ``BUCKET``-day bucket their look-back touches and
-    the join's equality is (account, bucket), so only rows of those buckets are compared.
-    """
-    reach = ibis.memtable({"_j": list(range(lookback // BUCKET + 2))}, schema={"_j": "int64"})
-    s = snaps.select("snapshot_id", "as_of_day", _acc="account_id").cross_join(reach)
-    s = s.mutate(_b=(s.as_of_day - 1) // BUCKET - s._j).drop("_j")
-    r = rows.mutate(_rb=rows.day // BUCKET)
-    j = r.join(
-        s,
-        [
-            r.account_id == s._acc,
-            r._rb == s._b,
-            r.day < s.as_of_day,
-            r.day >= s.as_of_day - lookback,
-        ],
-    )
-    return j.mutate(age=j.as_of_day - j.day).drop("_rb", "_acc", "_b")
+from features.usage import (
+    LOST_SPAN,
+    MONTH,
+    NEW_GAP,
+    RECENT_DAYS,
+    SLOPE_WEEKS,
+    in_lookback,
+    ratio,
+)
 
 
 def _f(v: ir.NumericValue) -> ir.FloatingValue:
@@ -71,7 +52,7 @@ def _user_features(ud: ir.Table, snaps: ir.Table, cfg: FeatureConfig) -> ir.Tabl
     windows = sorted({*cfg.windows, MONTH})
     trend = 7 * SLOPE_WEEKS
     lookback = max(*windows, NEW_GAP, LOST_SPAN, trend)
-    j = _in_lookback(ud.mutate(n=_f(ud.n), k=_f(ud.k)), snaps, lookback)
+    j = in_lookback(ud.mutate(n=_f(ud.n), k=_f(ud.k)), snaps, lookback)
     a = j.age
     prev = (a > MONTH) & (a <= 2 * MONTH)
     # The week of a row is (age - 1) // 7, 0 the latest; its weight in the slope 6 - week.
@@ -114,7 +95,7 @@ def _event_features(
 ) -> ir.Table:
     """Per snapshot: distinct events per window and the 30-day count of each top event."""
     windows = sorted({*cfg.windows, MONTH})
-    j = _in_lookback(ed.mutate(n=_f(ed.n)), snaps, max(windows))
+    j = in_lookback(ed.mutate(n=_f(ed.n)), snaps, max(windows))
     per = j.group_by(["snapshot_id", "event"]).aggregate(
         n30=j.n.sum(where=j.age <= MONTH), **{f"d{w}": j.count(where=j.age <= w) for w in windows}
     )
@@ -130,7 +111,7 @@ def _event_features(
 def _day_features(ud: ir.Table, snaps: ir.Table, cfg: FeatureConfig) -> ir.Table:
     """Per snapshot: active days per window and the last active day of the 180 before."""
     ad = ud.select("account_id", "day").distinct()
-    j = _in_lookback(ad, snaps, max(*cfg.windows, RECENT_DAYS))
+    j = in_lookback(ad, snaps, max(*cfg.windows, RECENT_DAYS))
     return j.group_by("snapshot_id").aggregate(
         **{f"active_days_{w}d": _f(j.count(where=j.age <= w)) for w in cfg.windows},
         _recent=j.age.min(where=j.age <= RECENT_DAYS),
@@ -146,7 +127,7 @@ def _champion(ud: ir.Table, snaps: ir.Table, champion_days: int) -> ir.Table:
     buckets plus the user-days of the two partial buckets at the ends (two joins and a
     union, which cost more than the rows they save).
     """
-    j = _in_lookback(ud.mutate(n=_f(ud.n)), snaps, champion_days)
+    j = in_lookback(ud.mutate(n=_f(ud.n)), snaps, champion_days)
     per = j.group_by(["snapshot_id", "user_id"]).aggregate(n=j.n.sum(), age=j.age.min())
     order = ibis.window(group_by=per.snapshot_id, order_by=[ibis.desc(per.n), per.user_id])
     per = per.mutate(_rank=ibis.row_number().over(order))
