@@ -8,7 +8,7 @@ snapshots within their look-back through range joins (:mod:`features.windows`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import ibis
 import ibis.expr.types as ir
@@ -195,11 +195,15 @@ def feature_table(
     cfg: FeatureConfig,
     top_events: Sequence[str],
     days: ir.Table | None = None,
+    hold: Callable[[ir.Table], ir.Table] | None = None,
 ) -> tuple[ir.Table, tuple[Feature, ...]]:
     """Every feature of every snapshot, as one Ibis expression, and their declarations.
 
     ``days`` is :func:`features.usage.daily` of the events, when the caller holds it
-    (cached); by default the expression rolls the events up itself.
+    (cached); by default the expression rolls the events up itself. ``hold``, when given,
+    materialises intermediate tables (the snapshots, the user-day and event-day roll-ups,
+    each part of the event features) and returns them as tables to read from; without it
+    the result is a single expression (for engines that run it in place, such as Spark).
 
     ``snaps`` needs ``snapshot_id``, ``account_id``, ``as_of_day`` and the contract context
     (``seats``, ``arr``, ``prev_arr``, ``term_number``, ``renewal_day``).
@@ -209,8 +213,10 @@ def feature_table(
     decl = catalog(cfg.windows, top_events, (), tables.keys(), cfg.champion_days)
     attrs = attributes(accounts, history_columns(history), {f.name for f in decl}, ZERO_WHEN_ABSENT)
     decl = (*decl, *(a.feature() for a in attrs))
+    keep = hold or (lambda t: t)
+    snaps = keep(snaps)
     ud, ed = rollups(daily(tables["events"]) if days is None else days, cfg)
-    parts = [event_features(ud, ed, snaps, cfg, top_events)]
+    parts = [event_features(keep(ud), keep(ed), snaps, cfg, top_events, keep)]
     makers = {
         "tickets": support_features,
         "surveys": voice_features,

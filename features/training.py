@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -211,14 +212,31 @@ def _build(
 
     ``plan`` gives, from the roll-up, the snapshots and the day before which the most common
     events are counted; ``top``: the per-event columns (``None``: those common events).
+    On DuckDB the intermediate tables of :func:`features.build.feature_table` (snapshots,
+    roll-ups, the parts of the event features) are materialised one after another and
+    released at the end: each query then has the memory cap to itself (on a sparse 10.9M-event world
+    7.6 s instead of 9.1 s for the event features under the default cap), and the final
+    query, small, compiles quickly.
     """
-    with daily(tables["events"]).cache() as days:
+    with ExitStack() as held:
+        days = held.enter_context(daily(tables["events"]).cache())
         if progress:
             progress("events rolled up", 0.3)
         snaps, top_before_day = plan(days)
         if top is None:
             top = common_events(days, features.top_events, top_before_day)
-        query = _query(tables, snaps, features, top, days)
+        steps = iter((0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9))
+
+        def hold(t: ir.Table) -> ir.Table:
+            kept = held.enter_context(t.cache())
+            if progress:
+                progress("features", next(steps, 0.9))
+            return kept
+
+        # Spark's Ibis backend caches an expression without registering the in-memory
+        # tables it reads (the lead days, the look-back buckets): Spark runs it whole.
+        duckdb = days._find_backend().name == "duckdb"
+        query = _query(tables, snaps, features, top, days, hold if duckdb else None)
         frame = _to_frame(query.expr, query.features)
     if progress:
         progress("features built", 1.0)
@@ -231,8 +249,9 @@ def _query(
     features: FeatureConfig,
     top_events: Sequence[str],
     days: ir.Table | None = None,
+    hold: Callable[[ir.Table], ir.Table] | None = None,
 ) -> FeatureQuery:
-    expr, decl = feature_table(tables, _with_ids(snaps), features, top_events, days)
+    expr, decl = feature_table(tables, _with_ids(snaps), features, top_events, days, hold)
     return FeatureQuery(expr, decl, tuple(top_events))
 
 

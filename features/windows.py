@@ -23,7 +23,7 @@ so the engine's hash join on (account, bucket) does not test every pair of the a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ibis
 import ibis.expr.types as ir
@@ -46,47 +46,59 @@ def _f(v: ir.NumericValue) -> ir.FloatingValue:
     return v.cast("float64")
 
 
-def _user_features(ud: ir.Table, snaps: ir.Table, cfg: FeatureConfig) -> ir.Table:
-    """Per snapshot: event, key-event and user-day counts, active, new, lost and key users,
-    the previous 30 days, the trend's weekly sums and the top user's 30-day events."""
+def _sum_features(ud: ir.Table, snaps: ir.Table, cfg: FeatureConfig) -> ir.Table:
+    """Per snapshot: everything that is a sum over days (events, key events, user-days and
+    active days per window, the previous 30 days, the trend's weekly sums) and the last
+    active day of the 180 before, from one row per account and day."""
     windows = sorted({*cfg.windows, MONTH})
     trend = 7 * SLOPE_WEEKS
-    lookback = max(*windows, NEW_GAP, LOST_SPAN, trend)
-    j = in_lookback(ud.mutate(n=_f(ud.n), k=_f(ud.k)), snaps, lookback)
+    ad = ud.group_by(["account_id", "day"]).aggregate(
+        n=_f(ud.n).sum(), k=_f(ud.k).sum(), u=_f(ud.count())
+    )
+    j = in_lookback(ad, snaps, max(*windows, 2 * MONTH, trend, RECENT_DAYS))
     a = j.age
     prev = (a > MONTH) & (a <= 2 * MONTH)
     # The week of a row is (age - 1) // 7, 0 the latest; its weight in the slope 6 - week.
     weight = (SLOPE_WEEKS // 2 - (a - 1) // 7).cast("float64")
-    per = j.group_by(["snapshot_id", "user_id"]).aggregate(
-        **{f"n{w}": j.n.sum(where=a <= w) for w in windows},
-        **{f"k{w}": j.k.sum(where=a <= w) for w in windows},
-        **{f"d{w}": j.count(where=a <= w) for w in windows},
-        kd30=j.count(where=(a <= MONTH) & (j.k > 0)),
-        n_prev=j.n.sum(where=prev),
-        k_prev=j.k.sum(where=prev),
-        d_prev=j.count(where=prev),
-        d_quiet=j.count(where=(a > MONTH) & (a <= NEW_GAP)),
-        slope=(weight * j.n).sum(where=a <= trend),
-        n_trend=j.n.sum(where=a <= trend),
+    return j.group_by("snapshot_id").aggregate(
+        **{f"events_{w}d": j.n.sum(where=a <= w) for w in cfg.windows},
+        **{f"key_events_{w}d": j.k.sum(where=a <= w) for w in cfg.windows},
+        **{f"user_days_{w}d": j.u.sum(where=a <= w) for w in cfg.windows},
+        **{f"active_days_{w}d": _f(j.count(where=a <= w)) for w in cfg.windows},
+        _n30=j.n.sum(where=a <= MONTH),
+        _k30=j.k.sum(where=a <= MONTH),
+        _ud30=j.u.sum(where=a <= MONTH),
+        _n_prev30=j.n.sum(where=prev),
+        _k_prev30=j.k.sum(where=prev),
+        _slope=(weight * j.n).sum(where=a <= trend),
+        _n_slope=j.n.sum(where=a <= trend),
+        _recent=a.min(where=a <= RECENT_DAYS),
     )
+
+
+def _user_features(ud: ir.Table, snaps: ir.Table, cfg: FeatureConfig) -> ir.Table:
+    """Per snapshot: active, key, new and lost users and the top user's 30-day events.
+
+    One row per snapshot and user holds what those need: the age of the user's latest day
+    (active within ``w`` days when at most ``w``), of its latest key day, of its latest day
+    more than 30 days back (new: active in the last 30 days and not in the 60 before;
+    lost: latest day 31-60 days back) and its events of the last 30 days.
+    """
+    j = in_lookback(ud, snaps, max(*cfg.windows, MONTH, NEW_GAP, LOST_SPAN))
+    a = j.age
+    per = j.group_by(["snapshot_id", "user_id"]).aggregate(
+        latest=a.min(), key=a.min(where=j.k > 0), older=a.min(where=a > MONTH),
+        n30=_f(j.n).sum(where=a <= MONTH),
+    )  # fmt: skip
+    active = per.latest <= MONTH
     return per.group_by("snapshot_id").aggregate(
-        **{f"events_{w}d": per[f"n{w}"].sum() for w in cfg.windows},
-        **{f"key_events_{w}d": per[f"k{w}"].sum() for w in cfg.windows},
-        **{f"user_days_{w}d": _f(per[f"d{w}"].sum()) for w in cfg.windows},
-        **{f"active_users_{w}d": _f(per.count(where=per[f"d{w}"] > 0)) for w in cfg.windows},
-        key_users_30d=_f(per.count(where=per.kd30 > 0)),
-        new_users_30d=_f(per.count(where=(per[f"d{MONTH}"] > 0) & (per.d_quiet == 0))),
-        lost_users_30d=_f(per.count(where=(per.d_prev > 0) & (per[f"d{MONTH}"] == 0))),
-        _n30=per[f"n{MONTH}"].sum(),
-        _k30=per[f"k{MONTH}"].sum(),
-        _ud30=_f(per[f"d{MONTH}"].sum()),
-        _u30=_f(per.count(where=per[f"d{MONTH}"] > 0)),
-        _n_prev30=per.n_prev.sum(),
-        _k_prev30=per.k_prev.sum(),
-        _u_prev30=_f(per.count(where=per.d_prev > 0)),
-        _slope=per.slope.sum(),
-        _n_slope=per.n_trend.sum(),
-        _top_n30=per[f"n{MONTH}"].max(),
+        **{f"active_users_{w}d": _f(per.count(where=per.latest <= w)) for w in cfg.windows},
+        key_users_30d=_f(per.count(where=per.key <= MONTH)),
+        new_users_30d=_f(per.count(where=active & (per.older.isnull() | (per.older > NEW_GAP)))),
+        lost_users_30d=_f(per.count(where=(per.latest > MONTH) & (per.latest <= 2 * MONTH))),
+        _u30=_f(per.count(where=active)),
+        _u_prev30=_f(per.count(where=per.older <= 2 * MONTH)),
+        _top_n30=per.n30.max(),
     )
 
 
@@ -108,16 +120,6 @@ def _event_features(
     )
 
 
-def _day_features(ud: ir.Table, snaps: ir.Table, cfg: FeatureConfig) -> ir.Table:
-    """Per snapshot: active days per window and the last active day of the 180 before."""
-    ad = ud.select("account_id", "day").distinct()
-    j = in_lookback(ad, snaps, max(*cfg.windows, RECENT_DAYS))
-    return j.group_by("snapshot_id").aggregate(
-        **{f"active_days_{w}d": _f(j.count(where=j.age <= w)) for w in cfg.windows},
-        _recent=j.age.min(where=j.age <= RECENT_DAYS),
-    )
-
-
 def _champion(ud: ir.Table, snaps: ir.Table, champion_days: int) -> ir.Table:
     """Per snapshot, days since the champion was active: the user with the most events in
     the ``champion_days`` before it (ties: the smallest ``user_id``).
@@ -136,12 +138,17 @@ def _champion(ud: ir.Table, snaps: ir.Table, champion_days: int) -> ir.Table:
     )
 
 
+def _as_is(t: ir.Table) -> ir.Table:
+    return t
+
+
 def event_features(
     ud: ir.Table,
     ed: ir.Table,
     snaps: ir.Table,
     cfg: FeatureConfig,
     top_events: Sequence[str],
+    hold: Callable[[ir.Table], ir.Table] = _as_is,
 ) -> ir.Table:
     """Every event feature of every snapshot, from the user-days and event-days of
     :func:`features.usage.rollups`: the columns of :func:`features.usage.usage_features`
@@ -149,12 +156,17 @@ def event_features(
 
     Counts are 0 where the snapshot has no rows in their window; ``_top_n30`` and
     ``days_since_champion`` are missing where no user was active in their look-back.
+
+    ``hold`` is applied to each of the four parts (sums, users, events, champion): an
+    engine that can materialise them (``features.training`` caches each on DuckDB) runs
+    four small queries, each with the memory to itself, instead of one query whose joins
+    and aggregates all hold memory at once.
     """
     parts = [
-        _user_features(ud, snaps, cfg),
-        _event_features(ed, snaps, cfg, top_events),
-        _day_features(ud, snaps, cfg),
-        _champion(ud, snaps, cfg.champion_days),
+        hold(_sum_features(ud, snaps, cfg)),
+        hold(_user_features(ud, snaps, cfg)),
+        hold(_event_features(ed, snaps, cfg, top_events)),
+        hold(_champion(ud, snaps, cfg.champion_days)),
     ]
     s = snaps.select("snapshot_id")
     for part in parts:
