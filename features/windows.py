@@ -7,13 +7,15 @@ of a compact roll-up is joined to each snapshot of its account with
 feeds), and each window is an aggregate with a ``where=`` filter on the row's age
 ``as_of_day - day`` (1 for the day before the snapshot).
 
-Distinct counts go through one row per snapshot and user (or event) first: a user is active
-in a window when its row has a user-day there, new when active in the last 30 days and not
-in the 60 before those, lost when active 31-60 days ago and not since. The joins:
+Sums over days (events, key events, user-days, active days, the trend) come from one row per
+account and day. Distinct counts go through one row per snapshot and user (or event) first:
+a user is active in a window when its latest day is in it, new when active in the last 30
+days and not in the 60 before those, lost when its latest day is 31-60 days back. The joins:
 
-* user-days over the windows, the 13 trend weeks and the new users' 90 days;
+* account-days over the windows, the 13 trend weeks and the 180 days of
+  ``days_since_last_event``;
+* user-days over the windows and the new users' 90 days;
 * event-days over the windows (distinct events, per-event counts);
-* account-days over the windows and the 180 days of ``days_since_last_event``;
 * user-days over the champion's ``champion_days``.
 
 Every join pairs a row only with snapshots of its ``BUCKET``-day bucket and the few before
