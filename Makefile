@@ -21,7 +21,7 @@ $(VENV)/.dev: $(VENV)/.base
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help install install-dev chromium demo test check lint format typecheck clean
+.PHONY: help install install-dev chromium postgresql demo test check lint format typecheck clean
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
@@ -40,7 +40,13 @@ chromium: ## Install Debian's chromium and chromium-driver for the report's brow
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
 	fi
 
-test: install-dev chromium ## Run the test suite (what CI runs), a file per worker on 2 workers
+postgresql: ## Install Debian's postgresql for the team tracking server's test (when missing)
+	@ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postgresql; \
+	}
+
+test: install-dev chromium postgresql ## Run the test suite (what CI runs), a file per worker on 2 workers
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 format: install-dev ## Format the code with ruff
