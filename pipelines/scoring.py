@@ -9,8 +9,13 @@ The score history (``scoring.history`` in ``churn.yaml``, see
 rewrites, wherever its scores directory goes: one row per account and as-of date with the
 probability, the family contributions (``fam_<family>``), the model's input values
 (``feat_<feature>``: numbers as floats, categories as text) and the model that scored it
-(``model_version``, ``model_uri``, and ``model_features``, the JSON list of the features
-it read). It is replaced atomically, and only after the scores directory was written.
+(``model_version``, the registry's version, ``model_id``, MLflow's id of the logged model,
+``model_uri``, and ``model_features``, the JSON list of the features it read). It is
+replaced atomically, and only after the scores directory was written.
+
+Probabilities, bands, drivers and plays come from the model's own scorer
+(:meth:`models.scorer.HealthScorer.score`), the code a served model runs: ``churn score``
+and ``mlflow models serve`` give the same values for the same rows.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +35,22 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from features.catalog import Feature
 from features.errors import ContractError
 from features.training import TrainingSet, build_scoring_set
-from models.bands import assign_bands, health_score
 from models.columns import matrix
 from models.drift import drift_table
-from models.explain import (
-    FAMILY_NAMES,
-    change_since,
-    contributions,
-    explain_rows,
-    family_contributions,
-)
-from models.plays import PlayConfig, choose_play, priority
+from models.explain import FAMILY_NAMES, change_since, contributions, family_contributions
+from models.plays import PlayConfig, priority
+from models.scorer import HealthScorer
+from models.serving import ChurnHealthModel
 from models.train import ChurnModel
 from models.waterfall import waterfall_png
 from pipelines.context import CONTEXT_FILE
 from pipelines.files import write_atomically
-from pipelines.report import PROTECTIVE, neutralise_csv
+from pipelines.report import neutralise_csv
 
 Progress = Callable[[str, float], None] | None
 #: The columns of scores.parquet / scores.csv fixed by the data contract, in order
@@ -57,10 +59,11 @@ CONTRACT_COLUMNS = (
     "account_id", "name", "segment", "csm", "as_of", "churn_probability", "health_score",
     "band", "renewal_date", "arr", "drivers", "play", "model_version", "overdue",
 )  # fmt: skip
-EXTRA_COLUMNS = ("priority", "top_driver", "change", "contract_id", "lead_days")
+EXTRA_COLUMNS = ("priority", "top_driver", "change", "contract_id", "lead_days", "model_id")
 #: The score history's columns besides the family contributions and the feature values.
 HISTORY_COLUMNS = (
-    "account_id", "as_of", "churn_probability", "model_version", "model_uri", "model_features",
+    "account_id", "as_of", "churn_probability", "model_version", "model_id", "model_uri",
+    "model_features",
 )  # fmt: skip
 #: Prefixes of a family's contribution and of a feature's value, in batches and the history
 #: (prefixed, so that an account attribute named like a family cannot collide with it).
@@ -74,32 +77,68 @@ WATERFALLS = 50
 
 @dataclass(frozen=True)
 class ScoringModel:
-    """A registered model with what scoring needs: trees, calibrator, declarations, context."""
+    """A registered model with what scoring needs: trees, calibrator, declarations, context,
+    plays (its :attr:`scorer`), and the registry version and MLflow model id it was
+    loaded as.
 
-    model: ChurnModel
+    ``model`` is the loaded model's :class:`models.scorer.HealthScorer`; a fitted
+    :class:`models.train.ChurnModel` is accepted too (benchmarks, tests), scored with
+    ``context``, ``top_events`` and the default plays.
+    """
+
+    model: HealthScorer | ChurnModel
     top_events: tuple[str, ...]
     context: dict[str, Any]
     version: str
     uri: str
+    #: MLflow's id of the logged model (``m-...``), None for a model logged without one.
+    model_id: str | None = None
+
+    @cached_property
+    def scorer(self) -> HealthScorer:
+        if isinstance(self.model, HealthScorer):
+            return self.model
+        return HealthScorer.from_model(self.model, self.context, PlayConfig(), self.top_events)
 
     @property
     def features(self) -> tuple[Feature, ...]:
         return self.model.features_
+
+    @property
+    def plays(self) -> PlayConfig:
+        return self.scorer.plays
 
 
 def default_model_uri(registered_model: str) -> str:
     return f"models:/{registered_model}@champion"
 
 
-def _version_of(uri: str) -> str:
-    """ "3" for a registered version, "run:<id>" for a run's model."""
+def registry_version(uri: str, run_id: str | None, model_id: str | None) -> str:
+    """The registry version behind a model URI: "3" for ``models:/NAME/3`` and for an alias
+    that points at version 3; for a logged model's or a run's URI (``models:/m-...``,
+    ``runs:/...``), the version registered from that logged model, if any, else the model
+    id ("m-...") or "run:<id>"."""
+    client = MlflowClient()
     if uri.startswith("models:/"):
-        name, _, ref = uri.removeprefix("models:/").partition("@")
-        client = MlflowClient()
-        if ref:
-            return str(client.get_model_version_by_alias(name, ref).version)
-        name, _, number = uri.removeprefix("models:/").partition("/")
-        return number or name
+        ref = uri.removeprefix("models:/")
+        name, at, alias = ref.partition("@")
+        if at:
+            return str(client.get_model_version_by_alias(name, alias).version)
+        name, _, number = ref.partition("/")
+        if number.isdigit():
+            return number
+    if run_id:
+        try:
+            found = list(client.search_model_versions(f"run_id = '{run_id}'"))
+        except MlflowException:  # a store that cannot search versions: fall back on the id
+            found = []
+        # A version names its logged model by id, or (SQLite stores) by its source URI.
+        ids = [(v, {v.model_id, str(v.source).removeprefix("models:/")}) for v in found]
+        same = [int(v.version) for v, named in ids if model_id is None or model_id in named]
+        if same:
+            return str(max(same))
+    if model_id:
+        return model_id
     if uri.startswith("runs:/"):
         return "run:" + uri.removeprefix("runs:/").split("/")[0]
     return uri
@@ -108,8 +147,10 @@ def _version_of(uri: str) -> str:
 def load_scoring_model(uri: str) -> ScoringModel:
     """Load a model logged by ``churn train`` (a ``models:/`` or ``runs:/`` URI).
 
-    A model that cannot be found, or was logged without what scoring needs (or by an older
-    version of the pipeline), is a user error: :class:`ContractError`, exit 2 at the CLI.
+    Everything scoring reads comes from the model itself (:class:`models.scorer.HealthScorer`:
+    trees, calibrator, references, thresholds, plays, the scoring context). A model that
+    cannot be found, was not logged by ``churn train``, or by an older version of the
+    pipeline, is a user error: :class:`ContractError`, exit 2 at the CLI.
     """
     try:
         loaded = mlflow.pyfunc.load_model(uri)
@@ -127,8 +168,35 @@ def load_scoring_model(uri: str) -> ScoringModel:
             "DIR) or pass --model with a models:/NAME@champion, models:/NAME/VERSION or "
             "runs:/RUN_ID/model URI."
         ) from err
-    wrapper = loaded.unwrap_python_model()
     run_id = loaded.metadata.run_id
+    try:
+        wrapper: Any = loaded.unwrap_python_model()
+    except MlflowException:
+        wrapper = None
+    if isinstance(wrapper, ChurnHealthModel):
+        scorer = wrapper.model
+    elif wrapper is not None and hasattr(getattr(wrapper, "model", None), "calibrator_"):
+        scorer = _older_scorer(wrapper.model, uri, run_id)
+    else:
+        raise ContractError(
+            f"the model {uri} was not logged by churn train (it is no churn-health model): "
+            "train one with churn train --data DIR, or pass its --model URI"
+        )
+    missing = [k for k in ("evaluation", "band_quality") if k not in scorer.context]
+    if missing:
+        raise ContractError(
+            f"the model {uri} was trained by an older version of churn-health: its "
+            f"{CONTEXT_FILE} lacks {', '.join(missing)} (the nested backtest's record). "
+            "Retrain it with churn train --data DIR."
+        )
+    model_id = getattr(loaded.metadata, "model_id", None)
+    version = registry_version(uri, run_id, model_id)
+    return ScoringModel(scorer, scorer.top_events, scorer.context, version, uri, model_id)
+
+
+def _older_scorer(model: Any, uri: str, run_id: str | None) -> HealthScorer:
+    """The scorer of a model logged before the self-contained one (a pickled
+    ``ChurnModel``): its context and common events are the run's files."""
     meta = mlflow.artifacts.load_dict(f"runs:/{run_id}/features.json")
     try:
         context = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONTEXT_FILE}")
@@ -137,20 +205,7 @@ def load_scoring_model(uri: str) -> ScoringModel:
             f"the run {run_id} of {uri} has no {CONTEXT_FILE} (bands, references, drift "
             "baseline): it was not logged by churn train; retrain the model"
         ) from err
-    missing = [k for k in ("evaluation", "band_quality") if k not in context]
-    if missing:
-        raise ContractError(
-            f"the model {uri} was trained by an older version of churn-health: its "
-            f"{CONTEXT_FILE} lacks {', '.join(missing)} (the nested backtest's record). "
-            "Retrain it with churn train --data DIR."
-        )
-    return ScoringModel(
-        model=wrapper.model,
-        top_events=tuple(meta.get("top_events", ())),
-        context=context,
-        version=_version_of(uri),
-        uri=uri,
-    )
+    return HealthScorer.from_model(model, context, PlayConfig(), meta.get("top_events", ()))
 
 
 # ---------------------------------------------------------------- scoring (pure)
@@ -184,7 +239,7 @@ def check_features_match(sm: ScoringModel, ts: TrainingSet) -> None:
 
 def model_families(sm: ScoringModel) -> list[str]:
     """The driver families of the model's features, in a fixed order (batch columns)."""
-    return sorted({f.family for f in sm.features})
+    return list(sm.scorer.families)
 
 
 def explain_batch(
@@ -195,53 +250,39 @@ def explain_batch(
 ) -> pd.DataFrame:
     """Score, band, explain and route a batch of feature rows; row by row, no global step.
 
-    This is the part that runs per partition on Spark (``mapInPandas``), so it must give the
-    same result for a row whatever batch it is in. ``probability`` lets a caller pass the
-    model's output computed elsewhere (``mlflow.pyfunc.spark_udf``). Family contributions
-    come back as ``fam_<family>`` columns and the model's input values as ``feat_<feature>``
-    columns (numbers as floats, categories as text), for the score history.
+    The model's own scorer does it (:meth:`models.scorer.HealthScorer.score`, what the
+    served model answers with); this adds the rows' ids and dates, the priority, and for
+    the score history the family contributions as ``fam_<family>`` columns and the model's
+    input values as ``feat_<feature>`` columns (numbers as floats, categories as text).
+    This is the part that runs per partition on Spark (``mapInPandas``), so it must give
+    the same result for a row whatever batch it is in. ``probability`` lets a caller pass
+    the model's output computed elsewhere.
     """
     frame = frame.reset_index(drop=True)
-    model = sm.model
-    p = model.predict_risk(frame) if probability is None else np.asarray(probability, float)
-    X = matrix(frame, model.features_, model.categories_)
-    contrib = contributions(model.booster_, X, model.n_estimators_)
-    fam = family_contributions(contrib, model.features_).reindex(
-        columns=model_families(sm), fill_value=0.0
-    )
-    explained = explain_rows(frame, contrib, model.features_, sm.context["references"])
-    th = sm.context["thresholds"]
-    per_segment = {k: tuple(v) for k, v in sm.context.get("per_segment", {}).items()}
-    seg = frame.get("segment")
-    bands = assign_bands(p, seg, (th["yellow"], th["red"]), per_segment)
-    driver_lists, top_family = [], []
-    for risks, protective in explained:
-        items = [d.text for d in risks]
-        if protective is not None:
-            items.append(PROTECTIVE + protective.text)
-        driver_lists.append(items)
-        top_family.append(risks[0].family if risks else None)
+    scored = sm.scorer.score(frame, plays, probability)
+    a = scored.answers
+    p = a["churn_probability"].to_numpy(dtype=np.float64)
     arr = frame["arr"].astype("float64")
     out = pd.DataFrame(
         {
             "account_id": frame["account_id"].astype("str"),
             "as_of": frame["as_of"],
-            "churn_probability": p.astype("float64"),
-            "health_score": health_score(p),
-            "band": bands.astype("str"),
+            "churn_probability": p,
+            "health_score": a["health_score"],
+            "band": a["band"],
             "renewal_date": frame["renewal_date"],
             "arr": arr,
-            "drivers": ["; ".join(items) for items in driver_lists],
-            "driver_list": driver_lists,
-            "play": [choose_play(f, b, plays) for f, b in zip(top_family, bands, strict=True)],
-            "priority": [priority(a, q) for a, q in zip(arr, p, strict=True)],
-            "top_driver": [f or "" for f in top_family],
+            "drivers": a["drivers"],
+            "driver_list": scored.driver_lists,
+            "play": a["play"],
+            "priority": [priority(v, q) for v, q in zip(arr, p, strict=True)],
+            "top_driver": a["top_driver"],
             "contract_id": frame["contract_id"],
             "lead_days": frame["lead_days"],
         }
     )
-    values = feature_values(frame, model.features_, X)
-    return pd.concat([out, fam.add_prefix(FAMILY).reset_index(drop=True), values], axis=1)
+    values = feature_values(frame, sm.features, scored.X)
+    return pd.concat([out, scored.families.add_prefix(FAMILY), values], axis=1)
 
 
 def feature_values(
@@ -293,9 +334,11 @@ def finish(
         csm=col("csm"),
         model_version=sm.version,
         overdue=overdue_flags(batch),
+        model_id=sm.model_id,
     )
     current = batch[["account_id", "as_of", "churn_probability"]].assign(
         model_version=sm.version,
+        model_id=sm.model_id,
         model_uri=sm.uri,
         model_features=json.dumps([f.name for f in sm.features]),
     )

@@ -1,12 +1,14 @@
 """Batch scoring on Spark: the local scoring path, with the per-row part run per partition.
 
 The feature rows are computed by Spark from the same Ibis expression as on DuckDB
-(:func:`features.training.scoring_query`) and stay on the cluster. Spark then computes
-
-1. the calibrated probability with ``mlflow.pyfunc.spark_udf`` on the registered model, and
-2. bands, SHAP drivers and plays per partition (``mapInPandas``), with the very function the
-   local path runs on the whole frame (:func:`pipelines.scoring.explain_batch`), after each
-   batch is shaped by :func:`features.training.frame_from_raw`, as the local frame is.
+(:func:`features.training.scoring_query`) and stay on the cluster. Spark then computes the
+calibrated probability, bands, SHAP drivers and plays per partition (``mapInPandas``), with
+the very function the local path runs on the whole frame
+(:func:`pipelines.scoring.explain_batch`, i.e. the model's own scorer, what the served model
+runs), after each batch is shaped by :func:`features.training.frame_from_raw`, as the local
+frame is. (``mlflow.pyfunc.spark_udf`` on the registered model gives the same answers, with
+only the model's requirements on the executors; this path needs the drivers' extra columns
+for the score history, hence its own function.)
 
 Only what the report needs comes back to the driver: the scored rows (one per eligible
 account or term), the drift features of those rows, and the full feature rows of the
@@ -31,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ibis.expr.types as ir
-import mlflow.pyfunc
 import pandas as pd
 import pyarrow as pa
 from ibis.backends import BaseBackend
@@ -69,7 +70,6 @@ Progress = Callable[[str, float], None] | None
 #: The feature expression's unique row id; carried through to find a row's features again.
 ROW_ID = "snapshot_id"
 #: Column names used on Spark only; the leading underscore keeps them off feature names.
-PROBABILITY = "_churn_probability"
 ROW = "_row"
 #: Feature-frame columns carried next to the scores, for the global step (drift, segment).
 FRAME = "_frame_"
@@ -128,26 +128,13 @@ def explain_on_spark(
     """The scored rows as a Spark frame: :func:`explain_batch`'s columns per row, plus
     ``_row`` (the snapshot id) and ``_frame_<column>`` for ``segment`` and the ``drift``
     features (the feature frame's values, for the global step)."""
-    from pyspark.sql import functions as F
-
-    spark = features.sparkSession
-    predict = mlflow.pyfunc.spark_udf(
-        spark, pinned_uri(sm), result_type="double", env_manager="local"
-    )
-    # What the model's signature expects (pipelines.tracking._input_frame): categoricals
-    # as strings, numbers as doubles; a struct passes them to the model by name.
-    inputs = F.struct(
-        *(F.col(f.name).cast("string" if f.categorical else "double").alias(f.name)
-          for f in sm.features)
-    )  # fmt: skip
     wanted = [ROW_ID, *RAW_COLUMNS, *(f.name for f in decl)]
     raw = [c for c in dict.fromkeys(wanted) if c in features.columns]
-    with_p = features.select(*raw, predict(inputs).alias(PROBABILITY))
     # The ScoringModel (plain Python and a LightGBM booster) travels inside the function;
     # PySpark broadcasts a pickled function above 1 MB by itself. No sparkContext.broadcast:
     # Spark Connect sessions (Databricks shared and serverless compute) have no context.
     explain = partial(_explain_batches, sm=sm, decl=tuple(decl), plays=plays, drift=drift)
-    return with_p.mapInPandas(explain, batch_schema(sm, drift))
+    return features.select(*raw).mapInPandas(explain, batch_schema(sm, drift))
 
 
 def _explain_batches(
@@ -162,7 +149,7 @@ def _explain_batches(
         if raw.empty:
             continue
         frame = frame_from_raw(raw, decl)
-        out = explain_batch(frame, sm, plays, probability=raw[PROBABILITY].to_numpy())
+        out = explain_batch(frame, sm, plays)
         carried = {FRAME + c: frame[c].to_numpy() for c in ("segment", *drift)}
         yield out.assign(**{ROW: raw[ROW_ID].to_numpy()}, **carried)
 
@@ -199,15 +186,6 @@ def batch_schema(sm: ScoringModel, drift: Sequence[str] = ()) -> StructType:
         *((FRAME + c, number) for c in drift),
     ]
     return T.StructType([T.StructField(name, kind, True) for name, kind in columns])
-
-
-def pinned_uri(sm: ScoringModel) -> str:
-    """The model's URI with an alias replaced by the version loaded, so that the UDF scores
-    with the same model as the drivers even if the alias moves during the run."""
-    if sm.uri.startswith("models:/") and "@" in sm.uri:
-        name = sm.uri.removeprefix("models:/").partition("@")[0]
-        return f"models:/{name}/{sm.version}"
-    return sm.uri
 
 
 def _spark_frame(con: BaseBackend, query: FeatureQuery) -> tuple[SparkFrame, str]:

@@ -120,13 +120,17 @@ def build_features(
 def _scoring_model(cfg: ChurnConfig, model_uri: str | None) -> tuple[ScoringModel, ChurnConfig]:
     """Load the model (default: the champion) and the settings to score with.
 
-    The model decides the label mode it was trained for; the run decides the horizon.
+    The model decides the label mode it was trained for; the run decides the horizon. The
+    plays are the model's own (those of the settings it was trained with, what the served
+    model answers), unless the settings name plays (``plays:`` in ``churn.yaml``).
     Reading a model creates nothing: no store, no experiment, no ``mlruns/`` folder.
     """
     tracking_uri = open_tracking(cfg.tracking)
     if model_uri is not None:
         check_model_uri(model_uri, tracking_uri)
     sm = load_scoring_model(model_uri or default_model_uri(cfg.tracking.registered_model))
+    if "plays" not in cfg.model_fields_set:
+        cfg = cfg.model_copy(update={"plays": sm.plays})
     trained = sm.context.get("labels", {})
     if not trained:
         return sm, cfg

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +25,15 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PythonModel
+from mlflow.types import ColSpec, DataType, Schema
 
 from features.catalog import dictionary
 from features.errors import ContractError
 from models.champion import GateDecision
+from models.plays import PlayConfig
+from models.scorer import FORMAT, OPTIONAL_INPUTS, HealthScorer, request_rows
 from models.train import ChurnModel
 from pipelines.config import TrackingConfig
 
@@ -188,21 +193,10 @@ def setup_tracking(cfg: TrackingConfig, cwd: Path | None = None) -> Tracking:
     )
 
 
-def _input_frame(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
-    """The model's input columns, categoricals as plain strings (what a caller sends)."""
-    cols = {}
-    for f in model.features_:
-        col = frame[f.name]
-        if f.categorical:
-            cols[f.name] = col.astype(object).where(col.notna(), None)
-        else:
-            cols[f.name] = pd.to_numeric(col, errors="coerce").astype("float64")
-    return pd.DataFrame(cols).reset_index(drop=True)
-
-
 class ChurnPyfunc(PythonModel):
-    """The fitted :class:`ChurnModel` as an MLflow pyfunc: ``predict`` gives calibrated churn
-    probabilities, one per input row, in a frame with column ``churn_probability``."""
+    """The pickled pyfunc of models logged before the self-contained model: kept only so
+    that those registered versions still load (:func:`pipelines.scoring.load_scoring_model`
+    builds their scorer from the run's files). New models are :class:`ChurnHealthModel`."""
 
     def __init__(self, model: ChurnModel) -> None:
         self.model = model
@@ -214,23 +208,51 @@ class ChurnPyfunc(PythonModel):
         return pd.DataFrame({"churn_probability": self.model.predict_risk(frame)})
 
 
+#: What the logged model needs installed: what :mod:`models.scorer` and MLflow's scoring
+#: server import, pinned to the versions in use (inferring them would load the model in a
+#: subprocess: slow).
+REQUIREMENTS = ("mlflow", "lightgbm", "numpy", "pandas", "scipy", "pydantic")
+
+
+def _signature(model: HealthScorer, sample: pd.DataFrame) -> ModelSignature:
+    """Every feature a required input column (its values may be missing), ``account_id``
+    and ``segment`` (when no feature) optional ones; the outputs of :meth:`answer`."""
+    optional = [c for c in OPTIONAL_INPUTS if c in sample and c not in model.feature_names_in_]
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold NaN; the health score never does.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        inferred = infer_signature(sample.drop(columns=optional), model.answer(sample))
+    required = [ColSpec(c.type, c.name, required=True) for c in inferred.inputs.inputs]
+    extra = [ColSpec(DataType.string, c, required=False) for c in optional]
+    return ModelSignature(inputs=Schema([*required, *extra]), outputs=inferred.outputs)
+
+
 def log_churn_model(
     model: ChurnModel,
     frame: pd.DataFrame,
+    context: Mapping[str, Any],
     top_events: Sequence[str] = (),
+    plays: PlayConfig | None = None,
     name: str = "model",
 ) -> mlflow.models.model.ModelInfo:
-    """Log ``model`` in the active run as a pyfunc with signature, input example and the
-    feature declarations (``features.json``: the feature dictionary and ``top_events``).
+    """Log ``model`` in the active run as a self-contained pyfunc that answers like
+    ``churn score``: probability, health score, band, drivers in words, play.
 
-    The packages ``features`` and ``models`` travel with the model (``code_paths``), so it
-    loads where this project is not installed; requirements are pinned to the versions in
-    use instead of being inferred (inference loads the model in a subprocess: slow).
+    ``context`` is the scoring context of training (``scoring.json``: references, band
+    thresholds, the backtest's record), ``plays`` the plays of the run's settings. The model
+    is logged as code (:mod:`models.model_code`), not pickled: a pickled class is imported
+    by name when loaded, which breaks wherever that name is missing or has moved (the
+    reason the first pyfunc failed outside this project). Its artifacts are the scorer's
+    plain files (LightGBM's model string and JSON, :mod:`models.scorer`); its code the
+    ``features`` and ``models`` packages (``code_paths``), which import nothing of the
+    pipelines; its requirements :data:`REQUIREMENTS`, pinned. So it loads with
+    ``mlflow.pyfunc.load_model`` and serves with ``mlflow models serve`` in an environment
+    made from its own ``requirements.txt``. The run also gets ``features.json`` (the
+    feature dictionary and ``top_events``).
     """
+    scorer = HealthScorer.from_model(model, context, plays or PlayConfig(), top_events)
     # The signature reads many rows: five could all lack a plan, leaving its type unknown.
-    sample = _input_frame(model, frame.head(2000))
-    signature = infer_signature(sample, ChurnPyfunc(model).predict(None, sample))
-    example = sample.head(5)
+    sample = request_rows(scorer.features_, frame.head(2000))
     meta = {
         "features": dictionary(model.features_),
         "top_events": list(top_events),
@@ -239,19 +261,21 @@ def log_churn_model(
         "lgb_params": {k: v for k, v in model.lgb_params_.items() if k != "monotone_constraints"},
         "monotone": bool(model.monotone),
     }
-    here = Path(__file__).resolve().parent.parent
     mlflow.log_dict(meta, "features.json")
-    pins = [f"{p}=={md.version(p)}" for p in ("lightgbm", "scikit-learn", "pandas", "numpy",
-                                              "scipy", "pydantic", "mlflow")]  # fmt: skip
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=ChurnPyfunc(model),
-        signature=signature,
-        input_example=example,
-        code_paths=[str(here / "features"), str(here / "models")],
-        pip_requirements=pins,
-        metadata={"features": [f.name for f in model.features_]},
-    )
+    here = Path(__file__).resolve().parent.parent
+    pins = [f"{p}=={md.version(p)}" for p in REQUIREMENTS]
+    with tempfile.TemporaryDirectory(prefix="churn-model-") as tmp:
+        files = scorer.save(Path(tmp))
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(here / "models" / "model_code.py"),
+            artifacts={key: str(path) for key, path in files.items()},
+            signature=_signature(scorer, sample),
+            input_example=sample.head(5),
+            code_paths=[str(here / "features"), str(here / "models")],
+            pip_requirements=pins,
+            metadata={"features": [f.name for f in model.features_], "scorer_format": FORMAT},
+        )
 
 
 @dataclass(frozen=True)

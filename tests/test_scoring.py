@@ -411,7 +411,7 @@ def _second_version(ts, cfg, trained) -> str:  # type: ignore[no-untyped-def]
     model = ChurnModel(learning_rate=0.1, seed=8, num_threads=1).fit(ts.frame, ts.features)
     context = mlflow.artifacts.load_dict(f"runs:/{trained.run_id}/{CONTEXT_FILE}")
     with mlflow.start_run(experiment_id=tracking.experiment_id):
-        info = log_churn_model(model, ts.frame, ts.top_events)
+        info = log_churn_model(model, ts.frame, context, ts.top_events)
         mlflow.log_dict(context, CONTEXT_FILE)
     return str(mlflow.register_model(info.model_uri, cfg.tracking.registered_model).version)
 

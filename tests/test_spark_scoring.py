@@ -2,8 +2,9 @@
 
 A model is trained on a small simulated past; the same ``as_of`` is then scored by
 ``stages.score`` on DuckDB and on local Spark (``local[2]``: features by Spark through the
-same Ibis expression, probabilities by ``mlflow.pyfunc.spark_udf``, drivers per partition by
-``mapInPandas``). DuckDB is the reference: its scores are checked in ``test_scoring.py``.
+same Ibis expression, probabilities, drivers and plays per partition by ``mapInPandas`` with
+the scorer the registered model carries, ``models.scorer``). DuckDB is the reference: its
+scores are checked in ``test_scoring.py``.
 """
 
 from __future__ import annotations

@@ -109,32 +109,71 @@ def fitted():
     return planted, model
 
 
+#: The smallest scoring context a model can be logged with (``churn train`` logs the whole
+#: record of its backtest: pipelines.context.scoring_context).
+CONTEXT = {"thresholds": {"yellow": 0.1, "red": 0.3}, "references": {}}
+
+
 def _log(tracking, model, frame) -> tuple[str, str]:
     with mlflow.start_run(experiment_id=tracking.experiment_id) as run:
-        info = log_churn_model(model, frame, top_events=("login",))
+        info = log_churn_model(model, frame, CONTEXT, top_events=("login",))
     return info.model_uri, run.info.run_id
+
+
+class _Zeros(mlflow.pyfunc.PythonModel):
+    """A pyfunc model that is no churn-health model."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[float]:
+        return [0.0] * len(model_input)
 
 
 def test_a_model_scoring_cannot_use_is_a_user_error_that_says_what_to_do(store, fitted):
     from features.errors import ContractError
     from pipelines.scoring import load_scoring_model
+    from pipelines.tracking import ChurnPyfunc
 
     tracking, _ = store
     planted, model = fitted
-    # Logged without scoring.json (by hand, not by churn train).
-    uri, run_id = _log(tracking, model, planted.frame.head(200))
-    with pytest.raises(ContractError, match=f"the run {run_id} of .* has no scoring.json"):
-        load_scoring_model(uri)
+    # A model of the first pyfunc (pickled), logged by hand without the run's scoring.json.
+    with mlflow.start_run(experiment_id=tracking.experiment_id) as run:
+        info = mlflow.pyfunc.log_model(name="model", python_model=ChurnPyfunc(model))
+        mlflow.log_dict({"top_events": []}, "features.json")
+    with pytest.raises(ContractError, match=f"the run {run.info.run_id} of .* has no scoring.json"):
+        load_scoring_model(info.model_uri)
     # Trained by the pipeline before the nested backtest: its record lacks the evaluation.
-    with mlflow.start_run(experiment_id=tracking.experiment_id):
-        info = log_churn_model(model, planted.frame.head(200))
-        mlflow.log_dict({"thresholds": {"yellow": 0.1, "red": 0.3}}, "scoring.json")
+    uri, _ = _log(tracking, model, planted.frame.head(200))
     older = r"older version of churn-health.*lacks evaluation, band_quality.*Retrain it"
     with pytest.raises(ContractError, match=older):
-        load_scoring_model(info.model_uri)
+        load_scoring_model(uri)
+    # Another kind of model altogether.
+    with mlflow.start_run(experiment_id=tracking.experiment_id):
+        other = mlflow.pyfunc.log_model(name="model", python_model=_Zeros())
+    with pytest.raises(ContractError, match=r"was not logged by churn train .*no churn-health"):
+        load_scoring_model(other.model_uri)
     # No champion in the registry: what the alias needs and how to score without it.
     with pytest.raises(ContractError, match=r"The registry has no champion yet.*--force"):
         load_scoring_model("models:/no-such-model@champion")
+
+
+def test_a_model_of_the_first_pickled_pyfunc_still_scores(store, fitted):
+    """Versions registered before the self-contained model (a pickled ``ChurnPyfunc``, the
+    context in the run's ``scoring.json``) still load, with the run's files and the default
+    plays, and score as the fitted model does."""
+    from pipelines.scoring import load_scoring_model
+    from pipelines.tracking import ChurnPyfunc
+
+    tracking, _ = store
+    planted, model = fitted
+    context = CONTEXT | {"evaluation": {}, "band_quality": []}
+    with mlflow.start_run(experiment_id=tracking.experiment_id):
+        info = mlflow.pyfunc.log_model(name="model", python_model=ChurnPyfunc(model))
+        mlflow.log_dict({"top_events": ["login"]}, "features.json")
+        mlflow.log_dict(context, "scoring.json")
+    sm = load_scoring_model(info.model_uri)
+    assert sm.top_events == ("login",) and sm.context == context
+    assert sm.version == info.model_id, "not registered: the logged model's id"
+    frame = planted.frame.head(50)
+    np.testing.assert_array_equal(sm.scorer.predict_risk(frame), model.predict_risk(frame))
 
 
 def test_setup_puts_artifacts_beside_the_sqlite_store(store):
@@ -151,7 +190,9 @@ def test_pyfunc_returns_the_calibrated_probabilities(store, fitted):
     loaded = mlflow.pyfunc.load_model(uri)
     assert loaded.metadata.signature is not None
     names = [f.name for f in planted.features]
-    assert loaded.metadata.get_input_schema().input_names() == names
+    schema = loaded.metadata.get_input_schema()
+    assert schema.required_input_names() == names
+    assert schema.optional_input_names() == ["account_id"], "segment is a feature here"
     rows = planted.frame[names].head(30).copy()
     for col in ("plan", "segment"):
         rows[col] = rows[col].astype(str)  # what a caller sends: plain strings
