@@ -217,9 +217,22 @@ def _model_config(
     return cfg
 
 
+FromRunOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from-run",
+        help="Retrain with the settings a churn train run recorded, on its data folder "
+        "unless --data is given (says which input files changed since).",
+    ),
+]
+
+
 @app.command()
 def train(
-    data: DataOpt,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Data directory (see DATA_CONTRACT.md)."),
+    ] = None,
     label: LabelOpt = None,
     horizon: HorizonOpt = None,
     active_days: ActiveOpt = None,
@@ -236,16 +249,56 @@ def train(
             help="Also write the training set (Parquet) and its feature dictionary here.",
         ),
     ] = None,
+    from_run: FromRunOpt = None,
 ) -> None:
     """Backtest the procedure against the baselines, train, log to MLflow, gate the champion."""
     from pipelines import training
 
     cfg = _model_config(config, trials, label=label, horizon=horizon, active_days=active_days)
+    if from_run is not None:
+        given = {"--label": label, "--horizon": horizon, "--active-days": active_days,
+                 "--trials": trials}  # fmt: skip
+        if clash := [k for k, v in given.items() if v is not None]:
+            raise ContractError(
+                f"--from-run {from_run}: retrains with the settings that run recorded, so "
+                f"{', '.join(clash)} cannot change them; drop {', '.join(clash)}, or train "
+                "anew with churn train --data DIR and the settings you want."
+            )
+        cfg, data = _from_run(from_run, cfg, data)
+    elif data is None:
+        raise ContractError(
+            "--data: no data directory given. Pass the folder of your export (churn train "
+            "--data DIR), or --from-run RUN_ID to retrain a run on the data it recorded."
+        )
     clean = stages.open_clean(data, cfg)
     with progress_bar() as progress:
         ts = stages.training_set(clean, cfg, progress, training_set)
-        result = training.train(ts, cfg, force=force, progress=progress)
+        result = training.train(ts, cfg, force=force, progress=progress, data_dir=data)
     _print_train(result, cfg.tracking.registered_model)
+
+
+def _from_run(run_id: str, cfg: ChurnConfig, data: Path | None) -> tuple[ChurnConfig, Path]:
+    """The settings a run recorded (this machine's engine and store kept) and the data
+    folder to retrain on: ``data``, else the run's own; says which input files changed."""
+    from pipelines.provenance import data_differences, run_record, settings_from_run
+    from pipelines.tracking import open_tracking
+
+    record = run_record(run_id, open_tracking(cfg.tracking))
+    folder = data if data is not None else Path(record["data"]["path"])
+    changed = data_differences(record, folder)
+    console.print(
+        f"Retraining with the settings and data of run {run_id} ({folder})", soft_wrap=True
+    )
+    if changed:
+        shown = ", ".join(changed[:10]) + (
+            f" and {len(changed) - 10} more" if len(changed) > 10 else ""
+        )
+        console.print(
+            f"[yellow]The data differ from that run's:[/] {escape(shown)}. The model will "
+            "differ as the data do.",
+            soft_wrap=True,
+        )
+    return settings_from_run(record, cfg), folder
 
 
 def _print_evaluation(evaluation: dict, metrics: dict[str, float], baselines: dict) -> None:
@@ -292,7 +345,11 @@ def _print_train(r: TrainResult, registered_model: str) -> None:
         f"[{colour}]Registered version {r.version} ({head}):[/] {escape(r.decision)}",
         soft_wrap=True,
     )
-    console.print(f"MLflow run {r.run_id}  model models:/{registered_model}/{r.version}")
+    alias = f"  (and models:/{registered_model}@champion)" if r.is_champion else ""
+    console.print(
+        f"MLflow run {r.run_id}  model {r.model_uri}{alias}  logged model {r.model_id}",
+        soft_wrap=True,
+    )
 
 
 @app.command()

@@ -38,6 +38,7 @@ from models.tune import STUDY_SETTINGS
 from pipelines.config import ChurnConfig
 from pipelines.context import CONTEXT_FILE, evaluation_summary, scoring_context
 from pipelines.gate import PROCEDURE_FILE, challenge, find_champion, procedure_record
+from pipelines.provenance import log_provenance, provenance
 from pipelines.tracking import (
     Tracking,
     log_churn_model,
@@ -77,7 +78,10 @@ class TrainResult:
     """
 
     run_id: str
+    #: The registry's URI of this version, ``models:/<registered model>/<version>``.
     model_uri: str
+    #: MLflow's id of the logged model (``m-...``; ``models:/<model_id>`` loads it too).
+    model_id: str
     version: str
     is_champion: bool
     forced: bool
@@ -291,6 +295,7 @@ def train(
     oracle: npt.ArrayLike | None = None,
     cwd: Path | None = None,
     progress: Progress = None,
+    data_dir: Path | None = None,
 ) -> TrainResult:
     """Backtest the training procedure, run it on all history, log, register, gate.
 
@@ -324,6 +329,11 @@ def train(
         True probabilities aligned with the training set's rows (simulations only).
     cwd
         Base of the default ``mlruns/`` store (default: the working directory).
+    data_dir
+        The data folder ``data`` was read from: the run then records what rebuilds its
+        model (``reproduce.json``: code version, resolved settings, a digest of every input
+        file, package versions; :mod:`pipelines.provenance`), which ``churn train
+        --from-run`` reads back.
 
     Raises :class:`models.folds.TooFewLabels` (exit 2 at the CLI) before any run starts
     when the history holds too few churned or retained outcomes.
@@ -339,6 +349,8 @@ def train(
         mlflow.log_params({f"model.{k}": v for k, v in mc.model_dump(mode="json").items()})
         mlflow.log_params({f"bands.{k}": v for k, v in cfg.bands.model_dump(mode="json").items()})
         mlflow.log_param("num_threads_used", threads)
+        if data_dir is not None:
+            log_provenance(provenance(data_dir, cfg.model_copy(update={"model": mc})))
         _log_training_set(ts, cfg, "training-set")
         result = run_backtest(
             ts.frame, ts.features, mc, cfg.bands, oracle=oracle, num_threads=threads,
@@ -359,12 +371,13 @@ def train(
              "final_rounds": model.n_estimators_, "monotone_decision":
              "on" if final.monotone else "off"}
         )  # fmt: skip
-        info = log_churn_model(model, ts.frame, ts.top_events)
         record = procedure_record(ts.features, ts.frame, cfg, mc)
         mlflow.log_dict(record, PROCEDURE_FILE)
         context = scoring_context(ts, final, result, mc, cfg.bands.per_segment)  # type: ignore[arg-type]
         context["labels"] = {"label": cfg.labels.label, "horizon_days": cfg.labels.horizon_days}
         mlflow.log_dict(context, CONTEXT_FILE)
+        # The model carries its scoring context and plays: it scores and serves on its own.
+        info = log_churn_model(model, ts.frame, context, ts.top_events, cfg.plays)
         summary = result.summary("model")
         decision, previous = _gate(result, ts, record, mc, tracking, force, threads, progress)
         mlflow.set_tag("gate_rule", GATE_RULE.format(level=mc.interval_level))
@@ -387,7 +400,8 @@ def train(
         )  # fmt: skip
     return TrainResult(
         run_id=run.info.run_id,
-        model_uri=info.model_uri,
+        model_uri=f"models:/{tracking.registered_model}/{reg.version}",
+        model_id=str(info.model_id),
         version=reg.version,
         is_champion=reg.is_champion,
         forced=decision.forced,

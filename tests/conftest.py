@@ -185,6 +185,7 @@ SLOW_FIRST = (
     "test_spark_scoring.py", "test_notebooks.py", "test_planted_simulator.py",
     "test_spark_parity.py", "test_scoring.py", "test_point_in_time.py", "test_young_books.py",
     "test_exports_fuzz.py", "test_mlproject.py", "test_training_pipeline.py", "test_team_server.py",
+    "test_serving.py", "test_provenance.py",
 )  # fmt: skip
 
 
