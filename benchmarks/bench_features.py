@@ -173,15 +173,15 @@ def stage_profile(a: argparse.Namespace) -> dict[str, Any]:
 
     clean = clock("validate (load)", lambda: load(a.data, con))
     tables, cfg = clean.tables, FeatureConfig()
-    days = clock(
-        "daily roll-up (one pass over events)", lambda: usage.daily(tables["events"]).cache()
+    ud, ed = clock(
+        "user-day and event-day roll-ups",
+        lambda: tuple(t.cache() for t in usage.rollups(tables["events"], cfg)),
     )
-    cutoff = clock("data_end_day", lambda: data_end_day(tables, days))
+    cutoff = clock("data_end_day", lambda: data_end_day(tables, ed))
     snaps_expr = training_snapshots(tables, LabelConfig(), cutoff)
-    top = clock("common_events", lambda: usage.common_events(days, cfg.top_events, cutoff))
+    top = clock("common_events", lambda: usage.common_events(ed, cfg.top_events, cutoff))
     # Materialised once so that each family below is timed without the snapshot query.
     snaps = ibis.memtable(clock("snapshots", lambda: _with_ids(snaps_expr).to_pyarrow()))
-    ud, ed = usage.rollups(days, cfg)
     families: dict[str, Callable[[], Any]] = {
         "event features (range joins)": lambda: windows.event_features(ud, ed, snaps, cfg, top),
         "support": lambda: build.support_features(tables["tickets"], snaps),
@@ -191,12 +191,13 @@ def stage_profile(a: argparse.Namespace) -> dict[str, Any]:
     }
     for name, make in families.items():
         clock(name, lambda make=make: make().to_pyarrow())  # type: ignore[misc]
-    expr, _ = build.feature_table(tables, _with_ids(snaps_expr), cfg, top, days)
+    expr, _ = build.feature_table(tables, _with_ids(snaps_expr), cfg, top, (ud, ed))
     plan = a.data.parent / f"{a.data.name}-explain-analyze.txt"
     con.raw_sql(f"PRAGMA enable_profiling = 'query_tree'; PRAGMA profiling_output = '{plan}'")
     clock("whole feature table (profiled)", expr.to_pyarrow)
     con.raw_sql("PRAGMA disable_profiling")
-    days.release()
+    for t in (ud, ed):
+        t.release()
     return {"seconds": sum(timed.values()), "parts": timed, "plan": str(plan)}
 
 

@@ -17,7 +17,7 @@ from features.attributes import Attribute, attributes, history_columns
 from features.catalog import Feature, catalog
 from features.config import FeatureConfig
 from features.snapshots import SECONDS_PER_DAY
-from features.usage import daily, ratio, rollups
+from features.usage import ratio, rollups
 from features.windows import event_features
 
 SENTIMENT_SCORE = {"red": 0, "yellow": 1, "green": 2}
@@ -194,15 +194,16 @@ def feature_table(
     snaps: ir.Table,
     cfg: FeatureConfig,
     top_events: Sequence[str],
-    days: ir.Table | None = None,
+    rolled: tuple[ir.Table, ir.Table] | None = None,
     hold: Callable[[ir.Table], ir.Table] | None = None,
 ) -> tuple[ir.Table, tuple[Feature, ...]]:
     """Every feature of every snapshot, as one Ibis expression, and their declarations.
 
-    ``days`` is :func:`features.usage.daily` of the events, when the caller holds it
-    (cached); by default the expression rolls the events up itself. ``hold``, when given,
-    materialises intermediate tables (the snapshots, the user-day and event-day roll-ups,
-    each part of the event features) and returns them as tables to read from; without it
+    ``rolled``: the user-days and event-days of :func:`features.usage.rollups`, when the
+    caller holds them (cached); by default the expression rolls the events up itself.
+    ``hold``, when given, materialises intermediate tables (the snapshots, the roll-ups
+    when not given, each part of the event features) and returns them as tables to read
+    from; without it
     the result is a single expression (for engines that run it in place, such as Spark).
 
     ``snaps`` needs ``snapshot_id``, ``account_id``, ``as_of_day`` and the contract context
@@ -215,8 +216,11 @@ def feature_table(
     decl = (*decl, *(a.feature() for a in attrs))
     keep = hold or (lambda t: t)
     snaps = keep(snaps)
-    ud, ed = rollups(daily(tables["events"]) if days is None else days, cfg)
-    parts = [event_features(keep(ud), keep(ed), snaps, cfg, top_events, keep)]
+    if rolled is None:
+        ud, ed = (keep(t) for t in rollups(tables["events"], cfg))
+    else:
+        ud, ed = rolled
+    parts = [event_features(ud, ed, snaps, cfg, top_events, keep)]
     makers = {
         "tickets": support_features,
         "surveys": voice_features,

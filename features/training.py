@@ -31,7 +31,7 @@ from features.snapshots import (
     open_term_snapshots,
     renewal_snapshots,
 )
-from features.usage import common_events, daily, lookback_days
+from features.usage import common_events, lookback_days, rollups
 
 Progress = Callable[[str, float], None] | None
 ID_COLUMNS = ("account_id", "contract_id", "as_of", "lead_days")
@@ -94,8 +94,8 @@ NO_CONTRACTS = (
 def data_end_day(tables: Mapping[str, ir.Table], days: ir.Table | None = None) -> int:
     """The day after the last event: labels must be known before it to be used.
 
-    ``days``: the events' :func:`features.usage.daily` roll-up, when the caller holds it
-    (far smaller than the events).
+    ``days``: the events' event-days (:func:`features.usage.rollups`), when the caller holds
+    them (far smaller than the events).
     """
     if days is not None:
         last = days.day.max().to_pyarrow().as_py()
@@ -208,23 +208,24 @@ def _build(
     top: Sequence[str] | None,
     progress: Progress,
 ) -> TrainingSet:
-    """Run the feature query, with the events rolled up once and kept for its duration.
+    """Run the feature query, with the events rolled up to user-days and event-days once
+    and kept (cached) for its duration.
 
-    ``plan`` gives, from the roll-up, the snapshots and the day before which the most common
-    events are counted; ``top``: the per-event columns (``None``: those common events).
-    On DuckDB the intermediate tables of :func:`features.build.feature_table` (snapshots,
-    roll-ups, the parts of the event features) are materialised one after another and
-    released at the end: each query then has the memory cap to itself (on a sparse 10.9M-event world
-    7.6 s instead of 9.1 s for the event features under the default cap), and the final
-    query, small, compiles quickly.
+    ``plan`` gives, from the event-days, the snapshots and the day before which the most
+    common events are counted; ``top``: the per-event columns (``None``: those common
+    events). On DuckDB the other intermediate tables of
+    :func:`features.build.feature_table` (the snapshots, each part of the event features)
+    are materialised one after another and released at the end: each query then has the
+    memory cap to itself (on a sparse 10.9M-event world 7.6 s instead of 9.1 s for the
+    event features under the default cap), and the final query, small, compiles quickly.
     """
     with ExitStack() as held:
-        days = held.enter_context(daily(tables["events"]).cache())
+        ud, ed = (held.enter_context(t.cache()) for t in rollups(tables["events"], features))
         if progress:
             progress("events rolled up", 0.3)
-        snaps, top_before_day = plan(days)
+        snaps, top_before_day = plan(ed)
         if top is None:
-            top = common_events(days, features.top_events, top_before_day)
+            top = common_events(ed, features.top_events, top_before_day)
         steps = iter((0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9))
 
         def hold(t: ir.Table) -> ir.Table:
@@ -235,8 +236,8 @@ def _build(
 
         # Spark's Ibis backend caches an expression without registering the in-memory
         # tables it reads (the lead days, the look-back buckets): Spark runs it whole.
-        duckdb = days._find_backend().name == "duckdb"
-        query = _query(tables, snaps, features, top, days, hold if duckdb else None)
+        duckdb = ed._find_backend().name == "duckdb"
+        query = _query(tables, snaps, features, top, (ud, ed), hold if duckdb else None)
         frame = _to_frame(query.expr, query.features)
     if progress:
         progress("features built", 1.0)
@@ -248,10 +249,10 @@ def _query(
     snaps: ir.Table,
     features: FeatureConfig,
     top_events: Sequence[str],
-    days: ir.Table | None = None,
+    rolled: tuple[ir.Table, ir.Table] | None = None,
     hold: Callable[[ir.Table], ir.Table] | None = None,
 ) -> FeatureQuery:
-    expr, decl = feature_table(tables, _with_ids(snaps), features, top_events, days, hold)
+    expr, decl = feature_table(tables, _with_ids(snaps), features, top_events, rolled, hold)
     return FeatureQuery(expr, decl, tuple(top_events))
 
 
@@ -303,7 +304,7 @@ def build_scoring_set(
     snaps = ibis.union(*(scoring_snapshots(tables, day, labels) for day in days))
     if top_events is None:
         top_events = common_events(
-            daily(tables["events"]), features.top_events, day_number(days[-1])
+            rollups(tables["events"], features)[1], features.top_events, day_number(days[-1])
         )
     recent = scored_events(tables, snaps, days[0], features)
     return _build(recent, lambda _: (snaps, 0), features, top_events, progress)
@@ -342,7 +343,8 @@ def scoring_query(
     """
     snaps = scoring_snapshots(tables, as_of, labels)
     if top_events is None:
-        top_events = common_events(daily(tables["events"]), features.top_events, day_number(as_of))
+        events = rollups(tables["events"], features)[1]
+        top_events = common_events(events, features.top_events, day_number(as_of))
     return _query(scored_events(tables, snaps, as_of, features), snaps, features, top_events)
 
 

@@ -25,7 +25,6 @@ from features.training import _with_ids, data_end_day, training_snapshots
 from features.usage import (
     common_events,
     concentration_features,
-    daily,
     ratio,
     rollups,
     usage_features,
@@ -56,11 +55,10 @@ def old_and_new(
     cutoff_day: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both implementations' event features of the training snapshots, by ``snapshot_id``."""
-    days = daily(tables["events"])
-    cutoff = cutoff_day or data_end_day(tables, days)
+    ud, ed = rollups(tables["events"], cfg)
+    cutoff = cutoff_day or data_end_day(tables, ed)
     snaps = _with_ids(training_snapshots(tables, labels or LabelConfig(), cutoff))
-    top = common_events(days, cfg.top_events, cutoff)
-    ud, ed = rollups(days, cfg)
+    top = common_events(ed, cfg.top_events, cutoff)
     old = _finish(
         snaps,
         [
