@@ -48,6 +48,25 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def own_peak_gib() -> float:
+    """This process's peak resident memory since it started its program (``VmHWM``).
+
+    What a stage reports about itself: ``ru_maxrss`` of a child, as ``os.wait4`` gives it,
+    keeps the resident size the child had before ``exec``, i.e. the driver's at the fork,
+    so a driver that grew (comparing two worlds' frames) inflates every later child.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / GIB
+    return float("nan")
+
+
+def peak_of(result: dict[str, Any], usage: Any) -> float:
+    """A child's peak: its own ``VmHWM`` when it reported one, else ``ru_maxrss``."""
+    own = result.pop("own_peak_gib", None)
+    return float(own) if own is not None else usage.ru_maxrss * 1024 / GIB  # KiB on Linux
+
+
 def _events_glob(data: Path) -> str:
     folder = data / "events"
     return str(folder / "*.parquet") if folder.is_dir() else str(data / "events.parquet")
@@ -232,7 +251,7 @@ def run_stage(name: str, a: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError(f"stage {name} failed with exit code {proc.returncode}; see stderr")
     result = json.loads(out.strip().splitlines()[-1])
     result |= {
-        "peak_rss_gib": usage.ru_maxrss * 1024 / GIB,  # ru_maxrss is in KiB on Linux
+        "peak_rss_gib": peak_of(result, usage),
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "load_before": load_before,
         "load_after": _load(),
@@ -380,7 +399,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = STAGES[a.stage](a)
         print(
             json.dumps(
-                result | {"chunk_accounts": a.chunk_accounts, "memory_limit": a.memory_limit},
+                result
+                | {
+                    "chunk_accounts": a.chunk_accounts,
+                    "memory_limit": a.memory_limit,
+                    "own_peak_gib": own_peak_gib(),
+                },
                 default=str,
             )
         )

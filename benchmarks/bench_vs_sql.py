@@ -155,7 +155,7 @@ def run_stage(name: str, w: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result | {
         "process_seconds": wall,
-        "peak_rss_gib": usage.ru_maxrss * 1024 / bf.GIB,  # ru_maxrss is in KiB on Linux
+        "peak_rss_gib": bf.peak_of(result, usage),
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "load_before": load_before,
         "load_after": bf._load(),
@@ -406,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.stage:
         sys.path.insert(0, str(HERE))
         (w,) = _worlds(a)
-        print(json.dumps(STAGES[a.stage](w), default=str))
+        print(json.dumps(STAGES[a.stage](w) | {"own_peak_gib": bf.own_peak_gib()}, default=str))
         return 0
     print(f"DuckDB threads: {a.threads}; load average {os.getloadavg()}", flush=True)
     worlds = [run_world(w) for w in _worlds(a)]
