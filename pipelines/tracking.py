@@ -274,7 +274,13 @@ def log_churn_model(
             input_example=sample.head(5),
             code_paths=[str(here / "features"), str(here / "models")],
             pip_requirements=pins,
-            metadata={"features": [f.name for f in model.features_], "scorer_format": FORMAT},
+            # The pins again, where loading reads them without scanning every installed
+            # package (pipelines.scoring.version_mismatches).
+            metadata={
+                "features": [f.name for f in model.features_],
+                "scorer_format": FORMAT,
+                "requirements": pins,
+            },
         )
 
 

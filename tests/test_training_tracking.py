@@ -235,3 +235,24 @@ def test_champion_alias_moves_only_when_the_decision_promotes(store, fitted):
     names = [f.name for f in planted.features]
     frame = planted.frame[names].head(3).astype({"plan": str, "segment": str})
     assert isinstance(loaded.predict(frame), pd.DataFrame)
+
+
+def test_the_model_carries_its_pins_and_loading_names_what_differs(store, fitted):
+    """MLflow's own requirement check is skipped at load (it scans every installed
+    package); the pins the model carries are compared with what is installed instead."""
+    import importlib.metadata as md
+
+    from pipelines.scoring import version_mismatches
+    from pipelines.tracking import REQUIREMENTS
+
+    tracking, _ = store
+    planted, model = fitted
+    uri, _ = _log(tracking, model, planted.frame)
+    pins = mlflow.models.get_model_info(uri).metadata["requirements"]
+    assert pins == [f"{p}=={md.version(p)}" for p in REQUIREMENTS]
+    assert version_mismatches(pins) == []
+    lgb = md.version("lightgbm")
+    assert version_mismatches(["lightgbm==0.0.1", "no-such-package==1"]) == [
+        f"lightgbm==0.0.1; installed: {lgb}",
+        "no-such-package==1; installed: not installed",
+    ]
