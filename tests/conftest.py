@@ -167,6 +167,17 @@ def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def world150(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 150-account simulated world (seed 7) the scoring-parity tests train and score on
+    (Spark against DuckDB, served against batch); read only."""
+    from features.simulator import SimConfig, simulate, write_world
+
+    out = tmp_path_factory.mktemp("world150") / "data"
+    write_world(simulate(SimConfig(accounts=150, seed=7)), out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def sim_frames(sim_dir: Path) -> dict[str, pd.DataFrame]:
     """The small simulated world as pandas frames, with plain string columns."""
     frames = {}

@@ -41,7 +41,6 @@ import yaml
 from conftest import quick_config
 from mlflow import MlflowClient
 
-from features.simulator import SimConfig, simulate, write_world
 from features.training import build_training_set
 from features.validate import load
 from models.scorer import ANSWER, FILES, PROTECTIVE, HealthScorer, request_rows
@@ -52,7 +51,6 @@ from pipelines.scoring import load_scoring_model, scoring_set
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-ACCOUNTS, WORLD_SEED = 150, 7
 CUTOFF, AS_OF = date(2025, 6, 1), date(2025, 7, 1)
 #: How long a new environment may take to install (from PyPI or pip's cache) and a server
 #: to answer its first request, before the test fails saying so.
@@ -60,10 +58,8 @@ INSTALL_SECONDS, START_SECONDS = 900, 180
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("serving") / "data"
-    write_world(simulate(SimConfig(accounts=ACCOUNTS, seed=WORLD_SEED)), out)
-    return out
+def world(world150: Path) -> Path:
+    return world150
 
 
 @pytest.fixture(scope="module")

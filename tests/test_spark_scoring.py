@@ -23,7 +23,6 @@ from conftest import SPARK, quick_config
 from ibis.backends import BaseBackend
 
 from features.read import connect
-from features.simulator import SimConfig, simulate, write_world
 from features.training import build_training_set
 from features.validate import load
 from pipelines import stages, training
@@ -32,7 +31,6 @@ from pipelines.scoring import ScoreOutput, write_scores_dir
 
 pytestmark = SPARK
 
-ACCOUNTS, WORLD_SEED = 150, 7
 CUTOFF, AS_OF = date(2025, 6, 1), date(2025, 7, 1)
 #: A small local Spark: two cores, few shuffle partitions (the data are a few MB). Small
 #: Arrow batches split the ~50 scored rows into several mapInPandas batches, so the test
@@ -44,10 +42,8 @@ SPARK_OPTIONS: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("spark-scoring") / "data"
-    write_world(simulate(SimConfig(accounts=ACCOUNTS, seed=WORLD_SEED)), out)
-    return out
+def world(world150: Path) -> Path:
+    return world150
 
 
 @pytest.fixture(scope="module")
