@@ -241,22 +241,31 @@ def run_stage(name: str, a: argparse.Namespace) -> dict[str, Any]:
         "--threads", str(a.threads), "--chunk-accounts", str(a.chunk_accounts),
         "--repeat", str(a.repeat), "--memory-limit", a.memory_limit,
     ]  # fmt: skip
+    return run_child(argv)
+
+
+def run_child(argv: Sequence[str]) -> dict[str, Any]:
+    """Run a stage's command line; its JSON result (last line of its output) with its peak
+    RSS, CPU seconds, whole wall time (``process_seconds``, imports included) and the load
+    before and after. A failed stage raises (its stderr is already on the terminal)."""
     load_before = _load()
+    t = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"stage {name} failed with exit code {proc.returncode}; see stderr")
-    result = json.loads(out.strip().splitlines()[-1])
-    result |= {
+    wall = time.perf_counter() - t
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(argv[1:4])} failed with exit code {code}; see stderr")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result | {
+        "process_seconds": wall,
         "peak_rss_gib": peak_of(result, usage),
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "load_before": load_before,
         "load_after": _load(),
     }
-    return result
 
 
 def count_events(data: Path) -> int:

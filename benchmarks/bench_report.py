@@ -31,7 +31,6 @@ from models.waterfall import waterfall_png
 from pipelines.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TIMING = """
 const nav = performance.getEntriesByType("navigation")[0];
 const drawn = performance.getEntriesByName("report-table-drawn")[0];
@@ -57,27 +56,17 @@ def pictures(accounts: list[str], seed: int) -> dict[str, bytes]:
 
 
 def chromium(profile: Path) -> Any:
-    """Headless Chromium through chromedriver, as the browser tests start it."""
+    """Headless Chromium through chromedriver, as the browser tests start it
+    (``tests/browser.py``)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from browser import CHROMEDRIVER, chrome_options
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     os.environ["SE_AVOID_STATS"] = "true"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    return webdriver.Chrome(
+        service=Service(executable_path=str(CHROMEDRIVER)), options=chrome_options(profile)
+    )
 
 
 @dataclass

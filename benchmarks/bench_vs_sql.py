@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -143,23 +142,7 @@ def run_stage(name: str, w: argparse.Namespace) -> dict[str, Any]:
         "--threads", str(w.threads), "--memory-limit", w.memory_limit,
         *(["--as-of", str(w.as_of)] if w.as_of else []),
     ]  # fmt: skip
-    load_before = bf._load()
-    t = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"stage {name} on {w.data} failed; see its stderr above")
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result | {
-        "process_seconds": wall,
-        "peak_rss_gib": bf.peak_of(result, usage),
-        "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "load_before": load_before,
-        "load_after": bf._load(),
-    }
+    return bf.run_child(argv)
 
 
 def compare(w: argparse.Namespace) -> tuple[list[str], list[str]]:

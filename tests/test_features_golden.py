@@ -275,8 +275,8 @@ def test_champion_over_fewer_days_than_the_share(
     assert row["top_user_share_30d"] == 5 / 9
 
 
-def _champion_row(tmp_path: Path, user: str, day: str, champion_days: int) -> pd.Series:
-    """C1's row (as of 2024-12-02) of the golden world plus 5 logins of ``user`` on ``day``."""
+def with_champion(user: str, day: str) -> dict[str, pd.DataFrame]:
+    """The golden world plus 5 logins of ``user`` on ``day`` (00:00 to 04:00 UTC)."""
     tables = golden_tables()
     planted = pd.DataFrame(
         {
@@ -288,7 +288,12 @@ def _champion_row(tmp_path: Path, user: str, day: str, champion_days: int) -> pd
         }
     )
     tables["events"] = pd.concat([tables["events"], planted], ignore_index=True)
-    clean = load(write_tables(tables, tmp_path / "d"))
+    return tables
+
+
+def _champion_row(tmp_path: Path, user: str, day: str, champion_days: int) -> pd.Series:
+    """C1's row (as of 2024-12-02) of the golden world plus 5 logins of ``user`` on ``day``."""
+    clean = load(write_tables(with_champion(user, day), tmp_path / "d"))
     ts = build_training_set(
         clean.tables,
         LabelConfig(lead_days=(30,)),

@@ -112,4 +112,7 @@ def test_an_unknown_run_or_a_run_without_a_record_is_a_user_error(first):
     run = churn("train", "--from-run", bare.info.run_id, cwd=root)
     assert run.returncode == 2 and f"the run has no {RECORD_FILE}" in run.err
     run = churn("train", cwd=root)
-    assert run.returncode == 2 and "--data" in run.err
+    assert run.returncode == 2 and "--data: no data directory given" in run.err
+    run = churn("train", "--from-run", bare.info.run_id, "--trials", "5", cwd=root)
+    assert run.returncode == 2
+    assert "cannot change them; drop --trials" in run.err

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pytest
+from browser import CHROMEDRIVER, CHROMIUM, chrome_options
 from test_report import AS_OF, render, scores_frame, waterfall_png
 
 from models.waterfall import waterfall_png as shap_waterfall_png
@@ -26,8 +27,6 @@ from pipelines.report import write_report
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 INSTALL = (
     "Install them with `make chromium` (it runs `apt-get install chromium chromium-driver`) "
     "and selenium with `make install-dev` (pip install -c constraints.txt -e '.[dev]')."
@@ -153,21 +152,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
         from selenium.webdriver.chrome.service import Service
     except ImportError as e:
         pytest.fail(f"selenium cannot be imported ({e}). {INSTALL}", pytrace=False)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
+    options = chrome_options(tmp_path_factory.mktemp("chromium-profile"))
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     with pytest.MonkeyPatch.context() as env:
         env.setenv("SE_AVOID_STATS", "true")  # Selenium sends no usage statistics

@@ -26,18 +26,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from services import ServiceError, TeamServer, team_server
+from test_exit_codes import AS_OF, QUICK
 
 pytestmark = pytest.mark.slow
 
-#: Settings that train in seconds (tests/test_exit_codes.py's), one waterfall per run.
-QUICK = {
-    "model": {"trials": 1, "backtest_trials": 1, "tune_folds": 2, "backtest_folds": 2,
-              "monotone": "on", "num_threads": 1, "bootstrap": 100},
-    "engine": {"threads": 1},
-    "scoring": {"waterfalls": 1},
-}  # fmt: skip
-#: Renewals of the simulated world are open on this day (sim_dir: 2023-01 to 2025-12).
-AS_OF = "2025-07-01"
 MODEL = "churn-health"
 #: What MLflow hands to subprocesses: each run below gets only what it is given.
 MLFLOW_STATE = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID",

@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pytest
 from conftest import write_tables
-from test_features_golden import GOLDEN, _ts, golden_tables
+from test_features_golden import GOLDEN, golden_tables, with_champion
 
 from features.build import ZERO_WHEN_ABSENT
 from features.config import FeatureConfig, LabelConfig
@@ -151,19 +151,8 @@ def test_golden_champion(
 ) -> None:
     """The planted champions of ``test_features_golden.py`` (5 logins of ``user`` on
     ``day``), whose values are computed by hand there."""
-    tables = golden_tables()
-    planted = pd.DataFrame(
-        {
-            "account_id": "G1",
-            "user_id": user,
-            "ts": _ts(*[f"{day}T0{h}:00:00" for h in range(5)]),
-            "event": "login",
-            "value": 1.0,
-        }
-    )
-    tables["events"] = pd.concat([tables["events"], planted], ignore_index=True)
     cfg = FeatureConfig(top_events=1, champion_days=champion_days)
-    row = _golden(tmp_path, tables, cfg)
+    row = _golden(tmp_path, with_champion(user, day), cfg)
     assert row["days_since_champion"] == expected
     assert row["top_user_share_30d"] == pytest.approx(share, abs=1e-12)
 
