@@ -196,6 +196,7 @@ def feature_table(
     top_events: Sequence[str],
     rolled: tuple[ir.Table, ir.Table] | None = None,
     hold: Callable[[ir.Table], ir.Table] | None = None,
+    splits: Sequence[str] = (),
 ) -> tuple[ir.Table, tuple[Feature, ...]]:
     """Every feature of every snapshot, as one Ibis expression, and their declarations.
 
@@ -205,6 +206,8 @@ def feature_table(
     when not given, each part of the event features) and returns them as tables to read
     from; without it
     the result is a single expression (for engines that run it in place, such as Spark).
+    ``splits``: where the accounts are cut into groups whose per-user event part is held
+    apart (:func:`features.windows.account_splits`; only with ``hold``).
 
     ``snaps`` needs ``snapshot_id``, ``account_id``, ``as_of_day`` and the contract context
     (``seats``, ``arr``, ``prev_arr``, ``term_number``, ``renewal_day``).
@@ -220,7 +223,7 @@ def feature_table(
         ud, ed = (keep(t) for t in rollups(tables["events"], cfg))
     else:
         ud, ed = rolled
-    parts = [event_features(ud, ed, snaps, cfg, top_events, keep)]
+    parts = [event_features(ud, ed, snaps, cfg, top_events, keep, splits)]
     makers = {
         "tickets": support_features,
         "surveys": voice_features,

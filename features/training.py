@@ -32,6 +32,7 @@ from features.snapshots import (
     renewal_snapshots,
 )
 from features.usage import common_events, lookback_days, rollups
+from features.windows import account_splits
 
 Progress = Callable[[str, float], None] | None
 ID_COLUMNS = ("account_id", "contract_id", "as_of", "lead_days")
@@ -218,6 +219,8 @@ def _build(
     are materialised one after another and released at the end: each query then has the
     memory cap to itself (on a sparse 10.9M-event world 7.6 s instead of 9.1 s for the
     event features under the default cap), and the final query, small, compiles quickly.
+    The per-user part is held per group of accounts (one per
+    :data:`features.windows.CHUNK_ROWS` user-days, :func:`features.windows.account_splits`).
     """
     with ExitStack() as held:
         ud, ed = (held.enter_context(t.cache()) for t in rollups(tables["events"], features))
@@ -237,7 +240,11 @@ def _build(
         # Spark's Ibis backend caches an expression without registering the in-memory
         # tables it reads (the lead days, the look-back buckets): Spark runs it whole.
         duckdb = ed._find_backend().name == "duckdb"
-        query = _query(tables, snaps, features, top, (ud, ed), hold if duckdb else None)
+        splits = ()
+        if duckdb:
+            accounts = snaps.select("account_id").distinct().to_pyarrow()["account_id"]
+            splits = account_splits(accounts.to_pylist(), ud.count().to_pyarrow().as_py())
+        query = _query(tables, snaps, features, top, (ud, ed), hold if duckdb else None, splits)
         frame = _to_frame(query.expr, query.features)
     if progress:
         progress("features built", 1.0)
@@ -251,8 +258,9 @@ def _query(
     top_events: Sequence[str],
     rolled: tuple[ir.Table, ir.Table] | None = None,
     hold: Callable[[ir.Table], ir.Table] | None = None,
+    splits: Sequence[str] = (),
 ) -> FeatureQuery:
-    expr, decl = feature_table(tables, _with_ids(snaps), features, top_events, rolled, hold)
+    expr, decl = feature_table(tables, _with_ids(snaps), features, top_events, rolled, hold, splits)
     return FeatureQuery(expr, decl, tuple(top_events))
 
 
@@ -306,8 +314,15 @@ def build_scoring_set(
         top_events = common_events(
             rollups(tables["events"], features)[1], features.top_events, day_number(days[-1])
         )
-    recent = scored_events(tables, snaps, days[0], features)
-    return _build(recent, lambda _: (snaps, 0), features, top_events, progress)
+    # One query, nothing materialised: a scoring set reads a year of the scored accounts'
+    # events, and compiling and running the parts one by one cost more than they save
+    # (demo world, 178 renewals: 1.25 s against 1.5 s; a 10,000-account book, 1,914
+    # renewals: 4.7 s against 6.1 s; one account's seven months: 1.4 s against 3.0 s).
+    query = _query(scored_events(tables, snaps, days[0], features), snaps, features, top_events)
+    frame = _to_frame(query.expr, query.features)
+    if progress:
+        progress("features built", 1.0)
+    return TrainingSet(frame, query.features, query.top_events)
 
 
 def only_accounts(tables: Mapping[str, ir.Table], accounts: Sequence[str]) -> dict[str, ir.Table]:

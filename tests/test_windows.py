@@ -18,10 +18,11 @@ import pytest
 from conftest import write_tables
 from test_features_golden import GOLDEN, golden_tables, with_champion
 
+from features import windows
 from features.build import ZERO_WHEN_ABSENT
 from features.config import FeatureConfig, LabelConfig
 from features.snapshots import day_number
-from features.training import _with_ids, data_end_day, training_snapshots
+from features.training import _with_ids, build_training_set, data_end_day, training_snapshots
 from features.usage import (
     common_events,
     concentration_features,
@@ -53,8 +54,10 @@ def old_and_new(
     cfg: FeatureConfig,
     labels: LabelConfig | None = None,
     cutoff_day: int | None = None,
+    groups: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both implementations' event features of the training snapshots, by ``snapshot_id``."""
+    """Both implementations' event features of the training snapshots, by ``snapshot_id``
+    (the new one with its per-user part computed in ``groups`` groups of accounts)."""
     ud, ed = rollups(tables["events"], cfg)
     cutoff = cutoff_day or data_end_day(tables, ed)
     snaps = _with_ids(training_snapshots(tables, labels or LabelConfig(), cutoff))
@@ -66,7 +69,9 @@ def old_and_new(
             concentration_features(ud, snaps, cfg.champion_days),
         ],
     )
-    new = _finish(snaps, [event_features(ud, ed, snaps, cfg, top)])
+    accounts = snaps.account_id.to_pyarrow().to_pylist()
+    splits = windows.account_splits(accounts, groups * windows.CHUNK_ROWS)
+    new = _finish(snaps, [event_features(ud, ed, snaps, cfg, top, splits=splits)])
     return old, new
 
 
@@ -117,6 +122,25 @@ def test_equal_on_a_sparse_world(sparse: dict[str, ir.Table], cfg: FeatureConfig
 @pytest.mark.parametrize("cfg", CONFIGS.values(), ids=CONFIGS.keys())
 def test_equal_on_a_world_with_sessions(sessions: dict[str, ir.Table], cfg: FeatureConfig) -> None:
     assert_same(*old_and_new(sessions, cfg))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS.values(), ids=CONFIGS.keys())
+def test_equal_in_groups_of_accounts(sparse: dict[str, ir.Table], cfg: FeatureConfig) -> None:
+    """The per-user part computed for three groups of accounts apart (as a large world is)."""
+    assert_same(*old_and_new(sparse, cfg, groups=3))
+
+
+def test_the_build_splits_a_large_world_without_changing_a_value(
+    sparse: dict[str, ir.Table], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``build_training_set`` with a group of accounts per 20,000 user-days (every part
+    materialised, the per-user one per group) gives the same frame as in one piece."""
+    whole = build_training_set(sparse, LabelConfig(), FeatureConfig()).frame
+    n = rollups(sparse["events"], FeatureConfig())[0].count().to_pyarrow().as_py()
+    monkeypatch.setattr(windows, "CHUNK_ROWS", 20_000)
+    assert n > 3 * 20_000
+    split = build_training_set(sparse, LabelConfig(), FeatureConfig()).frame
+    pd.testing.assert_frame_equal(split, whole, check_exact=False, rtol=1e-12, atol=1e-12)
 
 
 def _golden(tmp_path: Path, tables: dict[str, pd.DataFrame], cfg: FeatureConfig) -> pd.Series:
