@@ -240,7 +240,7 @@ def _build(
         # Spark's Ibis backend caches an expression without registering the in-memory
         # tables it reads (the lead days, the look-back buckets): Spark runs it whole.
         duckdb = ed._find_backend().name == "duckdb"
-        splits = ()
+        splits: tuple[str, ...] = ()
         if duckdb:
             accounts = snaps.select("account_id").distinct().to_pyarrow()["account_id"]
             splits = account_splits(accounts.to_pylist(), ud.count().to_pyarrow().as_py())
