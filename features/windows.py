@@ -151,8 +151,9 @@ def account_splits(accounts: Sequence[str], user_days: int) -> tuple[str, ...]:
     group but the first.
 
     That part's one row per snapshot and user holds the memory: on a 47M-event sparse world
-    (38.7M user-days, 10M such rows) under the 3 GiB cap it took 31 s whole and 21 s in 8
-    groups; on worlds of 10M user-days and less, splitting changes nothing.
+    (38.7M user-days, 10M such rows) under the 3 GiB cap it took 62 s whole and 21 s in 8
+    groups (the whole build 93 s and 48 s); on worlds of 10M user-days and less, splitting
+    changes nothing.
     """
     n = max(1, -(-user_days // CHUNK_ROWS))
     ordered = sorted(set(accounts))
