@@ -1,0 +1,390 @@
+"""Did a play work? The doubly robust (AIPW) estimate of one play's effect on churn.
+
+A unit is one account-renewal. It is *treated* when the play was run in a window before the
+renewal; its covariates are measured at the snapshot when the play was (or could have
+been) run: the model's own calibrated churn probability, the driver features, ARR and
+segment. The outcome is churn at that renewal (0/1).
+
+CSMs run plays mostly on risky and large accounts, so the raw churn rate of the treated
+minus that of the untreated (the *naive* difference, reported beside the estimate) mixes
+the play's effect with the risk the accounts already had. The estimate adjusts for the
+covariates by augmented inverse-probability weighting:
+
+    psi_i = mu1(x_i) - mu0(x_i) + t_i (y_i - mu1(x_i)) / e(x_i)
+            - (1 - t_i) (y_i - mu0(x_i)) / (1 - e(x_i))
+
+with the propensity e(x) = P(t = 1 | x) and the outcome models mu_t(x) = P(y = 1 | t, x).
+The mean of psi is consistent when either the propensity or the outcome models are right
+(Robins, Rotnitzky & Zhao 1994, "Estimation of regression coefficients when some regressors
+are not always observed", JASA 89). The nuisance models are cross-fitted: the units are
+split into K folds and each fold's e, mu0, mu1 come from models fitted on the other folds,
+so a unit's own outcome never enters its own prediction and flexible models do not bias
+the mean (Chernozhukov et al. 2018, "Double/debiased machine learning for treatment and
+structural parameters", Econometrics Journal 21).
+
+Units whose propensity lies outside [trim, 1 - trim] are dropped before averaging: they have
+no comparable units on the other side (accounts that always or never get the play), and
+their weights would dominate the mean. The estimand is then the average effect on the units
+inside this overlap region, "accounts at similar risk" (Crump, Hotz, Imbens & Mitnik 2009,
+"Dealing with limited overlap in estimation of average treatment effects", Biometrika 96;
+their rule of thumb is trim = 0.1). The result says how many units were trimmed.
+
+The interval is a percentile bootstrap that resamples units (or clusters of them, e.g. the
+renewals of one account) and re-averages the cross-fitted scores psi; the nuisance models
+are not refitted. With cross-fitting the error of the nuisance models enters the estimate
+only at second order, so the estimate's sampling variance is that of the mean of psi
+(Chernozhukov et al. 2018, Theorem 5.1, who bootstrap the score the same way); refitting
+K x 3 models per replicate would cost hundreds of times more for the same first-order
+interval. The overlap region is held fixed across replicates.
+
+Effects are in percentage points of churn probability at the next renewal, treated minus
+untreated: negative means fewer churners. When there are too few treated or comparable
+untreated units the result refuses an estimate: ``status`` says why and ``reason`` says
+what was found, so a caller prints the reason rather than catching an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, SplineTransformer, StandardScaler
+
+from models.uncertainty import Interval, bootstrap_many
+
+#: Fewest treated units, and fewest untreated ones, inside the overlap region for an
+#: estimate: below this the cross-fitted models and the interval rest on a handful of
+#: accounts and the figure would be noise presented as a finding.
+MIN_TREATED = 20
+MIN_UNTREATED = 20
+#: Propensity bounds of the overlap region: units outside [TRIM, 1 - TRIM] are trimmed
+#: (Crump et al. 2009's rule of thumb). Weights inside are at most 1 / TRIM = 10.
+TRIM = 0.1
+#: An interval wider than this many points gets a caveat line when rendered.
+WIDE_POINTS = 20.0
+#: Inverse penalties of the logistic nuisance models. The propensity is barely penalised
+#: so that a play given only above some risk shows as propensities near 0 and 1 (which the
+#: trimming then removes); a penalised, smooth propensity would spread a sharp assignment
+#: rule into a band of "comparable" units with no real counterpart. The outcome models
+#: keep a mild penalty: the treated arm is often small.
+PROPENSITY_C = 1e3
+OUTCOME_C = 1.0
+#: Numeric covariates with fewer distinct values than this enter linearly, not as splines.
+SPLINE_MIN_DISTINCT = 8
+
+Status = Literal["ok", "too few", "no overlap"]
+Learner = Literal["logistic", "lightgbm"]
+
+
+@dataclass(frozen=True)
+class PlayEffect:
+    """One play's estimated effect on churn at the next renewal, or why there is none.
+
+    ``effect`` and ``naive`` are in percentage points of churn probability, treated minus
+    untreated (negative: fewer churners). ``effect`` is NaN unless ``status == "ok"``;
+    ``naive`` (raw churn rate of the treated minus the untreated, over all units) is given
+    whenever both groups exist. ``se`` is the influence-function standard error, in points.
+    """
+
+    play: str
+    status: Status
+    reason: str
+    effect: Interval
+    naive: Interval
+    se: float
+    n_units: int
+    n_treated: int
+    n_untreated: int
+    n_treated_overlap: int
+    n_untreated_overlap: int
+    n_trimmed: int
+    trim: float
+    learner: Learner
+    folds: int
+    n_boot: int
+    seed: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def n_overlap(self) -> int:
+        """Units the estimate averages over: treated and comparable untreated."""
+        return self.n_treated_overlap + self.n_untreated_overlap
+
+
+def estimate_effect(
+    frame: pd.DataFrame,
+    *,
+    treatment: str,
+    outcome: str,
+    covariates: Sequence[str],
+    play: str = "play",
+    groups: str | None = None,
+    folds: int = 5,
+    n_boot: int = 500,
+    level: float = 0.9,
+    trim: float = TRIM,
+    learner: Learner = "logistic",
+    seed: int = 0,
+) -> PlayEffect:
+    """The AIPW estimate of ``play``'s effect on ``outcome`` among comparable units.
+
+    Args:
+        frame: one row per unit (account-renewal); not modified.
+        treatment: 0/1 (or bool) column, 1 when the play was run in the window before.
+        outcome: 0/1 column, 1 when the account churned at that renewal.
+        covariates: columns measured at the snapshot when the play was or could have been
+            run. Numeric ones (the model's probability, drivers, ARR) enter the logistic
+            models as cubic splines with quantile knots, so skewed ARR or a curved risk
+            needs no hand transformation; missing values are filled with the median and
+            flagged by an indicator. Others (segment) are one-hot encoded.
+        play: the play's name, used in the reason and the rendered words.
+        groups: optional cluster column (e.g. account id): the bootstrap resamples
+            clusters, not units, when one account has several renewals.
+        folds: K of the cross-fitting.
+        n_boot: bootstrap replicates of the interval.
+        level: coverage of the interval, e.g. 0.9.
+        trim: units with propensity outside [trim, 1 - trim] are outside the overlap.
+        learner: nuisance models; "logistic" (spline logistic regression, the default: stable
+            on a few hundred units) or "lightgbm" (small fixed trees, one thread).
+        seed: folds, models and bootstrap draws; the same seed gives the same numbers.
+    """
+    _check(frame, treatment, outcome, covariates, groups, folds, trim)
+    t = frame[treatment].to_numpy(dtype=float)
+    y = frame[outcome].to_numpy(dtype=float)
+    n, n_t = t.size, int(t.sum())
+    n_c = n - n_t
+    cluster = frame[groups].to_numpy() if groups is not None else np.arange(n)
+
+    naive_stat = _naive_stat(t, y)
+    naive = (
+        bootstrap_many({"naive": naive_stat}, cluster, n_boot=n_boot, level=level, seed=seed)[
+            "naive"
+        ]
+        if n_t and n_c
+        else Interval(float("nan"), float("nan"), float("nan"), level)
+    )
+
+    def result(status: Status, reason: str, **more: object) -> PlayEffect:
+        fields: dict[str, object] = {
+            "effect": Interval(float("nan"), float("nan"), float("nan"), level),
+            "se": float("nan"),
+            "n_treated_overlap": 0,
+            "n_untreated_overlap": 0,
+            "n_trimmed": 0,
+        } | more
+        return PlayEffect(
+            play=play, status=status, reason=reason, naive=naive, n_units=n,
+            n_treated=n_t, n_untreated=n_c, trim=trim, learner=learner, folds=folds,
+            n_boot=n_boot, seed=seed, **fields,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    # Each training part of the cross-fitting must hold both groups.
+    if n_t < max(MIN_TREATED, folds) or n_c < max(MIN_UNTREATED, folds):
+        return result(
+            "too few",
+            f"{play}: {n_t} treated and {n_c} untreated units; an estimate needs at least "
+            f"{MIN_TREATED} of each. Wait for more renewals after the play, or pool it "
+            "with a similar play.",
+        )
+
+    x = _design(frame, covariates)
+    e, mu0, mu1 = _cross_fit(x, t, y, folds=folds, learner=learner, seed=seed)
+    inside = (e >= trim) & (e <= 1.0 - trim)
+    n_t_in, n_c_in = int(t[inside].sum()), int((1 - t[inside]).sum())
+    counts = {
+        "n_treated_overlap": n_t_in,
+        "n_untreated_overlap": n_c_in,
+        "n_trimmed": int(n - inside.sum()),
+    }
+    if n_t_in < MIN_TREATED or n_c_in < MIN_UNTREATED:
+        return result(
+            "no overlap",
+            f"{play}: only {n_t_in} of {n_t} treated and {n_c_in} of {n_c} untreated "
+            f"units have a propensity in [{trim:g}, {1 - trim:g}]; an estimate needs "
+            f"{MIN_TREATED} treated and {MIN_UNTREATED} untreated at similar risk. The play "
+            "goes to accounts that have no untreated counterpart (or the reverse), so no "
+            "comparison is honest; run it on some comparable accounts too, or randomise.",
+            **counts,
+        )
+
+    # Outside the overlap e may be 0 or 1 (a constant model): those scores are never used.
+    e = np.clip(e, 1e-6, 1.0 - 1e-6)
+    psi = (mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)) * 100.0
+    psi_in = np.where(inside, psi, 0.0)
+    mask = inside.astype(float)
+
+    def effect_stat(w: np.ndarray | None) -> np.ndarray:
+        w = np.ones((1, n)) if w is None else np.atleast_2d(w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (w @ psi_in) / (w @ mask)
+
+    effect = bootstrap_many({"effect": effect_stat}, cluster, n_boot=n_boot, level=level,
+                            seed=seed)["effect"]  # fmt: skip
+    se = float(np.std(psi[inside], ddof=1) / np.sqrt(inside.sum()))
+    return result("ok", "", effect=effect, se=se, **counts)
+
+
+def describe(effect: PlayEffect) -> list[str]:
+    """Plain words for a CS leader: one line, and a caveat line when the figure is uncertain.
+
+    The effect is turned around to read as renewals: churn -8 points is "renewal odds +8
+    points" ("odds" in its everyday sense: a change in the chance, in percentage points).
+    """
+    if not effect.ok:
+        return [f"{effect.play}: no estimate ({effect.status}). {effect.reason}"]
+    est, low, high = (-effect.effect.estimate, -effect.effect.high, -effect.effect.low)
+    lines = [
+        f"{effect.play}: renewal odds {_points(est)} points [{_points(low)}, {_points(high)}] "
+        f"for accounts at similar risk, {effect.n_overlap:,} accounts "
+        f"({effect.n_treated_overlap:,} with the play)"
+    ]
+    caveats = []
+    if low <= 0.0 <= high:
+        caveats.append("the interval includes no effect at all")
+    if high - low > WIDE_POINTS:
+        caveats.append(f"the interval is wider than {WIDE_POINTS:g} points")
+    if caveats:
+        lines.append(
+            f"Uncertain: {' and '.join(caveats)}; treat it as unproven until more renewals resolve."
+        )
+    return lines
+
+
+def _points(value: float) -> str:
+    rounded = round(value)
+    return "0" if rounded == 0 else f"{rounded:+d}"
+
+
+def _naive_stat(t: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray | None], np.ndarray]:
+    """Raw churn rate of the treated minus the untreated, in points, per weight row."""
+
+    def stat(w: np.ndarray | None) -> np.ndarray:
+        w = np.ones((1, t.size)) if w is None else np.atleast_2d(w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            treated = (w @ (t * y)) / (w @ t)
+            untreated = (w @ ((1 - t) * y)) / (w @ (1 - t))
+        return (treated - untreated) * 100.0
+
+    return stat
+
+
+def _check(
+    frame: pd.DataFrame,
+    treatment: str,
+    outcome: str,
+    covariates: Sequence[str],
+    groups: str | None,
+    folds: int,
+    trim: float,
+) -> None:
+    """Bad input is an error naming the column and the rule (a refusal is not)."""
+    wanted = [treatment, outcome, *covariates, *([groups] if groups else [])]
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"play effects: columns {missing} are not in the frame (it has "
+            f"{list(frame.columns)[:12]}). Name the treatment, outcome and covariate columns."
+        )
+    if not covariates:
+        raise ValueError(
+            "play effects: no covariates given. Pass at least the model's point-in-time "
+            "churn probability, or the estimate is the naive difference."
+        )
+    for col in (treatment, outcome):
+        s = frame[col]
+        values = (
+            s.astype(float) if pd.api.types.is_bool_dtype(s) else pd.to_numeric(s, errors="coerce")
+        )
+        bad = ~values.isin([0.0, 1.0])
+        if bad.any():
+            raise ValueError(
+                f"play effects: {col} must be 0/1 (or bool); {int(bad.sum())} rows are not "
+                f"(e.g. {frame.loc[bad, col].head(3).tolist()}). Map it to 0/1 and drop rows "
+                "whose renewal has not resolved."
+            )
+    if folds < 2:
+        raise ValueError(f"play effects: folds must be at least 2 for cross-fitting, got {folds}")
+    if not 0.0 <= trim < 0.5:
+        raise ValueError(f"play effects: trim must be in [0, 0.5), got {trim}")
+
+
+def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
+    """The covariates with missing numeric values filled by the median and flagged."""
+    out = {}
+    for col in covariates:
+        s = frame[col]
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+            s = s.astype(float)
+            if s.isna().any():
+                out[f"{col}__missing"] = s.isna().astype(float)
+                s = s.fillna(s.median() if s.notna().any() else 0.0)
+            out[col] = s
+        else:
+            out[col] = s.astype("string").fillna("(missing)").astype(object)
+    return pd.DataFrame(out, index=frame.index)
+
+
+def _model(x: pd.DataFrame, learner: Learner, seed: int, strength: float) -> Pipeline:
+    """An unfitted classifier for the design ``x``: small, fixed settings, one thread.
+
+    ``strength`` is the logistic regression's C (inverse penalty).
+    """
+    numeric = [c for c in x.columns if x[c].dtype == float]
+    categorical = [c for c in x.columns if c not in numeric]
+    if learner == "lightgbm":
+        from lightgbm import LGBMClassifier
+
+        pre = ColumnTransformer(
+            [("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
+            remainder="passthrough",
+        )
+        return make_pipeline(pre, LGBMClassifier(
+            n_estimators=100, learning_rate=0.05, num_leaves=7, min_child_samples=20,
+            reg_lambda=1.0, num_threads=1, deterministic=True, force_row_wise=True,
+            random_state=seed, verbose=-1,
+        ))  # fmt: skip
+    curved = [c for c in numeric if x[c].nunique() >= SPLINE_MIN_DISTINCT]
+    straight = [c for c in numeric if c not in curved]
+    parts: list[tuple[str, object, list[str]]] = [
+        ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
+        ("lin", StandardScaler(), straight),
+        ("spline", SplineTransformer(n_knots=5, degree=3, knots="quantile"), curved),
+    ]
+    pre = ColumnTransformer([p for p in parts if p[2]])
+    return make_pipeline(pre, LogisticRegression(C=strength, max_iter=5000))
+
+
+def _fit_predict(
+    x: pd.DataFrame, target: np.ndarray, train: np.ndarray, test: np.ndarray,
+    learner: Learner, seed: int, strength: float,
+) -> np.ndarray:  # fmt: skip
+    """P(target = 1) on ``test`` from a model fitted on ``train``; a constant if one class."""
+    yt = target[train]
+    if yt.min() == yt.max():
+        return np.full(test.size, float(yt[0]))
+    model = _model(x, learner, seed, strength).fit(x.iloc[train], yt)
+    return np.asarray(model.predict_proba(x.iloc[test])[:, 1], float)
+
+
+def _cross_fit(
+    x: pd.DataFrame, t: np.ndarray, y: np.ndarray, *, folds: int, learner: Learner, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-fold propensity e and outcome models mu0, mu1 for every unit."""
+    e, mu0, mu1 = np.empty(t.size), np.empty(t.size), np.empty(t.size)
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in split.split(np.zeros(t.size), t):
+        e[test] = _fit_predict(x, t, train, test, learner, seed, PROPENSITY_C)
+        for arm, mu in ((0.0, mu0), (1.0, mu1)):
+            rows = train[t[train] == arm]
+            mu[test] = _fit_predict(x, y, rows, test, learner, seed, OUTCOME_C)
+    return e, mu0, mu1
