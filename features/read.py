@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
@@ -108,6 +110,29 @@ def connect(
     raise ValueError(f"engine must be 'duckdb' or 'spark', got {engine!r}")
 
 
+#: A location that starts with ``scheme://`` (two letters at least: ``C:/`` is a path).
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+
+
+def uri_scheme(location: str | Path) -> str | None:
+    """The scheme of a location given as a URI (``s3a``, ``file``, ...), in lower case;
+    ``None`` for a plain path."""
+    found = _URI.match(str(location))
+    return found.group(1).lower() if found else None
+
+
+def file_uri_path(uri: str, setting: str) -> Path:
+    """The local path of a ``file://`` URI (``file:///data/x`` is ``/data/x``)."""
+    parsed = urlparse(uri)
+    if parsed.netloc not in ("", "localhost"):
+        raise ContractError(
+            f"{setting} {uri}: a file:// URI names a path on this machine, and this one "
+            f"names the host {parsed.netloc!r}. Write file:///path/to/folder (three "
+            "slashes), or mount that machine's folder and give its path."
+        )
+    return Path(url2pathname(parsed.path))
+
+
 def find_sources(data_dir: Path) -> dict[str, Path]:
     """Map each contract table present in ``data_dir`` to its file or folder."""
     if not data_dir.is_dir():
@@ -169,6 +194,10 @@ def read_source(
         if con.name == "pyspark":
             return _spark_csv(con, spec, path, dialect)
         return con.read_csv(str(path), header=True)
+    if con.name == "pyspark":
+        from features.spark import read_spark, spark_uri
+
+        return read_spark(con, "parquet", spark_uri(Path(_parquet_glob(path))))
     return con.read_parquet(_parquet_glob(path))
 
 
@@ -269,6 +298,8 @@ def _spark_csv(con: BaseBackend, spec: TableSpec, path: Path, dialect: Dialect) 
     """
     from ibis.backends.sql.datatypes import PySparkType
 
+    from features.spark import read_spark, spark_uri
+
     charset = _JAVA_CHARSETS.get(dialect.encoding, dialect.encoding)
     if charset.lower() not in _SPARK_CHARSETS:
         # Spark 4 accepts only the UTF and ISO-8859-1 charsets unless this SQL setting lets
@@ -281,12 +312,13 @@ def _spark_csv(con: BaseBackend, spec: TableSpec, path: Path, dialect: Dialect) 
         "sep": dialect.delimiter,
         "encoding": charset,
     }
-    inferred = con.read_csv(str(path), **options).schema()
+    uri = spark_uri(path)
+    inferred = read_spark(con, "csv", uri, inferSchema=True, **options).schema()
     ddl = ", ".join(
         f"`{name}` " + ("STRING" if name in spec.column_names else PySparkType.to_string(dtype))
         for name, dtype in inferred.items()
     )
-    return con.read_csv(str(path), schema=ddl, inferSchema=False, **options)
+    return read_spark(con, "csv", uri, schema=ddl, inferSchema=False, **options)
 
 
 #: Python codec names Java spells differently.

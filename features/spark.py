@@ -16,9 +16,11 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
 from features.errors import ContractError
@@ -114,3 +116,91 @@ def spark_connect(master: str = "local[2]", **options: Any) -> BaseBackend:
                 session.conf.set(key, value)
     session.conf.set("spark.sql.session.timeZone", "UTC")
     return ibis.pyspark.connect(session)
+
+
+def spark_uri(path: Path) -> str:
+    """The URI under which Spark reads the local path ``path`` (globs kept as they are).
+
+    The driver finds and checks the files in its own file system, so Spark must read that
+    file system too (``file:``), not a cluster's default one (HDFS). Databricks mounts its
+    storage in the driver's file system: ``/dbfs/x`` is ``dbfs:/x`` and a Unity Catalog
+    volume ``/Volumes/...`` is ``dbfs:/Volumes/...`` (as ``pipelines.spark_scoring``
+    writes). Not ``Path.as_uri()``: Hadoop reads its paths unescaped, and ``*`` must stay
+    a glob.
+    """
+    text = Path(path).absolute().as_posix()
+    if text.startswith("/dbfs/"):
+        return "dbfs:/" + text.removeprefix("/dbfs/")
+    if text.startswith("/Volumes/"):
+        return "dbfs:" + text
+    return "file://" + text
+
+
+def read_spark(con: BaseBackend, kind: str, uri: str, **options: Any) -> ir.Table:
+    """Read ``uri`` (``kind``: parquet or csv) as a table of ``con``, the URI unchanged.
+
+    ``options`` go to Spark's reader (``header``, ``schema``, ...). Ibis' own
+    ``read_parquet``/``read_csv`` drop a ``file://`` prefix and make anything without
+    ``://`` absolute against the working directory (``file:/x`` becomes ``$PWD/file:/x``),
+    so the session reads the URI here, into a temporary view, as Ibis does.
+    """
+    reader = con._session.read  # the Ibis backend's session
+    frame = reader.parquet(uri, **options) if kind == "parquet" else reader.csv(uri, **options)
+    name = ibis.util.gen_name(f"read_{kind}")
+    frame.createOrReplaceTempView(name)
+    return con.table(name)
+
+
+#: The Hadoop connector that reads each object-store scheme: its Maven package (``{hadoop}``
+#: is this Spark's Hadoop version, which the package must match) and the settings it needs.
+CONNECTORS: dict[str, tuple[str, str]] = {
+    "s3a": (
+        "org.apache.hadoop:hadoop-aws:{hadoop}",
+        "spark.hadoop.fs.s3a.access.key and spark.hadoop.fs.s3a.secret.key, or "
+        "spark.hadoop.fs.s3a.aws.credentials.provider (an instance profile, web identity)",
+    ),
+    "abfss": (
+        "org.apache.hadoop:hadoop-azure:{hadoop}",
+        "spark.hadoop.fs.azure.account.key.<account>.dfs.core.windows.net, or the "
+        "spark.hadoop.fs.azure.account.oauth2.client.* settings of a service principal",
+    ),
+    "gs": (
+        "com.google.cloud.bigdataoss:gcs-connector:hadoop3-2.2.x (its shaded jar)",
+        "spark.hadoop.fs.gs.impl=com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem and "
+        "spark.hadoop.google.cloud.auth.service.account.json.keyfile (or the machine's "
+        "service account)",
+    ),
+}
+CONNECTORS["abfs"] = CONNECTORS["abfss"]
+CONNECTORS["wasbs"] = CONNECTORS["abfss"]
+
+
+def hadoop_connector(con: BaseBackend, uri: str) -> tuple[str | None, str]:
+    """The Hadoop FileSystem class Spark reads ``uri`` with (``None`` when there is none),
+    and, when there is none, what Spark said and the package and settings to add.
+
+    Asks Spark's own Hadoop configuration (``FileSystem.getFileSystemClass``), so the
+    ``spark.jars.packages`` and ``spark.hadoop.*`` settings of the session count.
+    """
+    from py4j.protocol import Py4JJavaError  # comes with pyspark
+
+    scheme = uri.split("://", 1)[0].lower()
+    context = con._session.sparkContext
+    jvm = context._jvm
+    try:
+        found = jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(
+            scheme, context._jsc.hadoopConfiguration()
+        )
+        return str(found.getName()), ""
+    except Py4JJavaError as err:
+        said = str(err.java_exception.toString()).splitlines()[0]
+    hadoop = jvm.org.apache.hadoop.util.VersionInfo.getVersion()
+    package, settings = CONNECTORS.get(
+        scheme,
+        ("the Hadoop connector of that file system", "the settings its documentation lists"),
+    )
+    return None, (
+        f"Spark has no Hadoop file system for {scheme}:// ({said}). Add "
+        f"{package.format(hadoop=hadoop)} to spark.jars.packages (spark-submit --packages, "
+        f"or spark-defaults.conf; Spark's Hadoop is {hadoop}) and set {settings}"
+    )

@@ -37,7 +37,10 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", help="YAML settings file (default: ./churn.yaml if present)."),
 ]
-DataOpt = Annotated[Path, typer.Option("--data", help="Data directory (see DATA_CONTRACT.md).")]
+#: Text, not a Path: a Path would turn ``s3a://bucket/x`` into ``s3a:/bucket/x``.
+DataOpt = Annotated[
+    str, typer.Option("--data", help="Data directory or file:// URI (see DATA_CONTRACT.md).")
+]
 
 
 @contextmanager
@@ -136,7 +139,7 @@ def simulate(
 def validate(data: DataOpt, config: ConfigOpt = None) -> None:
     """Check a data directory against the contract; exit 2 on a hard problem."""
     cfg = _config(config)
-    report = stages.validate_data(data, cfg)
+    report = stages.validate_data(stages.data_location(data, cfg), cfg)
     table = Table(title=f"Data contract check of {data}")
     for col in ("table", "rows", "first", "last", "hard", "soft"):
         table.add_column(col, justify="right" if col in ("rows", "hard", "soft") else "left")
@@ -169,7 +172,7 @@ def _when(value: object) -> str:
 def features(
     data: DataOpt,
     as_of: AsOfOpt,
-    out: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+    out: Annotated[str, typer.Option("--out", help="Parquet file to write.")],
     engine: EngineOpt = None,
     within: WithinOpt = None,
     label: LabelOpt = None,
@@ -182,11 +185,12 @@ def features(
     cfg = _config(
         config, label=label, horizon=horizon, active_days=active_days, within=within, engine=engine
     )
+    folder, file = stages.data_location(data, cfg), stages.output_location(out)
     with progress_bar() as progress:
-        ts = stages.build_features(data, as_of.date(), out, cfg, progress, after_end)
+        ts = stages.build_features(folder, as_of.date(), file, cfg, progress, after_end)
     console.print(
-        f"{len(ts.frame):,} accounts x {len(ts.features)} features at {as_of.date()} -> {out} "
-        f"(dictionary: {out.with_suffix('.features.json')})"
+        f"{len(ts.frame):,} accounts x {len(ts.features)} features at {as_of.date()} -> {file} "
+        f"(dictionary: {file.with_suffix('.features.json')})"
     )
 
 
@@ -230,8 +234,8 @@ FromRunOpt = Annotated[
 @app.command()
 def train(
     data: Annotated[
-        Path | None,
-        typer.Option("--data", help="Data directory (see DATA_CONTRACT.md)."),
+        str | None,
+        typer.Option("--data", help="Data directory or file:// URI (see DATA_CONTRACT.md)."),
     ] = None,
     label: LabelOpt = None,
     horizon: HorizonOpt = None,
@@ -255,6 +259,7 @@ def train(
     from pipelines import training
 
     cfg = _model_config(config, trials, label=label, horizon=horizon, active_days=active_days)
+    folder = None if data is None else stages.data_location(data, cfg)
     if from_run is not None:
         given = {"--label": label, "--horizon": horizon, "--active-days": active_days,
                  "--trials": trials}  # fmt: skip
@@ -264,16 +269,16 @@ def train(
                 f"{', '.join(clash)} cannot change them; drop {', '.join(clash)}, or train "
                 "anew with churn train --data DIR and the settings you want."
             )
-        cfg, data = _from_run(from_run, cfg, data)
-    elif data is None:
+        cfg, folder = _from_run(from_run, cfg, folder)
+    elif folder is None:
         raise ContractError(
             "--data: no data directory given. Pass the folder of your export (churn train "
             "--data DIR), or --from-run RUN_ID to retrain a run on the data it recorded."
         )
-    clean = stages.open_clean(data, cfg)
+    clean = stages.open_clean(folder, cfg)
     with progress_bar() as progress:
         ts = stages.training_set(clean, cfg, progress, training_set)
-        result = training.train(ts, cfg, force=force, progress=progress, data_dir=data)
+        result = training.train(ts, cfg, force=force, progress=progress, data_dir=folder)
     _print_train(result, cfg.tracking.registered_model)
 
 
@@ -370,7 +375,7 @@ def backtest(
     cfg = _model_config(
         config, trials, "backtest_trials", label=label, horizon=horizon, active_days=active_days
     )
-    clean = stages.open_clean(data, cfg)
+    clean = stages.open_clean(stages.data_location(data, cfg), cfg)
     with progress_bar() as progress:
         ts = stages.training_set(clean, cfg, progress)
         run = training.backtest(ts, cfg, out_dir=out, progress=progress)
@@ -382,7 +387,7 @@ def backtest(
 def score(
     data: DataOpt,
     as_of: AsOfOpt,
-    out: Annotated[Path, typer.Option("--out", help="Scores directory to write (atomically).")],
+    out: Annotated[str, typer.Option("--out", help="Scores directory to write (atomically).")],
     within: WithinOpt = None,
     model: ModelOpt = None,
     engine: EngineOpt = None,
@@ -392,15 +397,18 @@ def score(
 ) -> None:
     """Score every account renewing within --within days of --as-of; write scores and report."""
     cfg = _config(config, within=within, engine=engine, active_days=active_days)
+    folder, scores = stages.data_location(data, cfg), stages.output_location(out)
     with progress_bar() as progress:
-        output = stages.score(data, as_of.date(), out, cfg, model, progress, after_end=after_end)
+        output = stages.score(
+            folder, as_of.date(), scores, cfg, model, progress, after_end=after_end
+        )
     bands = output.scores["band"].value_counts()
     console.print(
         f"Scored {len(output.scores):,} accounts at {as_of.date()}: "
         + ", ".join(f"{b} {int(bands.get(b, 0))}" for b in ("red", "yellow", "green"))
     )
-    console.print(f"Scores: {out / 'scores.parquet'}  (and scores.csv)")
-    console.print(f"Report: [bold]{out / 'report.html'}[/]")
+    console.print(f"Scores: {scores / 'scores.parquet'}  (and scores.csv)")
+    console.print(f"Report: [bold]{scores / 'report.html'}[/]")
 
 
 @app.command()
@@ -415,7 +423,10 @@ def explain(
 ) -> None:
     """One account's score, band, drivers, play, score history and SHAP waterfall."""
     cfg = _config(config)
-    e = stages.explain_account(data, account_id, as_of.date(), cfg, model, out, after_end=after_end)
+    folder = stages.data_location(data, cfg)
+    e = stages.explain_account(
+        folder, account_id, as_of.date(), cfg, model, out, after_end=after_end
+    )
     r = e.row
     colour = {"red": "red", "yellow": "yellow", "green": "green"}[r["band"]]
     name = f" ({escape(str(r['name']))})" if r.get("name") else ""
@@ -465,7 +476,7 @@ def demo(
             )
         )
     console.rule("2. Validate it against the data contract")
-    validate(data, config)
+    validate(str(data), config)
     console.rule("3. Train: backtest the procedure against the baselines, train, gate")
     clean = stages.open_clean(data, cfg)
     with progress_bar() as progress:

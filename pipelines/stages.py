@@ -17,7 +17,7 @@ import pandas as pd
 from ibis.backends import BaseBackend
 
 from features.errors import ContractError
-from features.read import connect, read_data
+from features.read import connect, file_uri_path, read_data, uri_scheme
 from features.snapshots import day_number, terms
 from features.training import (
     TrainingSet,
@@ -70,6 +70,58 @@ def engine(cfg: ChurnConfig) -> BaseBackend:
     e = cfg.engine
     spark = {"master": e.spark_master} if e.name == "spark" else {}
     return connect(e.name, threads=e.threads, memory_limit=e.memory_limit, **spark)
+
+
+def data_location(location: str | Path, cfg: ChurnConfig, setting: str = "--data") -> Path:
+    """The folder that ``--data`` names, given as a path or a URI (typed as given).
+
+    ``file://`` URIs are local paths (Spark reads every local file as a ``file:`` URI).
+    Object-store URIs (``s3a://``, ``abfss://``, ``gs://``) exit 2 with what to do: DuckDB
+    reads local files only; on Spark the message says first whether Spark's Hadoop has a
+    connector for the scheme, and with one, that the driver must read the files too.
+    """
+    scheme = uri_scheme(location)
+    text = str(location)
+    if scheme is None:
+        return Path(location)
+    if scheme == "file":
+        return file_uri_path(text, setting)
+    if cfg.engine.name != "spark":
+        raise ContractError(
+            f"{setting} {text}: an object-store URI ({scheme}://), and engine.name is "
+            f"{cfg.engine.name}, which reads local files only here (DuckDB would need an "
+            "extension downloaded at run time, which churn does not do). Run with --engine "
+            f"spark and the Hadoop connector for {scheme}:// (README, 'Object stores'), or "
+            "copy or mount the export to a local path and give that path."
+        )
+    from features.spark import hadoop_connector  # pyspark is an optional extra
+
+    found, fix = hadoop_connector(engine(cfg), text)
+    # Spark alone could read the bucket; churn's driver reads the files too.
+    driver = (
+        "churn also reads the export on the driver (CSV dialects, Parquet time zones, the "
+        "training data's fingerprint), which it does not do through Hadoop yet: mount the "
+        "bucket at the same path on the driver and every executor (a FUSE mount, a "
+        "Databricks volume) and give that path."
+    )
+    if found is None:
+        raise ContractError(f"{setting} {text}: {fix}. Even so, {driver}")
+    raise ContractError(f"{setting} {text}: Spark reads {scheme}:// with {found}, but {driver}")
+
+
+def output_location(location: str | Path, setting: str = "--out") -> Path:
+    """The local path that an output option names; object-store URIs exit 2: the driver
+    writes the output itself (atomically, by renaming a finished folder)."""
+    scheme = uri_scheme(location)
+    if scheme is None:
+        return Path(location)
+    if scheme == "file":
+        return file_uri_path(str(location), setting)
+    raise ContractError(
+        f"{setting} {location}: an object-store URI ({scheme}://). The driver writes this "
+        "output itself and replaces it in one rename, which object stores do not offer. "
+        "Write to a local or mounted path and copy the folder to the bucket afterwards."
+    )
 
 
 def validate_data(data_dir: Path, cfg: ChurnConfig) -> Report:

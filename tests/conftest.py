@@ -5,11 +5,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from ibis.backends import BaseBackend
 
 # Tests share the machine with other work (and ``make test`` runs two workers): one thread
 # each keeps them fast and deterministic, for this process and the commands it starts.
@@ -192,11 +196,32 @@ def sim_frames(sim_dir: Path) -> dict[str, pd.DataFrame]:
 
 #: The longest test files, started first: ``make test`` hands whole files to two workers
 #: (``--dist loadfile``), and a long file started last would leave one worker idle.
+@contextmanager
+def local_spark(cores: int, **options: str) -> Iterator[BaseBackend]:
+    """Local Spark for a test module, stopped at the end; ``churn`` reuses the session it
+    finds running. Python workers (``spark_udf``, ``mapInPandas``) run this interpreter,
+    not PATH's python3."""
+    from pyspark.sql import SparkSession
+
+    from features.read import connect
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", sys.executable))
+        con = connect("spark", master=f"local[{cores}]", **options)
+        session = SparkSession.getActiveSession()
+        assert session is not None
+        session.sparkContext.setLogLevel("ERROR")  # keep the output to failures
+        try:
+            yield con
+        finally:
+            session.stop()
+
+
 SLOW_FIRST = (
     "test_spark_scoring.py", "test_notebooks.py", "test_planted_simulator.py",
     "test_spark_parity.py", "test_scoring.py", "test_point_in_time.py", "test_young_books.py",
     "test_exports_fuzz.py", "test_mlproject.py", "test_training_pipeline.py", "test_team_server.py",
-    "test_serving.py", "test_provenance.py",
+    "test_serving.py", "test_provenance.py", "test_spark_cluster.py", "test_object_store_paths.py",
 )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import SPARK, tiny_tables, write_tables
+from conftest import SPARK, local_spark, tiny_tables, write_tables
 
 from features.config import DataConfig
 from features.errors import ContractError
@@ -388,16 +388,8 @@ def test_cli_reads_a_european_export_and_exits_2_on_an_empty_file(tmp_path: Path
 
 @pytest.fixture(scope="module")
 def spark_con() -> Iterator[object]:
-    from pyspark.sql import SparkSession
-
-    con = connect("spark", master="local[1]", **{"spark.sql.shuffle.partitions": "1"})
-    session = SparkSession.getActiveSession()
-    assert session is not None
-    session.sparkContext.setLogLevel("ERROR")
-    try:
+    with local_spark(1, **{"spark.sql.shuffle.partitions": "1"}) as con:
         yield con
-    finally:
-        session.stop()
 
 
 def _spark(test: Callable[..., None]) -> Callable[..., None]:

@@ -9,8 +9,6 @@ scores are checked in ``test_scoring.py``.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -19,10 +17,9 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import SPARK, quick_config
+from conftest import SPARK, local_spark, quick_config
 from ibis.backends import BaseBackend
 
-from features.read import connect
 from features.training import build_training_set
 from features.validate import load
 from pipelines import stages, training
@@ -63,19 +60,8 @@ def trained(world: Path, cfg: ChurnConfig) -> training.TrainResult:
 @pytest.fixture(scope="module")
 def spark() -> Iterator[BaseBackend]:
     """Local Spark for this module; ``stages.score`` reuses the session it finds running."""
-    from pyspark.sql import SparkSession
-
-    # Python workers (spark_udf, mapInPandas) must run this interpreter, not PATH's python3.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", sys.executable))
-        con = connect("spark", master="local[2]", **SPARK_OPTIONS)
-        session = SparkSession.getActiveSession()
-        assert session is not None
-        session.sparkContext.setLogLevel("ERROR")  # keep the output to failures
-        try:
-            yield con
-        finally:
-            session.stop()
+    with local_spark(2, **SPARK_OPTIONS) as con:
+        yield con
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +88,9 @@ def both(
     return out / "duckdb", out / "spark"
 
 
-def test_spark_scores_equal_the_duckdb_scores(both: tuple[Path, Path]) -> None:
-    duckdb, spark = (pd.read_parquet(d / "scores.parquet") for d in both)
+def assert_same_scores(spark: pd.DataFrame, duckdb: pd.DataFrame) -> None:
+    """Spark's scores equal DuckDB's: the same rows in the same order, probabilities to
+    1e-9, the same scores, bands, drivers and plays, every column with the same dtypes."""
     assert len(duckdb) > 10, "too few scored accounts for the comparison to mean much"
     assert list(spark.columns) == list(duckdb.columns)
     assert spark["account_id"].tolist() == duckdb["account_id"].tolist(), "same rows, same order"
@@ -113,8 +100,12 @@ def test_spark_scores_equal_the_duckdb_scores(both: tuple[Path, Path]) -> None:
     )  # fmt: skip
     for col in ("health_score", "band", "drivers", "play"):
         assert spark[col].tolist() == duckdb[col].tolist(), col
-    # Every other column too, with the same dtypes when read back by pandas.
     pd.testing.assert_frame_equal(spark, duckdb, check_exact=False, rtol=0, atol=1e-9)
+
+
+def test_spark_scores_equal_the_duckdb_scores(both: tuple[Path, Path]) -> None:
+    duckdb, spark = (pd.read_parquet(d / "scores.parquet") for d in both)
+    assert_same_scores(spark, duckdb)
 
 
 def test_spark_writes_the_same_scores_directory(both: tuple[Path, Path]) -> None:
