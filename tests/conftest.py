@@ -218,10 +218,11 @@ def local_spark(cores: int, **options: str) -> Iterator[BaseBackend]:
 
 
 SLOW_FIRST = (
-    "test_spark_scoring.py", "test_notebooks.py", "test_planted_simulator.py",
-    "test_spark_parity.py", "test_scoring.py", "test_point_in_time.py", "test_young_books.py",
-    "test_exports_fuzz.py", "test_mlproject.py", "test_training_pipeline.py", "test_team_server.py",
-    "test_serving.py", "test_provenance.py", "test_spark_cluster.py", "test_object_store_paths.py",
+    "test_spark_cluster.py", "test_spark_scoring.py", "test_notebooks.py",
+    "test_planted_simulator.py", "test_spark_parity.py", "test_scoring.py",
+    "test_point_in_time.py", "test_young_books.py", "test_exports_fuzz.py", "test_mlproject.py",
+    "test_training_pipeline.py", "test_team_server.py", "test_serving.py", "test_provenance.py",
+    "test_object_store_paths.py",
 )  # fmt: skip
 
 
