@@ -61,8 +61,9 @@ def test_inactivity_labels_match_a_direct_computation(clean, sim_frames) -> None
     for as_of in sorted(frame["as_of"].unique()):
         active_before = events[(day < as_of) & (day >= as_of - pd.Timedelta(days=45))]
         after = events[(day >= as_of) & (day < as_of + pd.Timedelta(days=60))]
+        seen_after = set(after["account_id"])
         for acc in sorted(set(active_before["account_id"])):
-            rows.append((acc, as_of, int(acc not in set(after["account_id"]))))
+            rows.append((acc, as_of, int(acc not in seen_after)))
     direct = pd.DataFrame(rows, columns=["account_id", "as_of", "label"])
     got = frame[["account_id", "as_of", "label"]].astype({"label": "int64"})
     got = got.sort_values(["as_of", "account_id"]).reset_index(drop=True)
