@@ -119,14 +119,13 @@ def spark_connect(master: str = "local[2]", **options: Any) -> BaseBackend:
 
 
 def spark_uri(path: Path) -> str:
-    """The URI under which Spark reads the local path ``path`` (globs kept as they are).
+    """The URI under which Spark reads or writes the local path ``path`` (globs kept).
 
     The driver finds and checks the files in its own file system, so Spark must read that
     file system too (``file:``), not a cluster's default one (HDFS). Databricks mounts its
     storage in the driver's file system: ``/dbfs/x`` is ``dbfs:/x`` and a Unity Catalog
-    volume ``/Volumes/...`` is ``dbfs:/Volumes/...`` (as ``pipelines.spark_scoring``
-    writes). Not ``Path.as_uri()``: Hadoop reads its paths unescaped, and ``*`` must stay
-    a glob.
+    volume ``/Volumes/...`` is ``dbfs:/Volumes/...``. Not ``Path.as_uri()``: Hadoop reads
+    its paths unescaped, and ``*`` must stay a glob.
     """
     text = Path(path).absolute().as_posix()
     if text.startswith("/dbfs/"):

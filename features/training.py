@@ -206,15 +206,13 @@ def _build(
     tables: Mapping[str, ir.Table],
     plan: Callable[[ir.Table], tuple[ir.Table, int]],
     features: FeatureConfig,
-    top: Sequence[str] | None,
     progress: Progress,
 ) -> TrainingSet:
-    """Run the feature query, with the events rolled up to user-days and event-days once
-    and kept (cached) for its duration.
+    """Run the training set's feature query, with the events rolled up to user-days and
+    event-days once and kept (cached) for its duration.
 
     ``plan`` gives, from the event-days, the snapshots and the day before which the most
-    common events are counted; ``top``: the per-event columns (``None``: those common
-    events). On DuckDB the other intermediate tables of
+    common events (the per-event columns) are counted. On DuckDB the other intermediate tables of
     :func:`features.build.feature_table` (the snapshots, each part of the event features)
     are materialised one after another and released at the end: each query then has the
     memory cap to itself (on a sparse 10.9M-event world 7.6 s instead of 9.1 s for the
@@ -227,8 +225,7 @@ def _build(
         if progress:
             progress("events rolled up", 0.3)
         snaps, top_before_day = plan(ed)
-        if top is None:
-            top = common_events(ed, features.top_events, top_before_day)
+        top = common_events(ed, features.top_events, top_before_day)
         steps = iter((0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9))
 
         def hold(t: ir.Table) -> ir.Table:
@@ -282,7 +279,7 @@ def build_training_set(
         cutoff_day = day_number(cutoff) if cutoff else data_end_day(tables, days)
         return training_snapshots(tables, labels, cutoff_day), cutoff_day
 
-    return _build(tables, plan, features, None, progress)
+    return _build(tables, plan, features, progress)
 
 
 def build_scoring_set(

@@ -38,6 +38,7 @@ import pyarrow as pa
 from ibis.backends import BaseBackend
 
 from features.catalog import Feature
+from features.spark import spark_uri
 from features.training import (
     RAW_COLUMNS,
     FeatureQuery,
@@ -239,23 +240,6 @@ def _with_waterfall_rows(
     return filled.drop(columns=ROW)
 
 
-def spark_path(path: Path) -> str:
-    """The URI under which Spark writes to the local path ``path``.
-
-    Databricks mounts its storage in the driver's file system: ``/dbfs/x`` is ``dbfs:/x``
-    and a Unity Catalog volume ``/Volumes/...`` is ``dbfs:/Volumes/...`` to Spark. Any other
-    path must be on a file system mounted at the same place on the driver and the
-    executors (local Spark, NFS): ``file://`` keeps Spark off a cluster's default HDFS.
-    """
-    path = Path(path).absolute()
-    text = path.as_posix()
-    if text.startswith("/dbfs/"):
-        return "dbfs:/" + text.removeprefix("/dbfs/")
-    if text.startswith("/Volumes/"):
-        return "dbfs:" + text
-    return path.as_uri()
-
-
 def parquet_writer(con: BaseBackend) -> Callable[[pd.DataFrame, Path], None]:
     """A ``write_parquet`` for :func:`pipelines.scoring.write_scores_dir`: the Spark session
     of ``con`` writes the contract table as one part file, which is then moved to ``path``
@@ -281,7 +265,7 @@ def parquet_writer(con: BaseBackend) -> Callable[[pd.DataFrame, Path], None]:
         spark.conf.set(key, "TIMESTAMP_MICROS")
         try:
             # One partition keeps the rows in the table's order (priority first).
-            frame.coalesce(1).write.mode("errorifexists").parquet(spark_path(parts))
+            frame.coalesce(1).write.mode("errorifexists").parquet(spark_uri(parts))
         finally:
             if before is None:
                 spark.conf.unset(key)
