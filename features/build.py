@@ -230,11 +230,11 @@ def feature_table(
         "sentiment": sentiment_features,
         "invoices": billing_features,
     }
-    parts += [make(tables[name], snaps) for name, make in makers.items() if name in tables]
+    parts += [keep(make(tables[name], snaps)) for name, make in makers.items() if name in tables]
 
     changing = [a for a in attrs if a.table == "account_history"]
     if history is not None and changing:
-        parts.append(history_features(history, snaps, changing))
+        parts.append(keep(history_features(history, snaps, changing)))
     acc = accounts.select(
         _acc=accounts.account_id,
         _created_sec=_sec(accounts.created_at),

@@ -228,20 +228,28 @@ def _build(
         top = common_events(ed, features.top_events, top_before_day)
         steps = iter((0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9))
 
+        backend = ed._find_backend()
+        duckdb = backend.name == "duckdb"
+        if duckdb:
+            cache: Callable[[ir.Table], ir.Table] = lambda t: held.enter_context(t.cache())  # noqa: E731
+        else:
+            # Spark's Ibis backend caches an expression without registering the in-memory
+            # tables it reads (the lead days, the look-back buckets): temporary views do.
+            from features.spark import held_on_spark  # pyspark is an optional extra
+
+            cache = held.enter_context(held_on_spark(backend))
+
         def hold(t: ir.Table) -> ir.Table:
-            kept = held.enter_context(t.cache())
+            kept = cache(t)
             if progress:
                 progress("features", next(steps, 0.9))
             return kept
 
-        # Spark's Ibis backend caches an expression without registering the in-memory
-        # tables it reads (the lead days, the look-back buckets): Spark runs it whole.
-        duckdb = ed._find_backend().name == "duckdb"
         splits: tuple[str, ...] = ()
         if duckdb:
             accounts = snaps.select("account_id").distinct().to_pyarrow()["account_id"]
             splits = account_splits(accounts.to_pylist(), ud.count().to_pyarrow().as_py())
-        query = _query(tables, snaps, features, top, (ud, ed), hold if duckdb else None, splits)
+        query = _query(tables, snaps, features, top, (ud, ed), hold, splits)
         frame = _to_frame(query.expr, query.features)
     if progress:
         progress("features built", 1.0)
@@ -347,17 +355,23 @@ def scoring_query(
     labels: LabelConfig,
     features: FeatureConfig,
     top_events: Sequence[str] | None = None,
+    hold: Callable[[ir.Table], ir.Table] | None = None,
 ) -> FeatureQuery:
     """:func:`build_scoring_set` without running it: the expression stays on the engine.
 
     For engines whose results are too large to collect (Spark): run ``query.expr`` there
-    and turn each batch of its rows into model rows with :func:`frame_from_raw`.
+    and turn each batch of its rows into model rows with :func:`frame_from_raw`. ``hold``
+    (:func:`features.spark.held_on_spark`) materialises the snapshots, the roll-ups and
+    each part of the features on the way, so that the final expression reads them by name.
     """
     snaps = scoring_snapshots(tables, as_of, labels)
+    if hold is not None:
+        snaps = hold(snaps)
     if top_events is None:
         events = rollups(tables["events"], features)[1]
         top_events = common_events(events, features.top_events, day_number(as_of))
-    return _query(scored_events(tables, snaps, as_of, features), snaps, features, top_events)
+    scored = scored_events(tables, snaps, as_of, features)
+    return _query(scored, snaps, features, top_events, hold=hold)
 
 
 def scoring_snapshots(tables: Mapping[str, ir.Table], as_of: date, labels: LabelConfig) -> ir.Table:

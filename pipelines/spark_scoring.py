@@ -38,7 +38,7 @@ import pyarrow as pa
 from ibis.backends import BaseBackend
 
 from features.catalog import Feature
-from features.spark import spark_uri
+from features.spark import held_on_spark, spark_uri
 from features.training import (
     RAW_COLUMNS,
     FeatureQuery,
@@ -94,15 +94,33 @@ def score_on_spark(
     The feature rows are cached on the cluster for the length of the call (one pass for the
     scores, one small one for the waterfalls).
     """
+    # The expression alone (nothing runs) tells whether the model's features are there;
+    # check_features_match reads only the frame's column names.
     query = scoring_query(tables, as_of, cfg.labels, cfg.features, sm.top_events)
-    # check_features_match reads only the frame's column names: no need to build the frame.
     names = pd.DataFrame(columns=[f.name for f in query.features])
     check_features_match(sm, TrainingSet(names, query.features, query.top_events))
-    if progress:
-        progress("computing features on Spark", 0.3)
+    with held_on_spark(con) as hold:
+        query = scoring_query(tables, as_of, cfg.labels, cfg.features, sm.top_events, hold)
+        if progress:
+            progress("features computed on Spark", 0.3)
+        return _score_features(con, query, tables, sm, cfg, previous, progress, waterfalls)
+
+
+def _score_features(
+    con: BaseBackend,
+    query: FeatureQuery,
+    tables: Mapping[str, ir.Table],
+    sm: ScoringModel,
+    cfg: ChurnConfig,
+    previous: pd.DataFrame | None,
+    progress: Progress,
+    waterfalls: int,
+) -> ScoreOutput:
+    """:func:`score_on_spark` once the feature query's parts are held (cached) on Spark."""
     features, view = _spark_frame(con, query)
     try:
-        drift = [c for c in sm.context.get("drift_baseline", {}) if c in names.columns]
+        names = {f.name for f in query.features}
+        drift = [c for c in sm.context.get("drift_baseline", {}) if c in names]
         scored = explain_on_spark(features, sm, query.features, cfg.plays, drift)
         if progress:
             progress("scoring and explaining on Spark", 0.6)
@@ -199,7 +217,7 @@ def _spark_frame(con: BaseBackend, query: FeatureQuery) -> tuple[SparkFrame, str
 
     view = f"churn_scoring_features_{uuid.uuid4().hex[:12]}"
     con.create_view(view, query.expr, overwrite=True)
-    features = con.raw_sql(f"SELECT * FROM `{view}`")
+    features = con._session.table(view)  # the view's plan, not analysed again
     return features.persist(StorageLevel.MEMORY_AND_DISK), view
 
 
