@@ -197,7 +197,14 @@ def read_source(
     if con.name == "pyspark":
         from features.spark import read_spark, spark_uri
 
-        return read_spark(con, "parquet", spark_uri(Path(_parquet_glob(path))))
+        if path.is_dir():
+            # Hadoop globs have no "**": the folder's Parquet files at any depth, as DuckDB's
+            # glob reads them.
+            return read_spark(
+                con, "parquet", spark_uri(path),
+                recursiveFileLookup="true", pathGlobFilter="*.parquet",
+            )  # fmt: skip
+        return read_spark(con, "parquet", spark_uri(path))
     return con.read_parquet(_parquet_glob(path))
 
 

@@ -12,6 +12,7 @@ this module starts and stops, and that the commands reuse.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from conftest import SPARK, local_spark
 from ibis.backends import BaseBackend
 from test_exit_codes import AS_OF, churn, workdir
 
-from features.read import file_uri_path, read_data
+from features.read import connect, file_uri_path, read_data
 
 pytestmark = SPARK
 
@@ -59,6 +60,28 @@ def test_spark_reads_a_file_uri_as_a_file_uri(sim_dir: Path, spark: BaseBackend)
     assert {Path(f.removeprefix("file://")).name for f in files} >= {
         p.name for p in data.sources.values()
     }
+
+
+def test_a_folder_of_parquet_parts_is_one_table_on_spark(
+    sim_dir: Path, spark: BaseBackend, tmp_path: Path
+) -> None:
+    """Events exported as a folder of parts, one of them a level down (a Hive-style
+    folder), are read whole by Spark as by DuckDB; a stray file that is not Parquet is not."""
+    folder = tmp_path / "world"
+    shutil.copytree(sim_dir, folder)
+    events = pd.read_parquet(folder / "events.parquet")
+    (folder / "events.parquet").unlink()
+    parts = folder / "events"
+    (parts / "month=2").mkdir(parents=True)
+    half = len(events) // 2
+    events.iloc[:half].to_parquet(parts / "part-000.parquet", index=False)
+    events.iloc[half:].to_parquet(parts / "month=2" / "part-001.parquet", index=False)
+    (parts / "_SUCCESS").write_text("")
+    counted = {
+        name: read_data(folder, con).tables["events"].count().to_pyarrow().as_py()
+        for name, con in (("spark", spark), ("duckdb", connect("duckdb", threads=1)))
+    }
+    assert counted == {"spark": len(events), "duckdb": len(events)}
 
 
 def test_a_file_uri_is_the_plain_path(sim_dir: Path, spark: BaseBackend, tmp_path: Path) -> None:
