@@ -203,9 +203,8 @@ def feature_table(
     ``rolled``: the user-days and event-days of :func:`features.usage.rollups`, when the
     caller holds them (cached); by default the expression rolls the events up itself.
     ``hold``, when given, materialises intermediate tables (the snapshots, the roll-ups
-    when not given, each part of the event features) and returns them as tables to read
-    from; without it
-    the result is a single expression (for engines that run it in place, such as Spark).
+    when not given, each part of the event features, each other family's part) and returns
+    them as tables to read from; without it the result is a single expression.
     ``splits``: where the accounts are cut into groups whose per-user event part is held
     apart (:func:`features.windows.account_splits`; only with ``hold``).
 

@@ -219,6 +219,9 @@ def _build(
     event features under the default cap), and the final query, small, compiles quickly.
     The per-user part is held per group of accounts (one per
     :data:`features.windows.CHUNK_ROWS` user-days, :func:`features.windows.account_splits`).
+    On Spark the same tables are cached under temporary views
+    (:func:`features.spark.held_on_spark`): each is planned alone, and no part is computed
+    twice; there, the accounts are not split.
     """
     with ExitStack() as held:
         ud, ed = (held.enter_context(t.cache()) for t in rollups(tables["events"], features))

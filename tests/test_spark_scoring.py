@@ -152,3 +152,44 @@ def test_a_crash_after_the_spark_parquet_leaves_nothing(
     pd.testing.assert_frame_equal(
         back.drop(columns="name"), scores.drop(columns="name"), check_dtype=False
     )
+
+
+def test_held_parts_are_computed_once_and_released(spark: BaseBackend) -> None:
+    """``held_on_spark`` runs each part it is given at once (reading it afterwards starts no
+    job of its source again: the source's rows are counted by an accumulator), and drops
+    every view and cached part when the block ends, error or not."""
+    import ibis
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType
+
+    from features.spark import held_on_spark
+
+    session = spark._session  # type: ignore[attr-defined]
+    reads = session.sparkContext.accumulator(0)
+
+    def seen(x: int) -> int:
+        reads.add(1)
+        return x
+
+    counted = F.udf(seen, LongType())
+    source = session.range(50).select(counted("id").alias("x"), (F.col("id") % 5).alias("g"))
+    name = ibis.util.gen_name("source")
+    source.createOrReplaceTempView(name)
+
+    def views() -> set[str]:
+        return {t.name for t in session.catalog.listTables() if t.isTemporary}
+
+    before = views()
+    with pytest.raises(RuntimeError, match="stop"), held_on_spark(spark) as hold:
+        t = spark.table(name)
+        part = hold(t.group_by("g").aggregate(n=t.x.count(), s=t.x.sum()))
+        assert reads.value == 50  # computed inside hold, once
+        first = part.order_by("g").to_pandas()
+        again = part.aggregate(total=part.s.sum()).to_pyarrow().to_pylist()
+        assert reads.value == 50, "reading the held part ran its source again"
+        assert list(first["n"]) == [10] * 5 and again == [{"total": sum(range(50))}]
+        assert views() - before, "the part is a temporary view while the block runs"
+        raise RuntimeError("stop")
+    assert views() == before
+    assert session.sparkContext._jsc.getPersistentRDDs().isEmpty()
+    session.catalog.dropTempView(name)
