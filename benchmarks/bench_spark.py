@@ -39,7 +39,7 @@ import pandas as pd
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from spark_cluster import standalone_cluster  # noqa: E402  (the tests' own cluster)
+from spark_cluster import standalone_cluster  # the tests' own cluster
 
 #: As an administrator keeps them in spark-defaults.conf, for both Spark modes: the tests'
 #: cluster settings (tests/test_spark_cluster.py), and the event log this script reads.

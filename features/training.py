@@ -140,9 +140,19 @@ def training_snapshots(
     return inactivity_snapshots(ev, tables.get("contracts"), labels, days)
 
 
+#: Snapshot ids are ``as_of_day * IDS_PER_DAY`` plus the snapshot's rank within its day.
+#: Above 2**31, so that every engine multiplies in 64 bits (DuckDB types a smaller literal
+#: as INTEGER, and Ibis omits the cast of a column it already knows as int64).
+IDS_PER_DAY = 10_000_000_000
+
+
 def _with_ids(snaps: ir.Table) -> ir.Table:
-    order = ibis.window(order_by=["as_of_day", "account_id", "contract_id"])
-    return snaps.mutate(snapshot_id=ibis.row_number().over(order))
+    """``snaps`` with a unique ``snapshot_id``, numbered per day: a window partitioned by
+    day, which Spark runs per partition (a single global numbering moved every snapshot to
+    one partition, and Spark warned on every plan that read it)."""
+    per_day = ibis.window(group_by=snaps.as_of_day, order_by=[snaps.account_id, snaps.contract_id])
+    rank = ibis.row_number().over(per_day)
+    return snaps.mutate(snapshot_id=snaps.as_of_day * IDS_PER_DAY + rank)
 
 
 def _to_frame(expr: ir.Table, decl: Sequence[Feature]) -> pd.DataFrame:
