@@ -39,17 +39,12 @@ import pandas as pd
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from spark_cluster import standalone_cluster  # the tests' own cluster
+from spark_cluster import SPARK_DEFAULTS, standalone_cluster  # the tests' own cluster
 
-#: As an administrator keeps them in spark-defaults.conf, for both Spark modes: the tests'
-#: cluster settings (tests/test_spark_cluster.py), and the event log this script reads.
-SPARK_DEFAULTS = {
-    "spark.sql.shuffle.partitions": "4",
-    "spark.executor.memory": "1g",
-    "spark.executor.cores": "2",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m",
-    "spark.executor.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m",
+#: For both Spark modes: the tests' cluster settings (spark-defaults.conf), and the event
+#: log this script reads.
+SPARK_SETTINGS = {
+    **SPARK_DEFAULTS,
     "spark.eventLog.enabled": "true",
     "spark.eventLog.compress": "false",  # Spark 4 compresses it (zstd) by default
 }
@@ -154,7 +149,7 @@ def main() -> None:
                         conf = cwd / "spark-conf"
                         conf.mkdir()
                         (cwd / "events").mkdir()
-                        lines = {**SPARK_DEFAULTS, "spark.eventLog.dir": f"file://{cwd}/events"}
+                        lines = {**SPARK_SETTINGS, "spark.eventLog.dir": f"file://{cwd}/events"}
                         (conf / "spark-defaults.conf").write_text(
                             "".join(f"{k} {v}\n" for k, v in lines.items()), encoding="utf-8"
                         )

@@ -30,6 +30,18 @@ import pytest
 START_TIMEOUT = 120.0
 WORKER_CORES, WORKER_MEMORY = 2, "2g"
 
+#: The cluster's own settings, as an administrator keeps them in ``spark-defaults.conf``:
+#: few shuffle partitions for data of a few MB (200 by default), and no optimising JIT in
+#: the short-lived JVMs (as the local session of ``features.spark`` does).
+SPARK_DEFAULTS = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.executor.memory": "1g",
+    "spark.executor.cores": "2",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m",
+    "spark.executor.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m",
+}
+
 
 @dataclass(frozen=True)
 class Cluster:

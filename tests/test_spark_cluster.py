@@ -24,23 +24,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import SPARK
-from spark_cluster import Cluster, spark_cluster  # noqa: F401  (the fixture)
+from spark_cluster import SPARK_DEFAULTS, Cluster, spark_cluster  # noqa: F401  (the fixture)
 from test_exit_codes import AS_OF, QUICK, churn, workdir
 from test_spark_scoring import assert_same_scores
 
 pytestmark = SPARK
 
-#: The cluster's own settings, as an administrator keeps them in ``spark-defaults.conf``:
-#: few shuffle partitions for data of a few MB (200 by default), and no optimising JIT in
-#: the short-lived JVMs (as the local session of ``features.spark`` does).
-SPARK_DEFAULTS = {
-    "spark.sql.shuffle.partitions": "4",
-    "spark.executor.memory": "1g",
-    "spark.executor.cores": "2",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m",
-    "spark.executor.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=256m",
-}
 #: A 150-account world decides 28 churned terms: below the default minimum of outcomes
 #: (30), and enough for what this test checks (as in test_spark_scoring.py).
 MODEL = {**QUICK["model"], "min_churned": 10, "min_retained": 10}
