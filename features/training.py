@@ -234,14 +234,7 @@ def _build(
     twice; there, the accounts are not split.
     """
     with ExitStack() as held:
-        ud, ed = (held.enter_context(t.cache()) for t in rollups(tables["events"], features))
-        if progress:
-            progress("events rolled up", 0.3)
-        snaps, top_before_day = plan(ed)
-        top = common_events(ed, features.top_events, top_before_day)
-        steps = iter((0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9))
-
-        backend = ed._find_backend()
+        backend = tables["events"]._find_backend()
         duckdb = backend.name == "duckdb"
         if duckdb:
             cache: Callable[[ir.Table], ir.Table] = lambda t: held.enter_context(t.cache())  # noqa: E731
@@ -251,6 +244,12 @@ def _build(
             from features.spark import held_on_spark  # pyspark is an optional extra
 
             cache = held.enter_context(held_on_spark(backend))
+        ud, ed = (cache(t) for t in rollups(tables["events"], features))
+        if progress:
+            progress("events rolled up", 0.3)
+        snaps, top_before_day = plan(ed)
+        top = common_events(ed, features.top_events, top_before_day)
+        steps = iter((0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9))
 
         def hold(t: ir.Table) -> ir.Table:
             kept = cache(t)

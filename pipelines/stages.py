@@ -80,12 +80,10 @@ def data_location(location: str | Path, cfg: ChurnConfig, setting: str = "--data
     reads local files only; on Spark the message says first whether Spark's Hadoop has a
     connector for the scheme, and with one, that the driver must read the files too.
     """
-    scheme = uri_scheme(location)
-    text = str(location)
-    if scheme is None:
-        return Path(location)
-    if scheme == "file":
-        return file_uri_path(text, setting)
+    local = _local_path(location, setting)
+    if local is not None:
+        return local
+    scheme, text = uri_scheme(location), str(location)
     if cfg.engine.name != "spark":
         raise ContractError(
             f"{setting} {text}: an object-store URI ({scheme}://), and engine.name is "
@@ -109,17 +107,26 @@ def data_location(location: str | Path, cfg: ChurnConfig, setting: str = "--data
     raise ContractError(f"{setting} {text}: Spark reads {scheme}:// with {found}, but {driver}")
 
 
-def output_location(location: str | Path, setting: str = "--out") -> Path:
-    """The local path that an output option names; object-store URIs exit 2: the driver
-    writes the output itself (atomically, by renaming a finished folder)."""
+def _local_path(location: str | Path, setting: str) -> Path | None:
+    """The local path a plain path or a ``file://`` URI names; ``None`` for any other URI."""
     scheme = uri_scheme(location)
     if scheme is None:
         return Path(location)
     if scheme == "file":
         return file_uri_path(str(location), setting)
+    return None
+
+
+def output_location(location: str | Path, setting: str = "--out") -> Path:
+    """The local path that an output option names; object-store URIs exit 2: the driver
+    writes the output itself (atomically, by renaming a finished folder)."""
+    local = _local_path(location, setting)
+    if local is not None:
+        return local
     raise ContractError(
-        f"{setting} {location}: an object-store URI ({scheme}://). The driver writes this "
-        "output itself and replaces it in one rename, which object stores do not offer. "
+        f"{setting} {location}: an object-store URI ({uri_scheme(location)}://). The driver "
+        "writes this output itself and replaces it in one rename, which object stores do not "
+        "offer. "
         "Write to a local or mounted path and copy the folder to the bucket afterwards."
     )
 
