@@ -234,7 +234,8 @@ def _build(
     twice; there, the accounts are not split.
     """
     with ExitStack() as held:
-        backend = tables["events"]._find_backend()
+        # In-memory tables (pandas frames in tests, notebooks) run on Ibis' default: DuckDB.
+        backend = tables["events"]._find_backend(use_default=True)
         duckdb = backend.name == "duckdb"
         if duckdb:
             cache: Callable[[ir.Table], ir.Table] = lambda t: held.enter_context(t.cache())  # noqa: E731
