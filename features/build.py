@@ -137,6 +137,23 @@ def billing_features(invoices: ir.Table, snaps: ir.Table) -> ir.Table:
     )
 
 
+def activity_features(activities: ir.Table, snaps: ir.Table) -> ir.Table:
+    """The CS team's touches: activities in the last 30 and 90 days, days since the last.
+
+    Every activity row is a touch, whatever its play or channel (an unknown play too);
+    ``note`` is free text and never read. A window of W days holds the rows less than or
+    exactly W days before the snapshot (as the ticket counts).
+    """
+    j = _since(activities, "ts", snaps)
+    age_days = (j.as_of_sec - j._sec) / SECONDS_PER_DAY
+    return j.group_by("snapshot_id").aggregate(
+        touches_30d=j._sec.count(where=age_days <= 30),
+        touches_90d=j._sec.count(where=age_days <= 90),
+        # Never touched: empty, as days_since_sentiment (no number of days says "never").
+        days_since_last_touch=(j.as_of_sec.max() - j._sec.max()) / SECONDS_PER_DAY,
+    )
+
+
 def _attribute(col: ir.Value, a: Attribute) -> ir.Value:
     """An ``accounts`` attribute as the snapshot join carries it: a time as epoch seconds
     (turned into days since it, point in time, after the join), anything else as stored."""
@@ -186,6 +203,7 @@ ZERO_WHEN_ABSENT = (
     "invoices_overdue",
     "days_overdue_max",
     "late_payments_",
+    "touches_",
 )
 
 
@@ -228,6 +246,7 @@ def feature_table(
         "surveys": voice_features,
         "sentiment": sentiment_features,
         "invoices": billing_features,
+        "activities": activity_features,
     }
     parts += [keep(make(tables[name], snaps)) for name, make in makers.items() if name in tables]
 

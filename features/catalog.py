@@ -20,6 +20,7 @@ Family = Literal[
     "voice",
     "sentiment",
     "billing",
+    "activities",
     "lifecycle",
     "static",
 ]
@@ -77,7 +78,15 @@ def catalog(
     windows: Sequence[int] = (7, 30, 90),
     top_events: Sequence[str] = (),
     static_columns: Sequence[str] = (),
-    sources: Iterable[str] = ("events", "contracts", "tickets", "surveys", "sentiment", "invoices"),
+    sources: Iterable[str] = (
+        "events",
+        "contracts",
+        "tickets",
+        "surveys",
+        "sentiment",
+        "invoices",
+        "activities",
+    ),
     champion_days: int = 365,
 ) -> tuple[Feature, ...]:
     """Every feature built for these windows, common events, account attributes and tables."""
@@ -546,6 +555,34 @@ def catalog(
                 source="invoices",
             ),
         ]
+    if "activities" in sources:
+        # Healthy in neither direction: the CS team touches the accounts it worries about
+        # most, so more touches go with more risk in the data while each touch is meant to
+        # lower it. "none" leaves the sign to the model (no monotone constraint) and no
+        # explanation calls more or fewer touches healthy.
+        f += _windowed(
+            "touches",
+            "activities",
+            "CS touches",
+            "activities",
+            "none",
+            "activities the CS team recorded in the last {w} days (calls, emails, meetings, "
+            "any play)",
+            (30, 90),
+            "activities",
+        )
+        f.append(
+            Feature(
+                "days_since_last_touch",
+                "activities",
+                "Days since last CS touch",
+                "days",
+                None,
+                "none",
+                "days since the CS team's latest recorded activity (empty when there is none)",
+                source="activities",
+            )
+        )
     f += [
         Feature(
             c,

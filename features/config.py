@@ -61,6 +61,7 @@ class DataConfig(Frozen):
     ``delimiter`` and ``encoding`` apply to every CSV file (default: detected per file, and
     the report says what was assumed). ``export_date``: the day the export was taken; rows
     dated on or after it are reported and excluded (default: derived from the tables).
+    ``known_plays``: the values ``activities.play`` may take; others are reported, and kept.
     """
 
     delimiter: Literal[",", ";", "\t", "|"] | None = None
@@ -70,4 +71,10 @@ class DataConfig(Frozen):
         (),
         description="accounts columns to use although their names or values look like "
         "outcomes (they must be known from the account's creation on)",
+    )
+    known_plays: tuple[str, ...] = Field(
+        (),
+        description="the plays an activities row may name: the keys and texts of the plays "
+        "catalogue, matched ignoring case and surrounding spaces (the pipeline fills it from "
+        "plays:; empty: every play is accepted)",
     )

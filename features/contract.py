@@ -6,12 +6,14 @@ module, so a rule is stated in one place. The prose version is ``shared/DATA_CON
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import ibis
 import ibis.expr.types as ir
+
+from features.activities import normal_play, normal_play_expr
 
 Kind = Literal["string", "timestamp", "date", "float", "integer"]
 Severity = Literal["hard", "soft"]
@@ -173,6 +175,21 @@ TABLES: dict[str, TableSpec] = {
             key="invoice_id",
             time_column="issued_at",
         ),
+        TableSpec(
+            "activities",
+            (
+                _c("account_id", "string"),
+                _c("ts", "timestamp"),
+                _c("play", "string"),
+                _c("owner", "string", False),
+                _c("channel", "string", False),
+                # Free text for people: read and validated, never made a feature.
+                _c("note", "string", False),
+            ),
+            # What the CS team did; rows after the end of the data are cut like events'.
+            required=False,
+            time_column="ts",
+        ),
     )
 }
 
@@ -201,7 +218,8 @@ class Rule:
     """A rule a table's rows must obey.
 
     ``broken`` marks the offending rows; ``phrase`` completes "N rows ..." in the message.
-    A hard rule stops the run; a soft rule excludes the offending rows and reports them.
+    A hard rule stops the run; a soft rule excludes the offending rows and reports them
+    (or, with ``keeps_rows``, only reports them).
     """
 
     table: str
@@ -219,6 +237,10 @@ class Rule:
     per: str | None = None
     #: The count of broken rows from the statistics of ``column`` (see :data:`FromStats`).
     from_stats: FromStats | None = None
+    #: A soft rule that keeps its rows: they are counted and reported, not excluded.
+    keeps_rows: bool = False
+    #: The columns its examples show, distinct (default: the table's key and ``column``).
+    shows: tuple[str, ...] = ()
 
 
 def _null(col: str) -> Predicate:
@@ -460,3 +482,39 @@ RULES: tuple[Rule, ...] = (
         "these invoices are excluded; check the time zones of both columns",
     ),
 )
+
+
+def _unknown_play(known: Iterable[str]) -> Predicate:
+    accepted = sorted({normal_play(p) for p in known})
+    return lambda t, _: t.play.notnull() & ~normal_play_expr(t.play).isin(accepted)
+
+
+def play_rule(known_plays: Iterable[str]) -> Rule:
+    """The rule that ``activities.play`` names a known play (key or text of the catalogue).
+
+    Soft, and its rows are kept: a touch is a touch whatever its play is called, so the
+    touch features count it; only crediting it to a play of the catalogue needs the match.
+    The catalogue belongs to :mod:`models` (``plays:``), so the accepted values arrive as a
+    setting (``data.known_plays``) rather than from this module.
+    """
+    return Rule(
+        "activities",
+        "play",
+        "known play",
+        "soft",
+        _unknown_play(known_plays),
+        "name a play that is not in the plays catalogue (compared ignoring case and "
+        "surrounding spaces)",
+        "these rows are kept, as a touch is a touch: they count in touches_30d, touches_90d "
+        "and days_since_last_touch, but cannot be matched to a play; use a key of the plays "
+        "catalogue (or its text), or add the play to plays: in churn.yaml",
+        per="play",
+        keeps_rows=True,
+        shows=("play",),
+    )
+
+
+def contract_rules(known_plays: Iterable[str] = ()) -> tuple[Rule, ...]:
+    """:data:`RULES` and the rules that depend on settings: the known plays, when given."""
+    known = tuple(known_plays)
+    return (*RULES, play_rule(known)) if known else RULES

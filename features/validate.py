@@ -12,6 +12,7 @@ source's statistics (:func:`features.read.parquet_stats`) answer the rules they 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from ibis.backends import BaseBackend
 
 from features.attributes import NOT_ATTRIBUTES, looks_like_outcome
 from features.config import DataConfig
-from features.contract import IBIS_TYPES, RULES, TABLES, Rule, Tables
+from features.contract import IBIS_TYPES, RULES, TABLES, Rule, Tables, contract_rules
 from features.data_end import DataEnd, derive_end
 from features.errors import ContractError, Problem
 from features.read import EXAMPLES, DataSet, TableStats, read_data
@@ -80,8 +81,8 @@ def _applicable(rule: Rule, tables: Tables) -> bool:
     return rule.table in tables and all(n in tables for n in rule.needs)
 
 
-def _rules(table: str, tables: Tables) -> list[Rule]:
-    return [r for r in RULES if r.table == table and _applicable(r, tables)]
+def _rules(table: str, tables: Tables, rules: Sequence[Rule] = RULES) -> list[Rule]:
+    return [r for r in rules if r.table == table and _applicable(r, tables)]
 
 
 def _broken(rule: Rule, t: ir.Table, tables: Tables) -> ir.BooleanValue:
@@ -139,7 +140,8 @@ def schema_for(table: str, tables: Tables, rules: bool = True) -> pa.DataFrameSc
 
 def _examples(rule: Rule, t: ir.Table, tables: Tables) -> tuple[str, ...]:
     spec = TABLES[rule.table]
-    show = [c for c in dict.fromkeys([spec.key or "account_id", rule.column]) if c]
+    default = [c for c in dict.fromkeys([spec.key or "account_id", rule.column]) if c]
+    show = list(rule.shows) or default
     bad = t.filter(_broken(rule, t, tables)).select(*show).distinct().order_by(show).limit(EXAMPLES)
     rows = bad.to_pyarrow().to_pylist()
     return tuple(", ".join(f"{k} {_fmt(r[k])}" for k in show) for r in rows)
@@ -160,13 +162,15 @@ def _told(rules: list[Rule], stats: TableStats | None) -> dict[int, int]:
     return told
 
 
-def _scan(name: str, data: DataSet) -> tuple[TableSummary, list[Problem]]:
+def _scan(
+    name: str, data: DataSet, all_rules: Sequence[Rule] = RULES
+) -> tuple[TableSummary, list[Problem]]:
     """One table's summary and broken rules: from its statistics where they tell, one pass
     over it for the rest, one small pass per column that rules read alone
     (:func:`_per_value`), and the examples of each broken rule."""
     t, tables = data.tables[name], data.tables
     schema_for(name, tables, rules=False).validate(t)
-    rules = _rules(name, tables)
+    rules = _rules(name, tables, all_rules)
     stats = data.stats.get(name)
     broken = _told(rules, stats)
     per_row = [r for r in rules if r.per is None and id(r) not in broken]
@@ -219,7 +223,8 @@ def validate(data: DataSet, settings: DataConfig | None = None) -> Report:
     if any(p.severity == "hard" for p in data.problems):
         # Columns are missing or do not parse: the rules cannot be evaluated on such tables.
         return Report(summarise_safe(data), data.problems, notes=notes)
-    scans = [_scan(name, data) for name in data.tables]
+    rules = contract_rules(settings.known_plays)
+    scans = [_scan(name, data, rules) for name in data.tables]
     problems = [*data.problems, *(p for _, ps in scans for p in ps)]
     if any(p.severity == "hard" for p in problems):
         return Report(tuple(s for s, _ in scans), tuple(problems), notes=notes)
@@ -351,11 +356,12 @@ def summarise_safe(data: DataSet) -> tuple[TableSummary, ...]:
 
 def clean(data: DataSet, report: Report) -> dict[str, ir.Table]:
     """Exclude the rows that break soft rules and those after the end of the data, which
-    the report has counted, and the attributes that look like outcomes."""
+    the report has counted, and the attributes that look like outcomes. The rows of a rule
+    that keeps them (an unknown play, which the settings add) stay."""
     broken = {(p.table, p.column, p.rule) for p in report.soft}
     out = dict(data.tables)
     for rule in RULES:
-        if (rule.table, rule.column, rule.name) in broken:
+        if (rule.table, rule.column, rule.name) in broken and not rule.keeps_rows:
             t = out[rule.table]
             # Evaluate foreign keys against the original tables, as the report did.
             out[rule.table] = t.filter(~_broken(rule, t, data.tables))

@@ -68,6 +68,7 @@ FAMILY_NAMES = {
     "voice": "customer feedback",
     "sentiment": "CSM sentiment",
     "billing": "billing",
+    "activities": "CS touches",
     "lifecycle": "contract and tenure",
     "static": "account profile",
 }

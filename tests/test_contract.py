@@ -63,6 +63,24 @@ def _history(column: str, value: object) -> Callable[[Frames], None]:
     return mutate
 
 
+def _activities(column: str, value: object) -> Callable[[Frames], None]:
+    """Add a valid activities table, then set one of its cells."""
+
+    def mutate(t: Frames) -> None:
+        t["activities"] = pd.DataFrame(
+            {
+                "account_id": ["A1", "A2"],
+                "ts": pd.to_datetime(["2023-04-01", "2023-08-01"], utc=True),
+                "play": ["checkin_email", "exec_sponsor"],
+                "channel": ["email", "call"],
+                "note": ["sent the QBR deck", None],
+            }
+        )
+        _set("activities", column, 1, value)(t)
+
+    return mutate
+
+
 def _swap_dates(t: Frames) -> None:
     c = t["contracts"].copy()
     c.loc[0, ["start_date", "end_date"]] = [c.loc[0, "end_date"], c.loc[0, "start_date"]]
@@ -157,6 +175,10 @@ CASES: list[tuple[str, str, str, str, Callable[[Frames], None]]] = [
         _set("invoices", "due_at", 0, pd.Timestamp("2022-12-01", tz="UTC")),
     ),
     ("invoices", "amount", ">= 0", "hard", _set("invoices", "amount", 0, -3.0)),
+    ("activities", "account_id", "not empty", "hard", _activities("account_id", None)),
+    ("activities", "ts", "not empty", "hard", _activities("ts", pd.NaT)),
+    ("activities", "play", "not empty", "hard", _activities("play", None)),
+    ("activities", "account_id", "known account", "soft", _activities("account_id", "Z9")),
     (
         "invoices",
         "paid_at",

@@ -5,7 +5,7 @@ The snapshot is 2024-12-02 00:00 UTC (30 days before the renewal on 2025-01-01).
 2024-11-20 age 12, 2024-10-20 age 43 (11 + 30 + 2), 2024-10-15 age 48, 2024-09-25 age 68
 (5 + 31 + 30 + 2). A window of W days holds ages 1..W. Rows on or after the snapshot
 (u3's login on 2024-12-02 09:00, ticket T4, the NPS of 2024-12-10, the red sentiment of
-2024-12-02) must not count.
+2024-12-02, the activity at 2024-12-02 00:00) must not count.
 """
 
 from __future__ import annotations
@@ -105,6 +105,13 @@ def golden_tables() -> dict[str, pd.DataFrame]:
                 "amount": [8000.0, 2500.0, 2500.0],
             }
         ),
+        "activities": pd.DataFrame(
+            {
+                "account_id": "G1",
+                "ts": _ts("2024-12-02", "2024-11-02", "2024-09-10T15:00:00", "2024-08-01"),
+                "play": ["exec_sponsor", "checkin_email", "support", "checkin_email"],
+            }
+        ),
     }
 
 
@@ -178,6 +185,11 @@ GOLDEN = {
     "invoices_overdue": 2,
     "days_overdue_max": 32,
     "late_payments_365d": 1,
+    # activities: at the snapshot (not before it), 30 days before (in 30 d), 2024-09-10
+    # 15:00 (82.375 days: 90 d only), 2024-08-01 (123 days: neither)
+    "touches_30d": 1,
+    "touches_90d": 2,
+    "days_since_last_touch": 30,
     # lifecycle: 365 + 336 days since 2023-01-01; second term, ARR 8000 -> 10000
     "tenure_days": 701,
     "days_to_renewal": 30,
