@@ -25,7 +25,16 @@ def test_simulate_writes_the_world_and_its_truth_beside_it(tmp_path: Path) -> No
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{t}.csv"
-        for t in ("accounts", "contracts", "events", "tickets", "surveys", "sentiment", "invoices")
+        for t in (
+            "accounts",
+            "contracts",
+            "events",
+            "tickets",
+            "surveys",
+            "sentiment",
+            "invoices",
+            "activities",
+        )
     )
     assert (tmp_path / "w-truth.parquet").is_file()
     assert "40 accounts" in run.stdout

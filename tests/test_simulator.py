@@ -21,6 +21,7 @@ from features.simulator import (
     TABLES,
     VANITY_EVENTS,
     Mechanisms,
+    PlayEffects,
     SimConfig,
     World,
     simulate,
@@ -95,7 +96,11 @@ def test_the_default_world_is_unchanged() -> None:
     Parquet files of that world and of ``SimConfig(accounts=300, seed=11)`` were also
     byte-identical before and after the change.
     """
-    world = simulate(SimConfig(accounts=80, seed=11))
+    # The CS plays (issue 17) flip a few renewals of the default world on purpose; with
+    # them switched off the world is the one of the golden values, and the truth's
+    # columns before the play columns are unchanged.
+    world = simulate(SimConfig(accounts=80, seed=11, plays=PlayEffects(enabled=False)))
+    assert len(world.tables["activities"]) == 0
     golden = {
         "accounts": (80, "28a3806a82b9760a"),
         "contracts": (185, "3ca0db67b439d3c9"),
@@ -106,7 +111,9 @@ def test_the_default_world_is_unchanged() -> None:
         "invoices": (318, "b4026fcc8fa158cd"),
         "truth": (185, "ea437f644c9d1f90"),
     }
-    frames = {**world.tables, "truth": world.truth}
+    before_plays = list(world.truth.columns[: world.truth.columns.get_loc("champion_left_at") + 1])
+    frames = {**world.tables, "truth": world.truth[before_plays]}
+    frames.pop("activities")
     assert {name: (len(f), _digest(f)) for name, f in frames.items()} == golden
     c, t = world.tables["contracts"], world.truth
     assert round(float(c["arr"].sum()), 2) == 8176316.96

@@ -1,4 +1,4 @@
-"""A deterministic B2B SaaS world: the seven contract tables plus the ground truth.
+"""A deterministic B2B SaaS world: the eight contract tables plus the ground truth.
 
 >>> from features.simulator import SimConfig, simulate, write_world
 >>> world = simulate(SimConfig(accounts=200, seed=7))  # doctest: +SKIP
@@ -9,22 +9,30 @@ See ``docs/simulator.md`` for the mechanisms, their parameters and the churn for
 
 from features.simulator.config import (
     KEY_EVENTS,
+    PLAY_KEYS,
     VANITY_EVENTS,
     ChurnWeights,
     Mechanisms,
+    PlayAssignment,
+    PlayEffects,
     SimConfig,
 )
 from features.simulator.outcome import DRIVERS
+from features.simulator.plays import PLAY_TEXTS
 from features.simulator.world import TABLES, World, simulate
 from features.simulator.write import truth_path, write_world
 
 __all__ = [
     "DRIVERS",
     "KEY_EVENTS",
+    "PLAY_KEYS",
+    "PLAY_TEXTS",
     "TABLES",
     "VANITY_EVENTS",
     "ChurnWeights",
     "Mechanisms",
+    "PlayAssignment",
+    "PlayEffects",
     "SimConfig",
     "World",
     "simulate",

@@ -260,6 +260,10 @@ class Accounts:
         """The accounts in ``sl`` (a chunk)."""
         return Accounts(**{k: v[sl] for k, v in self.__dict__.items()})
 
+    def pick(self, idx: npt.NDArray[np.int64]) -> Accounts:
+        """The accounts at positions ``idx`` (a branch of a chunk), in that order."""
+        return Accounts(**{k: v[idx] for k, v in self.__dict__.items()})
+
 
 def draw_accounts(cfg: SimConfig, grid: Grid, rng: np.random.Generator) -> Accounts:
     """Draw the static attributes of ``cfg.accounts`` accounts.

@@ -89,6 +89,69 @@ class ChurnWeights(BaseModel):
     noise_sd: float = 0.3
 
 
+PLAY_KEYS: tuple[str, ...] = ("exec_sponsor", "support", "checkin_email", "renewal_discount")
+"""The CS plays the simulator plants, in the order of the truth's ``effect_<key>`` columns."""
+
+
+class PlayAssignment(BaseModel):
+    """How CSMs choose which terms get a play (``docs/simulator.md``, "CS plays").
+
+    At the decision day ``d`` the probability of any play is ``sigmoid(intercept +
+    sentiment_k + log10_arr * log10(arr / arr_ref) + open_ticket * ticket)``, where
+    ``sentiment_k`` is the coefficient of the CSM's latest sentiment recorded before ``d``
+    (green 0) and ``ticket`` is 1 when an urgent or high-priority ticket is open at ``d``.
+    A treated term with an open ticket gets ``support`` with probability
+    ``support_if_ticket``; otherwise the play is drawn among the others with weights
+    ``exp(exec_sponsor_log10_arr * log10(arr / arr_ref))`` for ``exec_sponsor`` and the
+    fixed weights below for the rest.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    intercept: float = -0.8
+    yellow: float = 1.6
+    red: float = 3.0
+    no_sentiment: float = 0.6
+    log10_arr: float = 0.8
+    arr_ref: float = Field(default=20_000.0, gt=0.0)
+    open_ticket: float = 1.2
+    support_if_ticket: float = Field(default=0.8, ge=0.0, le=1.0)
+    exec_sponsor_log10_arr: float = 1.2
+    checkin_email_weight: float = Field(default=1.0, ge=0.0)
+    renewal_discount_weight: float = Field(default=0.7, ge=0.0)
+
+
+class PlayEffects(BaseModel):
+    """CS plays with known true effects (``docs/simulator.md``, "CS plays").
+
+    Effects are additive on the term's churn probability (probability units: -0.08 is
+    8 points fewer churners), applied at the renewal decision and clipped to
+    ``[0.001, 0.999]``; ``support`` acts only when an urgent or high-priority ticket is
+    open at the decision day. With ``enabled=False`` no play is run and the world is the
+    one without plays (no activities; the truth still gives each play's hypothetical
+    effect).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    exec_sponsor: float = Field(default=-0.08, ge=-1.0, le=1.0)
+    support: float = Field(default=-0.12, ge=-1.0, le=1.0)
+    checkin_email: float = Field(default=0.0, ge=-1.0, le=1.0)
+    renewal_discount: float = Field(default=0.05, ge=-1.0, le=1.0)
+    #: The CSM decides this many days before each renewal (or 7 days into a shorter term).
+    decision_lead_days: int = Field(default=120, ge=30)
+    #: ``renewal_discount`` is run in the last this many days before the renewal.
+    discount_last_days: int = Field(default=21, ge=1)
+    #: The other plays are run from the decision day to this many days before the renewal.
+    others_stop_days: int = Field(default=30, ge=1)
+    assignment: PlayAssignment = PlayAssignment()
+
+    def effect(self, key: str) -> float:
+        """The planted effect of the play ``key`` (probability units)."""
+        return float(getattr(self, key))
+
+
 class SimConfig(BaseModel):
     """The whole description of a simulated B2B SaaS world.
 
@@ -107,6 +170,9 @@ class SimConfig(BaseModel):
         Length of every contract term in months (1, 3, 6 or 12). Terms renew on the same
         day of the month ``term_months`` months later (the 1st of the next month when that
         month is too short) and the churn formula decides at every term end.
+    plays
+        CS plays with known true effects on the churn probability, and how CSMs assign
+        them (:class:`PlayEffects`); ``PlayEffects(enabled=False)`` switches them off.
     chunk_accounts
         Accounts simulated together (memory bound). Part of the world's identity: a
         different value gives a different (equally valid) world.
@@ -133,6 +199,7 @@ class SimConfig(BaseModel):
     #: 1 keeps one event per action (the default worlds); product analytics typically log
     #: several events per visit, which large benchmark worlds use.
     session_events: float = Field(default=1.0, ge=1.0)
+    plays: PlayEffects = PlayEffects()
     chunk_accounts: int = Field(default=2000, ge=1)
 
     @model_validator(mode="after")

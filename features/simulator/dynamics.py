@@ -116,7 +116,14 @@ class _Rows:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """Everything one chunk produced; account indices are local to the chunk."""
+    """Everything one chunk (or one branch of it, see :func:`resume_chunk`) produced.
+
+    Account indices are local to the chunk (or branch). Rows dated before ``act_from_us``
+    or at or after ``act_to_us`` belong to no table. ``state`` and ``history`` keep what a
+    branch needs to resume an account where this run left it; ``own_from_week`` is the
+    first week whose hidden health is this run's own (0, or the week after the branch
+    point).
+    """
 
     reg_counts: npt.NDArray[np.int32]
     champ_counts: npt.NDArray[np.int32]
@@ -131,6 +138,10 @@ class ChunkResult:
     contracts: dict[str, npt.NDArray[Any]]
     tickets: dict[str, npt.NDArray[Any]]
     invoices: dict[str, npt.NDArray[Any]]
+    state: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    history: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    tickets_raw: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    own_from_week: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 CONTRACT_COLS = (
@@ -143,6 +154,9 @@ CONTRACT_COLS = (
     "outcome",
     "p",
     "p_noisy",
+    "p_noisy_annual",
+    "u_churn",
+    "survive",
     "contrib",
     "noise",
     "champion_left_us",
@@ -151,84 +165,121 @@ CONTRACT_COLS = (
 TICKET_COLS = ("acc", "created_us", "first_response_us", "resolved_us", "priority", "csat")
 INVOICE_COLS = ("acc", "issued_us", "due_us", "paid_us", "amount")
 OUTCOMES = ("renewed", "expanded", "contracted", "churned")
+CHURNED = OUTCOMES.index("churned")
+# Per-account state carried from week to week; a churned account's state is frozen at its
+# churn (only its hidden health moves on), which is what lets a branch resume it.
+STATE_COLS = (
+    "health",
+    "term",
+    "term_start",
+    "term_end",
+    "seats",
+    "arr",
+    "started",
+    "churned",
+    "present",
+    "base",
+    "last_dep",
+    "bad_known_day",
+    "bad_count",
+    "act_from",
+    "act_to",
+    "pool_a",
+    "health_at_churn",
+)
+# Weekly histories (accounts x weeks) the churn windows read back.
+HISTORY_COLS = ("key_hist", "wau_hist", "pain_hist")
 
 
-def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generator) -> ChunkResult:
-    """Simulate the accounts of one chunk week by week over the whole window."""
-    n, n_weeks = len(acc), grid.n_weeks
-    mech = cfg.mechanisms
-    n_van, n_key = len(cfg.vanity_events), len(cfg.key_events)
-    n_ev = n_van + n_key
-    key_w = KEY_WEIGHTS_4 if n_key == 4 else np.full(n_key, 1.0 / n_key)
-    tz = REGION_TZ[acc.region]
+class _Run:
+    """The weekly loop of one chunk, or of a branch resumed from a parent run (internal).
 
-    reg_counts = np.zeros((n, n_weeks, n_ev), np.int32)
-    champ_counts = np.zeros((n, n_weeks, n_ev), np.int32)
-    wau_reg = np.zeros((n, n_weeks), np.int32)
-    pool_lo = np.zeros((n, n_weeks), np.int32)
-    pool_n = np.zeros((n, n_weeks), np.int32)
-    champ_user = np.full((n, n_weeks), -1, np.int32)
-    health_hist = np.zeros((n, n_weeks), np.float32)
-    alive_hist = np.zeros((n, n_weeks), np.bool_)
-    key_hist = np.zeros((n, n_weeks), np.float64)
-    wau_hist = np.zeros((n, n_weeks), np.float64)
-    pain_hist = np.zeros((n, n_weeks), np.float64)
+    Every random draw comes from ``rng`` in a fixed order, so a fresh run is exactly the
+    world of the seed; a branch draws from its own generator and disturbs nothing else.
+    """
 
-    health = acc.health_mean + rng.normal(0.0, HEALTH_INIT_SD, n)
-    if not mech.usage_drift:
-        health = acc.health_mean.copy()
-    months = cfg.term_months
-    term_share = months / 12.0
-    term = np.zeros(n, np.int64)
-    term_start = acc.first_term_day.copy()
-    term_end = add_months(term_start, months)
-    seats = acc.seats0.copy()
-    arr = np.round(seats * acc.price, 2)
-    started = np.zeros(n, np.bool_)
-    churned = np.zeros(n, np.bool_)
-    present = np.ones(n, np.bool_)
-    base = np.zeros(n, np.int64)
-    last_dep = np.full(n, -1, np.int64)
-    bad_known_day = np.full((n, BAD_INVOICE_SLOTS), _NEVER, np.int64)
-    bad_count = np.zeros(n, np.int64)
-    act_from = np.maximum(acc.created_us, grid.start_us)
-    act_to = np.full(n, grid.end_us, np.int64)
+    def __init__(
+        self,
+        acc: Accounts,
+        cfg: SimConfig,
+        grid: Grid,
+        rng: np.random.Generator,
+        health: F64,
+        n_ev: int,
+    ) -> None:
+        n, n_weeks = len(acc), grid.n_weeks
+        self.acc, self.cfg, self.grid, self.rng = acc, cfg, grid, rng
+        self.mech = cfg.mechanisms
+        self.months = cfg.term_months
+        self.term_share = self.months / 12.0
+        self.tz = REGION_TZ[acc.region]
+        self.reg_counts = np.zeros((n, n_weeks, n_ev), np.int32)
+        self.champ_counts = np.zeros((n, n_weeks, n_ev), np.int32)
+        self.wau_reg = np.zeros((n, n_weeks), np.int32)
+        self.pool_lo = np.zeros((n, n_weeks), np.int32)
+        self.pool_n = np.zeros((n, n_weeks), np.int32)
+        self.champ_user = np.full((n, n_weeks), -1, np.int32)
+        self.health_hist = np.zeros((n, n_weeks), np.float32)
+        self.alive_hist = np.zeros((n, n_weeks), np.bool_)
+        self.key_hist = np.zeros((n, n_weeks), np.float64)
+        self.wau_hist = np.zeros((n, n_weeks), np.float64)
+        self.pain_hist = np.zeros((n, n_weeks), np.float64)
+        self.health = health
+        self.term = np.zeros(n, np.int64)
+        self.term_start = acc.first_term_day.copy()
+        self.term_end = add_months(self.term_start, self.months)
+        self.seats = acc.seats0.copy()
+        self.arr = np.round(self.seats * acc.price, 2)
+        self.started = np.zeros(n, np.bool_)
+        self.churned = np.zeros(n, np.bool_)
+        self.present = np.ones(n, np.bool_)
+        self.base = np.zeros(n, np.int64)
+        self.last_dep = np.full(n, -1, np.int64)
+        self.bad_known_day = np.full((n, BAD_INVOICE_SLOTS), _NEVER, np.int64)
+        self.bad_count = np.zeros(n, np.int64)
+        self.act_from = np.maximum(acc.created_us, grid.start_us)
+        self.act_to = np.full(n, grid.end_us, np.int64)
+        self.pool_a = self.pool(np.arange(n))
+        self.health_at_churn = np.full(n, np.nan)
+        self.own_from_week = np.zeros(n, np.int64)
+        # Accounts whose weeks this run simulates; a branch holds its accounts inactive
+        # (health and history untouched) until they resume.
+        self.active = np.ones(n, np.bool_)
+        self.contracts, self.tickets, self.invoices = _Rows(), _Rows(), _Rows()
 
-    def pool(idx: I64) -> I64:
-        return np.maximum(1, np.round(acc.utilisation[idx] * seats[idx])).astype(np.int64)
+    def pool(self, idx: I64) -> I64:
+        """Activated users: the share ``utilisation`` of the seats, at least one."""
+        return np.maximum(1, np.round(self.acc.utilisation[idx] * self.seats[idx])).astype(np.int64)
 
-    pool_a = pool(np.arange(n))
-
-    def lookback_day(idx: I64) -> I64:
+    def lookback_day(self, idx: I64) -> I64:
         """First day the event-like drivers of the current term look at (the term's start,
         or DRIVER_LOOKBACK_MONTHS before its end if that is earlier)."""
-        back = add_months(term_end[idx], -DRIVER_LOOKBACK_MONTHS)
-        return np.minimum(term_start[idx], back)
+        back = add_months(self.term_end[idx], -DRIVER_LOOKBACK_MONTHS)
+        return np.minimum(self.term_start[idx], back)
 
-    contracts, tickets, invoices = _Rows(), _Rows(), _Rows()
-
-    def issue_invoices(idx: I64) -> None:
+    def issue_invoices(self, idx: I64) -> None:
         """Bill the term that starts now; remember when bad invoices will become known.
 
         One invoice per term, or one every 91 days for large accounts on terms longer
         than a quarter. ``arr`` is annual: a term is billed ``term_months / 12`` of it.
         """
-        quarterly = seats[idx] >= QUARTERLY_MIN_SEATS
-        n_inv = np.where(quarterly, max(1, cfg.term_months // 3), 1)
+        rng, term_start = self.rng, self.term_start
+        quarterly = self.seats[idx] >= QUARTERLY_MIN_SEATS
+        n_inv = np.where(quarterly, max(1, self.months // 3), 1)
         rows = np.repeat(idx, n_inv)
         k = np.arange(rows.shape[0]) - np.repeat(np.cumsum(n_inv) - n_inv, n_inv)
         issued_day = term_start[rows] + BILLING_DAYS * k
         issued = issued_day * DAY_US + 8 * 3600 * 1_000_000
         due = issued + PAYMENT_DAYS * DAY_US
-        amount = np.round(arr[rows] * term_share / np.repeat(n_inv, n_inv), 2)
+        amount = np.round(self.arr[rows] * self.term_share / np.repeat(n_inv, n_inv), 2)
         m = rows.shape[0]
-        h = health[rows]
+        h = self.health[rows]
         on_time = issued + (rng.random(m) * 30 * DAY_US).astype(np.int64)
         on_time = np.where(rng.random(m) < ON_ISSUE, issued + 3600 * 1_000_000, on_time)
         late = np.zeros(m, np.bool_)
         unpaid = np.zeros(m, np.bool_)
         paid = on_time
-        if mech.late_invoices:
+        if self.mech.late_invoices:
             late = rng.random(m) < _sigmoid(LATE0 - LATE1 * h)
             unpaid = late & (rng.random(m) < _sigmoid(UNPAID0 - UNPAID1 * h))
             late_by = np.exp(rng.normal(np.log(20.0), 0.8, m)) * DAY_US
@@ -240,37 +291,64 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
         if b_rows.size:
             pos = np.arange(b_rows.size)
             first = np.maximum.accumulate(np.where(np.r_[True, b_rows[1:] != b_rows[:-1]], pos, 0))
-            slot = (bad_count[b_rows] + pos - first) % BAD_INVOICE_SLOTS
-            bad_known_day[b_rows, slot] = issued_day[bad] + PAYMENT_DAYS + OVERDUE_DAYS
-            np.add.at(bad_count, b_rows, 1)
-        invoices.add(acc=rows, issued_us=issued, due_us=due, paid_us=paid, amount=amount)
+            slot = (self.bad_count[b_rows] + pos - first) % BAD_INVOICE_SLOTS
+            self.bad_known_day[b_rows, slot] = issued_day[bad] + PAYMENT_DAYS + OVERDUE_DAYS
+            np.add.at(self.bad_count, b_rows, 1)
+        self.invoices.add(acc=rows, issued_us=issued, due_us=due, paid_us=paid, amount=amount)
 
-    for w in range(n_weeks):
+    def renew(self, stay: I64, out: I64) -> None:
+        """Start the next term of the accounts ``stay`` (outcome codes ``out``, not churn)."""
+        rng = self.rng
+        seats, arr = self.seats, self.arr
+        factor = np.ones(stay.size)
+        factor = np.where(out == 1, rng.uniform(1.1, 1.5, stay.size), factor)
+        factor = np.where(out == 2, rng.uniform(0.6, 0.9, stay.size), factor)
+        new_seats = np.maximum(1, np.round(seats[stay] * factor)).astype(np.int64)
+        # Prices rise 0-5 % a year: a term gets its share of that (compounded).
+        uplift = rng.uniform(1.0, 1.05, stay.size) ** self.term_share
+        arr[stay] = np.round(arr[stay] * new_seats / seats[stay] * uplift, 2)
+        seats[stay] = new_seats
+        self.term[stay] += 1
+        self.term_start[stay] = self.term_end[stay]
+        self.term_end[stay] = add_months(self.term_start[stay], self.months)
+        self.pool_a[stay] = self.pool(stay)
+        self.issue_invoices(stay)
+
+    def week(self, w: int) -> None:
+        """Simulate week ``w``: health, champion, usage, tickets, then the terms ending."""
+        acc, cfg, grid, rng, mech = self.acc, self.cfg, self.grid, self.rng, self.mech
+        n = len(acc)
+        n_van, n_key = len(cfg.vanity_events), len(cfg.key_events)
+        n_ev = n_van + n_key
+        key_w = KEY_WEIGHTS_4 if n_key == 4 else np.full(n_key, 1.0 / n_key)
         ws = int(grid.week_start_us[w])
-        starting = np.flatnonzero(~started & (acc.first_week == w))
+        starting = np.flatnonzero(~self.started & (acc.first_week == w))
         if starting.size:
-            started[starting] = True
-            issue_invoices(starting)
-        alive = started & ~churned
+            self.started[starting] = True
+            self.issue_invoices(starting)
+        alive = self.started & ~self.churned
 
+        health, present = self.health, self.present
         if mech.usage_drift:
             shock = rng.normal(0.0, 1.0, n)
-            health = health + HEALTH_THETA * (acc.health_mean - health) + HEALTH_SIGMA * shock
+            moved = health + HEALTH_THETA * (acc.health_mean - health) + HEALTH_SIGMA * shock
+            health = np.where(self.active, moved, health)
         if mech.champion_departure:
             u = rng.random(n)
             leave = alive & present & (u < CH_HAZARD * np.exp(-CH_SLOPE * health))
             back = alive & ~present & (u < CH_RETURN)
             n_leave = int(leave.sum())
             present[leave] = False
-            base[leave] += 1
-            last_dep[leave] = ws + rng.integers(0, 5 * 24 * 3600, n_leave) * 1_000_000
+            self.base[leave] += 1
+            self.last_dep[leave] = ws + rng.integers(0, 5 * 24 * 3600, n_leave) * 1_000_000
             health = np.where(leave, health - CH_SHOCK, health)
             present[back] = True
+        self.health = health
 
         idx = np.flatnonzero(alive)
         h = health[idx]
         pres = present[idx].astype(np.int64)
-        n_reg = np.maximum(pool_a[idx] - pres, 0)
+        n_reg = np.maximum(self.pool_a[idx] - pres, 0)
         p_act = _sigmoid(ACT0 + ACT1 * h)
         wr = rng.binomial(n_reg, p_act)
         wm = acc.watermelon[idx]
@@ -287,24 +365,30 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
         lam_ch[:, n_van:] = ch_key[:, None] * key_w
         reg_w = rng.poisson(lam_reg).astype(np.int32)
         ch_w = rng.poisson(lam_ch).astype(np.int32)
-        reg_counts[idx, w] = reg_w
-        champ_counts[idx, w] = ch_w
-        wau_reg[idx, w] = wr
-        pool_lo[idx, w] = base[idx] + pres
-        pool_n[idx, w] = n_reg
-        champ_user[idx, w] = np.where(pres == 1, base[idx], -1)
-        health_hist[:, w] = health
-        alive_hist[idx, w] = True
-        key_hist[idx, w] = reg_w[:, n_van:].sum(axis=1) + ch_w[:, n_van:].sum(axis=1)
-        wau_hist[idx, w] = wr + pres
+        self.reg_counts[idx, w] = reg_w
+        self.champ_counts[idx, w] = ch_w
+        self.wau_reg[idx, w] = wr
+        self.pool_lo[idx, w] = self.base[idx] + pres
+        self.pool_n[idx, w] = n_reg
+        self.champ_user[idx, w] = np.where(pres == 1, self.base[idx], -1)
+        self.health_hist[self.active, w] = health[self.active]
+        self.alive_hist[idx, w] = True
+        self.key_hist[idx, w] = reg_w[:, n_van:].sum(axis=1) + ch_w[:, n_van:].sum(axis=1)
+        self.wau_hist[idx, w] = wr + pres
 
-        _raise_tickets(idx, h, acc, cfg, rng, ws, tz, grid, tickets, pain_hist, w)
+        _raise_tickets(idx, h, acc, cfg, rng, ws, self.tz, grid, self.tickets, self.pain_hist, w)
 
+        term_end = self.term_end
         ending = np.flatnonzero(
             alive & (term_end < grid.end_day) & ((term_end - grid.start_day) // 7 == w)
         )
-        if ending.size == 0:
-            continue
+        if ending.size:
+            self.decide(w, ending)
+
+    def decide(self, w: int, ending: I64) -> None:
+        """The churn formula for the terms ending in week ``w``; survivors renew."""
+        acc, cfg, grid, rng, mech = self.acc, self.cfg, self.grid, self.rng, self.mech
+        months, term_end, seats = self.months, self.term_end, self.seats
         key_pw = np.empty(ending.size)
         breadth = np.empty(ending.size)
         pain = np.empty(ending.size)
@@ -312,19 +396,21 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
         lo = np.maximum(w - WINDOW_WEEKS, acc.first_week[ending])
         for sel, a, b in _window_groups(lo, w):
             r, n_w = ending[sel], b - a
-            key_pw[sel] = key_hist[r, a:b].sum(axis=1) / (seats[r] * n_w)
-            breadth[sel] = wau_hist[r, a:b].sum(axis=1) / (seats[r] * n_w)
-            pain[sel] = pain_hist[r, a:b].sum(axis=1)
+            key_pw[sel] = self.key_hist[r, a:b].sum(axis=1) / (seats[r] * n_w)
+            breadth[sel] = self.wau_hist[r, a:b].sum(axis=1) / (seats[r] * n_w)
+            pain[sel] = self.pain_hist[r, a:b].sum(axis=1)
             mean_health[sel] = (
-                health_hist[r, a:b].mean(axis=1).astype(np.float64) if a < w else health[r]
+                self.health_hist[r, a:b].mean(axis=1).astype(np.float64)
+                if a < w
+                else self.health[r]
             )
-        since = lookback_day(ending)
-        known = bad_known_day[ending]
+        since = self.lookback_day(ending)
+        known = self.bad_known_day[ending]
         win = Window(
             key_per_seat_week=key_pw,
             breadth=breadth,
             support_pain=pain,
-            champion_left=last_dep[ending] >= since * DAY_US,
+            champion_left=self.last_dep[ending] >= since * DAY_US,
             bad_invoices=((known >= since[:, None]) & (known < term_end[ending][:, None])).sum(
                 axis=1, dtype=np.float64
             ),
@@ -333,8 +419,11 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
         )
         years = (term_end[ending] - grid.start_day) / DAYS_PER_YEAR
         draw = churn_logit(win, cfg.churn, mech, rng, years, months)
-        churn = rng.random(ending.size) < draw.p_noisy
-        outcome = np.where(churn, 3, 0)
+        u_churn = rng.random(ending.size)
+        churn = u_churn < draw.p_noisy
+        # What a surviving term becomes: drawn for every term, churned or not, so that a
+        # play that saves a term (see :mod:`features.simulator.plays`) knows its fate.
+        survive = np.zeros(ending.size, np.int64)
         if mech.expansions:
             u = rng.random(ending.size)
             # Annual probabilities, converted to the term like the churn probability.
@@ -347,80 +436,161 @@ def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generato
                 ),
                 months,
             )
-            outcome = np.where(churn, 3, np.where(u < p_exp, 1, np.where(u < p_exp + p_con, 2, 0)))
-        contracts.add(
+            survive = np.where(u < p_exp, 1, np.where(u < p_exp + p_con, 2, 0))
+        outcome = np.where(churn, CHURNED, survive)
+        self.contracts.add(
             acc=ending,
-            term=term[ending],
-            start_day=term_start[ending],
+            term=self.term[ending],
+            start_day=self.term_start[ending],
             end_day=term_end[ending],
             seats=seats[ending],
-            arr=arr[ending],
+            arr=self.arr[ending],
             outcome=outcome,
             p=draw.p,
             p_noisy=draw.p_noisy,
+            p_noisy_annual=draw.p_noisy_annual,
+            u_churn=u_churn,
+            survive=survive,
             contrib=draw.contrib,
             noise=draw.noise,
-            champion_left_us=np.where(win.champion_left, last_dep[ending], -1),
+            champion_left_us=np.where(win.champion_left, self.last_dep[ending], -1),
             mean_health=win.mean_health,
         )
         gone = ending[churn]
-        churned[gone] = True
-        act_to[gone] = term_end[gone] * DAY_US
+        self.churned[gone] = True
+        self.act_to[gone] = term_end[gone] * DAY_US
+        self.health_at_churn[gone] = self.health[gone]
+        self.renew(ending[~churn], outcome[~churn])
 
-        stay = ending[~churn]
-        out = outcome[~churn]
-        factor = np.ones(stay.size)
-        factor = np.where(out == 1, rng.uniform(1.1, 1.5, stay.size), factor)
-        factor = np.where(out == 2, rng.uniform(0.6, 0.9, stay.size), factor)
-        new_seats = np.maximum(1, np.round(seats[stay] * factor)).astype(np.int64)
-        # Prices rise 0-5 % a year: a term gets its share of that (compounded).
-        uplift = rng.uniform(1.0, 1.05, stay.size) ** term_share
-        arr[stay] = np.round(arr[stay] * new_seats / seats[stay] * uplift, 2)
-        seats[stay] = new_seats
-        term[stay] += 1
-        term_start[stay] = term_end[stay]
-        term_end[stay] = add_months(term_start[stay], months)
-        pool_a[stay] = pool(stay)
-        issue_invoices(stay)
+    def result(self) -> ChunkResult:
+        """Close the open terms and package the chunk's arrays."""
+        open_ = np.flatnonzero(self.started & ~self.churned)
+        k = open_.size
+        nan = np.full(k, np.nan)
+        self.contracts.add(
+            acc=open_,
+            term=self.term[open_],
+            start_day=self.term_start[open_],
+            end_day=self.term_end[open_],
+            seats=self.seats[open_],
+            arr=self.arr[open_],
+            outcome=np.full(k, -1),
+            p=nan,
+            p_noisy=nan,
+            p_noisy_annual=nan,
+            u_churn=nan,
+            survive=np.full(k, -1),
+            contrib=np.full((k, len(DRIVERS)), np.nan),
+            noise=nan,
+            champion_left_us=np.where(
+                self.last_dep[open_] >= self.lookback_day(open_) * DAY_US, self.last_dep[open_], -1
+            ),
+            mean_health=nan,
+        )
+        # A churned account raises no ticket after its final end_date.
+        raised = self.tickets.done(TICKET_COLS)
+        t_acc = raised["acc"].astype(np.int64)
+        t_ok = (raised["created_us"] >= self.act_from[t_acc]) & (
+            raised["created_us"] < self.act_to[t_acc]
+        )
+        return ChunkResult(
+            reg_counts=self.reg_counts,
+            champ_counts=self.champ_counts,
+            wau_reg=self.wau_reg,
+            pool_lo=self.pool_lo,
+            pool_n=self.pool_n,
+            champ_user=self.champ_user,
+            health=self.health_hist,
+            alive=self.alive_hist,
+            act_from_us=self.act_from,
+            act_to_us=self.act_to,
+            contracts=self.contracts.done(CONTRACT_COLS),
+            tickets={k: v[t_ok] for k, v in raised.items()},
+            invoices=self.invoices.done(INVOICE_COLS),
+            state={name: getattr(self, name) for name in STATE_COLS},
+            history={name: getattr(self, name) for name in HISTORY_COLS},
+            tickets_raw=raised,
+            own_from_week=self.own_from_week,
+        )
 
-    open_ = np.flatnonzero(started & ~churned)
-    k = open_.size
-    contracts.add(
-        acc=open_,
-        term=term[open_],
-        start_day=term_start[open_],
-        end_day=term_end[open_],
-        seats=seats[open_],
-        arr=arr[open_],
-        outcome=np.full(k, -1),
-        p=np.full(k, np.nan),
-        p_noisy=np.full(k, np.nan),
-        contrib=np.full((k, len(DRIVERS)), np.nan),
-        noise=np.full(k, np.nan),
-        champion_left_us=np.where(
-            last_dep[open_] >= lookback_day(open_) * DAY_US, last_dep[open_], -1
-        ),
-        mean_health=np.full(k, np.nan),
-    )
-    # A churned account raises no ticket after its final end_date.
-    raised = tickets.done(TICKET_COLS)
-    t_acc = raised["acc"].astype(np.int64)
-    t_ok = (raised["created_us"] >= act_from[t_acc]) & (raised["created_us"] < act_to[t_acc])
-    return ChunkResult(
-        reg_counts=reg_counts,
-        champ_counts=champ_counts,
-        wau_reg=wau_reg,
-        pool_lo=pool_lo,
-        pool_n=pool_n,
-        champ_user=champ_user,
-        health=health_hist,
-        alive=alive_hist,
-        act_from_us=act_from,
-        act_to_us=act_to,
-        contracts=contracts.done(CONTRACT_COLS),
-        tickets={k: v[t_ok] for k, v in raised.items()},
-        invoices=invoices.done(INVOICE_COLS),
-    )
+
+def run_chunk(acc: Accounts, cfg: SimConfig, grid: Grid, rng: np.random.Generator) -> ChunkResult:
+    """Simulate the accounts of one chunk week by week over the whole window."""
+    n = len(acc)
+    health = acc.health_mean + rng.normal(0.0, HEALTH_INIT_SD, n)
+    if not cfg.mechanisms.usage_drift:
+        health = acc.health_mean.copy()
+    run = _Run(acc, cfg, grid, rng, health, len(cfg.vanity_events) + len(cfg.key_events))
+    for w in range(grid.n_weeks):
+        run.week(w)
+    return run.result()
+
+
+def resume_chunk(
+    parent: ChunkResult,
+    acc: Accounts,
+    rows: I64,
+    survive: I64,
+    cfg: SimConfig,
+    grid: Grid,
+    rng: np.random.Generator,
+) -> ChunkResult:
+    """Resume accounts ``rows`` of ``parent``, which churned there, as if they had renewed.
+
+    Each account's last term in ``parent`` churned; here it ends with the outcome
+    ``survive`` (renewed, expanded or contracted) instead, and the account lives on from
+    the week of that renewal with draws from ``rng`` alone. ``acc`` are the parent's
+    accounts; the result's account ``k`` is the parent's ``rows[k]``. Its tables hold only
+    what happens from the renewal on (``act_from_us`` is the renewal day); its hidden
+    health, from the week after.
+    """
+    sub = acc.pick(rows)
+    st = parent.state
+    run = _Run(sub, cfg, grid, rng, st["health_at_churn"][rows].copy(), parent.reg_counts.shape[2])
+    for name in STATE_COLS:
+        setattr(run, name, np.array(st[name][rows], copy=True))
+    for name, arr in parent.history.items():
+        setattr(run, name, arr[rows].copy())
+    for name in ("reg_counts", "champ_counts", "wau_reg", "pool_lo", "pool_n", "champ_user"):
+        setattr(run, name, getattr(parent, name)[rows].copy())
+    run.health_hist = parent.health[rows].copy()
+    run.alive_hist = parent.alive[rows].copy()
+    run.health = st["health_at_churn"][rows].copy()
+    renewal_day = run.term_end.copy()
+    # Until its renewal week an account waits, churned and frozen (its weeks up to the
+    # renewal are the parent's); then it renews and lives on.
+    run.churned[:] = True
+    run.active[:] = False
+    run.act_from = renewal_day * DAY_US
+    run.act_to[:] = grid.end_us
+    run.health_at_churn[:] = np.nan
+    w0 = (renewal_day - grid.start_day) // 7
+    run.own_from_week = w0 + 1
+    # The weeks before the renewal week are the parent's rows: emit nothing for them.
+    before = np.arange(grid.n_weeks)[None, :] < w0[:, None]
+    run.reg_counts[before] = 0
+    run.champ_counts[before] = 0
+    run.alive_hist[before] = False
+    # Tickets raised in the renewal week after the renewal day were dropped by the parent
+    # (the account had churned); here they are the account's.
+    raw = parent.tickets_raw
+    local = np.full(len(acc), -1, np.int64)
+    local[rows] = np.arange(rows.size)
+    t_acc = local[raw["acc"].astype(np.int64)]
+    keep = t_acc >= 0
+    keep[keep] &= raw["created_us"][keep] >= run.act_from[t_acc[keep]]
+    if keep.any():
+        run.tickets.add(**{k: (t_acc[keep] if k == "acc" else v[keep]) for k, v in raw.items()})
+    first = int(w0.min())
+    for w in range(first, grid.n_weeks):
+        if w > first:
+            run.week(w)
+        now = np.flatnonzero(w0 == w)
+        if now.size:
+            run.churned[now] = False
+            run.active[now] = True
+            run.renew(now, survive[now])
+    return run.result()
 
 
 def _raise_tickets(

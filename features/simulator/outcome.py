@@ -108,6 +108,9 @@ class Churn:
     p_noisy
         ``per_term(sigmoid(intercept(t) + sum(contrib) + noise))``: the probability the
         outcome is drawn with (see :func:`per_term`).
+    p_noisy_annual
+        ``sigmoid(intercept(t) + sum(contrib) + noise)``: ``p_noisy`` before the conversion
+        to the term (a play's effect is added to it).
     p
         ``E_noise[p_noisy]``: the churn probability of the term given the drivers.
         Drawing with ``p_noisy`` for a random noise is the same as drawing with ``p``, so
@@ -118,6 +121,7 @@ class Churn:
     contrib: npt.NDArray[np.float64]
     noise: npt.NDArray[np.float64]
     p_noisy: npt.NDArray[np.float64]
+    p_noisy_annual: npt.NDArray[np.float64]
     p: npt.NDArray[np.float64]
 
 
@@ -177,10 +181,12 @@ def churn_logit(
         rng.normal(0.0, weights.noise_sd, size=contrib.shape[0]), dtype=np.float64
     )
     logit = intercept_at(weights, years) + contrib.sum(axis=1)
+    annual = _sigmoid(logit + noise)
     return Churn(
         contrib=contrib,
         noise=noise,
-        p_noisy=per_term(_sigmoid(logit + noise), term_months),
+        p_noisy=per_term(annual, term_months),
+        p_noisy_annual=annual,
         p=marginal_probability(logit, weights.noise_sd, term_months),
     )
 

@@ -11,10 +11,11 @@ import numpy.typing as npt
 import pandas as pd
 
 from features.simulator.accounts import Accounts, Grid, draw_accounts, make_grid
-from features.simulator.config import SEGMENTS, SimConfig
-from features.simulator.dynamics import OUTCOMES, PRIORITIES, ChunkResult, run_chunk
-from features.simulator.emit import emit_events, emit_sentiment, emit_surveys
+from features.simulator.chunk import KEY_ACCOUNTS, child, simulate_chunk
+from features.simulator.config import PLAY_KEYS, SEGMENTS, SimConfig
+from features.simulator.dynamics import OUTCOMES, PRIORITIES
 from features.simulator.outcome import DRIVERS, dominant_reason
+from features.simulator.plays import CHANNELS, NOTES, PLAY_TEXTS
 
 Progress = Callable[[str, float], None]
 Arrays = dict[str, npt.NDArray[Any]]
@@ -27,6 +28,7 @@ TABLES: tuple[str, ...] = (
     "surveys",
     "sentiment",
     "invoices",
+    "activities",
 )
 SURVEY_KINDS = ("nps", "csat", "ces")
 SENTIMENTS = ("green", "yellow", "red")
@@ -40,13 +42,14 @@ class World:
     Attributes
     ----------
     tables
-        The seven contract tables keyed by name (see ``TABLES``). Timestamps are
-        ``datetime64[us, UTC]`` (whole seconds); contract dates are ``datetime64[us]`` at
-        midnight without a zone. In ``events``, ``account_id``, ``user_id`` and ``event``
-        are categoricals to keep large worlds in memory.
+        The eight contract tables keyed by name (see ``TABLES``), ``activities`` included.
+        Timestamps are ``datetime64[us, UTC]`` (whole seconds); contract dates are
+        ``datetime64[us]`` at midnight without a zone. In ``events``, ``account_id``,
+        ``user_id`` and ``event`` are categoricals to keep large worlds in memory.
     truth
         One row per contract term: the probability the churn formula gave, the outcome,
-        each driver's contribution and the dominant reason.
+        each driver's contribution and the dominant reason, the CS play run (if any) and
+        every play's true effect on the term.
     latent
         The hidden weekly health of every account while it was a customer
         (``account_id``, ``week_start``, ``health``); not written by ``write_world``.
@@ -58,11 +61,6 @@ class World:
     truth: pd.DataFrame
     latent: pd.DataFrame
     config: SimConfig
-
-
-def _child(seed: int, *key: int) -> np.random.Generator:
-    """An independent generator per purpose, fixed by the seed and a key path."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 def _ts(us: npt.NDArray[Any]) -> pd.DatetimeIndex:
@@ -111,22 +109,17 @@ def simulate(cfg: SimConfig, progress: Progress | None = None) -> World:
             progress(step, fraction)
 
     grid = make_grid(cfg)
-    accts = draw_accounts(cfg, grid, _child(cfg.seed, 0))
+    accts = draw_accounts(cfg, grid, child(cfg.seed, KEY_ACCOUNTS))
     n = len(accts)
     chunks = [slice(s, min(s + cfg.chunk_accounts, n)) for s in range(0, n, cfg.chunk_accounts)]
     parts: dict[str, list[Arrays]] = {k: [] for k in TABLES[1:]}
     latent: list[Arrays] = []
     offsets = [sl.start for sl in chunks]
     for c, sl in enumerate(chunks):
-        acc = accts.take(sl)
-        res = run_chunk(acc, cfg, grid, _child(cfg.seed, 1, c))
-        parts["contracts"].append(res.contracts)
-        parts["tickets"].append(res.tickets)
-        parts["invoices"].append(res.invoices)
-        parts["events"].append(emit_events(res, acc, cfg, grid, _child(cfg.seed, 2, c)))
-        parts["surveys"].append(emit_surveys(res, acc, cfg, grid, _child(cfg.seed, 3, c)))
-        parts["sentiment"].append(emit_sentiment(res, acc, cfg, grid, _child(cfg.seed, 4, c)))
-        latent.append(_latent(res))
+        out = simulate_chunk(accts.take(sl), cfg, grid, cfg.seed, c)
+        for name in TABLES[1:]:
+            parts[name].append(out[name])
+        latent.append(out["latent"])
         report("simulate", (c + 1) / len(chunks))
 
     merged = {k: _concat(v, offsets) for k, v in parts.items()}
@@ -147,6 +140,7 @@ def simulate(cfg: SimConfig, progress: Progress | None = None) -> World:
         }
     )
     tables["invoices"] = _invoices_table(merged["invoices"], accts, grid)
+    tables["activities"] = _activities_table(merged["activities"], accts)
     lat = _concat(latent, offsets)
     latent_df = pd.DataFrame(
         {
@@ -159,11 +153,6 @@ def simulate(cfg: SimConfig, progress: Progress | None = None) -> World:
     )
     report("tables", 1.0)
     return World(tables=tables, truth=truth, latent=latent_df, config=cfg)
-
-
-def _latent(res: ChunkResult) -> Arrays:
-    ai, aw = np.nonzero(res.alive)
-    return {"acc": ai, "week": aw, "health": res.health[ai, aw]}
 
 
 def _accounts_table(acc: Accounts) -> pd.DataFrame:
@@ -225,9 +214,57 @@ def _contracts_and_truth(c: Arrays, acc: Accounts) -> tuple[pd.DataFrame, pd.Dat
             "is_watermelon": acc.watermelon[a],
             "is_under_utilised": acc.under_utilised[a],
             "champion_left_at": _ts(c["champion_left_us"]),
+            **_play_truth(c),
         }
     )
     return contracts, truth
+
+
+def _play_truth(c: Arrays) -> dict[str, Any]:
+    """The truth's play columns (``docs/simulator.md``, "CS plays and their true effects")."""
+    play = c["play"].astype(np.int64)
+    keys = np.array(PLAY_KEYS, dtype=object)
+    decided = c["decision_day"] >= 0
+    sentiment = c["sentiment_at"].astype(np.int64)
+    names = np.array(["none", *SENTIMENTS], dtype=object)  # codes -1 (none), 0, 1, 2
+    ticket = pd.array(c["ticket_open"].astype(np.int64) == 1, dtype="boolean")
+    ticket[~decided] = pd.NA
+    effects = np.asarray(c["effects"], dtype=np.float64)
+    return {
+        "decision_date": pd.Series(
+            np.where(decided, _dates(c["decision_day"]), np.datetime64("NaT"))
+        ),
+        "sentiment_at_decision": pd.Series(
+            np.where(decided, names[np.clip(sentiment + 1, 0, 3)], _NONE), dtype="str"
+        ),
+        "ticket_open_at_decision": ticket,
+        "play_propensity": c["propensity"].astype(np.float64),
+        "play": pd.Series(np.where(play >= 0, keys[np.maximum(play, 0)], _NONE), dtype="str"),
+        "play_day": pd.Series(np.where(play >= 0, _dates(c["play_day"]), np.datetime64("NaT"))),
+        "p_churn_without_play": c["p_noisy"].astype(np.float64),
+        "p_churn": c["p_churn"].astype(np.float64),
+        **{f"effect_{key}": effects[:, k] for k, key in enumerate(PLAY_KEYS)},
+    }
+
+
+def _activities_table(a: Arrays, acc: Accounts) -> pd.DataFrame:
+    """The CS team's activities: one row per touch of a play (``docs/simulator.md``)."""
+    i = a["acc"].astype(np.int64)
+    play = a["play"].astype(np.int64)
+    keys = np.array(PLAY_KEYS, dtype=object)
+    texts = np.array([PLAY_TEXTS[k] for k in PLAY_KEYS], dtype=object)
+    notes = np.array([n for pair in NOTES for n in pair], dtype=object)
+    note = a["note"].astype(np.int64)
+    return pd.DataFrame(
+        {
+            "account_id": _strings(acc.ids[i]),
+            "ts": _ts(a["ts"]),
+            "play": _strings(np.where(a["text"], texts[play], keys[play])),
+            "owner": _strings(acc.csm[i]),
+            "channel": _strings(np.array(CHANNELS, dtype=object)[a["channel"].astype(np.int64)]),
+            "note": _strings(np.where(note >= 0, notes[2 * play + np.maximum(note, 0)], _NONE)),
+        }
+    )
 
 
 def _user_counts(events: Arrays, surveys: Arrays, n: int) -> npt.NDArray[np.int64]:

@@ -18,7 +18,7 @@ EVENTS_PART_ROWS = 5_000_000
 """Above this many events, ``events`` is written as a folder of Parquet parts."""
 
 # Columns holding calendar dates (no time, no zone): written as Parquet date32.
-DATE_COLUMNS = frozenset({"start_date", "end_date"})
+DATE_COLUMNS = frozenset({"start_date", "end_date", "decision_date", "play_day"})
 CSV_TIMESTAMP = "%Y-%m-%dT%H:%M:%S+00:00"
 
 
@@ -73,7 +73,7 @@ def write_world(
     out_dir: Path,
     fmt: Literal["parquet", "csv"] = "parquet",
 ) -> None:
-    """Write the seven tables into ``out_dir`` and the truth beside it.
+    """Write the eight tables into ``out_dir`` and the truth beside it.
 
     Parameters
     ----------
