@@ -217,6 +217,7 @@ def _build(
     plan: Callable[[ir.Table], tuple[ir.Table, int]],
     features: FeatureConfig,
     progress: Progress,
+    top_events: Sequence[str] | None = None,
 ) -> TrainingSet:
     """Run the training set's feature query, with the events rolled up to user-days and
     event-days once and kept (cached) for its duration.
@@ -249,7 +250,11 @@ def _build(
         if progress:
             progress("events rolled up", 0.3)
         snaps, top_before_day = plan(ed)
-        top = common_events(ed, features.top_events, top_before_day)
+        top = (
+            tuple(top_events)
+            if top_events is not None
+            else common_events(ed, features.top_events, top_before_day)
+        )
         steps = iter((0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9))
 
         def hold(t: ir.Table) -> ir.Table:
@@ -288,19 +293,22 @@ def build_training_set(
     features: FeatureConfig,
     cutoff: date | None = None,
     progress: Progress = None,
+    top_events: Sequence[str] | None = None,
 ) -> TrainingSet:
     """Labelled, cohort-tagged feature rows from all history known before ``cutoff``.
 
     ``cutoff`` defaults to the day after the last event. A row is included only if its
     label was known before the cut-off (renewal: the term ended; inactivity: the horizon
-    passed); its features use only data strictly before its own ``as_of``.
+    passed); its features use only data strictly before its own ``as_of``. ``top_events``
+    fixes the per-event columns (a trained model's own list, to score its training rows);
+    by default they are the most common events before the cut-off.
     """
 
     def plan(days: ir.Table) -> tuple[ir.Table, int]:
         cutoff_day = day_number(cutoff) if cutoff else data_end_day(tables, days)
         return training_snapshots(tables, labels, cutoff_day), cutoff_day
 
-    return _build(tables, plan, features, progress)
+    return _build(tables, plan, features, progress, top_events)
 
 
 def build_scoring_set(

@@ -22,12 +22,25 @@ so a unit's own outcome never enters its own prediction and flexible models do n
 the mean (Chernozhukov et al. 2018, "Double/debiased machine learning for treatment and
 structural parameters", Econometrics Journal 21).
 
-Units whose propensity lies outside [trim, 1 - trim] are dropped before averaging: they have
-no comparable units on the other side (accounts that always or never get the play), and
-their weights would dominate the mean. The estimand is then the average effect on the units
-inside this overlap region, "accounts at similar risk" (Crump, Hotz, Imbens & Mitnik 2009,
-"Dealing with limited overlap in estimation of average treatment effects", Biometrika 96;
-their rule of thumb is trim = 0.1). The result says how many units were trimmed.
+By default the estimand is the effect on the treated (ATT): what the play did for the
+accounts that got it, compared with untreated accounts weighted to look like them. Plays go
+to a minority of renewals (a tenth or less each), so the average effect over all units
+(ATE) would need comparable treated units for every untreated one, and the overlap rule
+below would trim most of the book. The doubly robust ATT uses the untreated outcome model
+and the propensity only:
+
+    tau = sum_t (y - mu0) / n_t - sum_c w (y - mu0) / sum_c w,    w = e / (1 - e),
+
+consistent when either model is right: it is the mean of the cross-fitted ATTE score of
+Chernozhukov et al. (2018, section 5.1), with the untreated weights normalised to sum to
+one (the Hajek form, more stable when a few propensities are large). Units whose propensity
+exceeds 1 - trim are dropped: treated accounts with no comparable untreated one, and
+untreated ones whose weight would dominate (Crump, Hotz, Imbens & Mitnik 2009, "Dealing
+with limited overlap in estimation of average treatment effects", Biometrika 96; their rule
+of thumb is trim = 0.1). The untreated units in the treated's propensity range are the
+"comparable untreated" counted. ``estimand="ate"`` gives the average effect over the units
+with a propensity in [trim, 1 - trim] instead, from the AIPW score above. The result says
+how many units were trimmed.
 
 The interval is a percentile bootstrap that resamples units (or clusters of them, e.g. the
 renewals of one account) and re-averages the cross-fitted scores psi; the nuisance models
@@ -46,7 +59,7 @@ what was found, so a caller prints the reason rather than catching an exception.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -81,6 +94,7 @@ SPLINE_MIN_DISTINCT = 8
 
 Status = Literal["ok", "too few", "no overlap"]
 Learner = Literal["logistic", "lightgbm"]
+Estimand = Literal["att", "ate"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,10 @@ class PlayEffect:
     folds: int
     n_boot: int
     seed: int
+    #: Which units (rows of the frame, in order) the estimate averages over; None when
+    #: there is no estimate. A simulation's true effect is averaged over the same units.
+    overlap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    estimand: Estimand = "att"
 
     @property
     def ok(self) -> bool:
@@ -135,6 +153,7 @@ def estimate_effect(
     trim: float = TRIM,
     learner: Learner = "logistic",
     seed: int = 0,
+    estimand: Estimand = "att",
 ) -> PlayEffect:
     """The AIPW estimate of ``play``'s effect on ``outcome`` among comparable units.
 
@@ -157,6 +176,11 @@ def estimate_effect(
         learner: nuisance models; "logistic" (spline logistic regression, the default: stable
             on a few hundred units) or "lightgbm" (small fixed trees, one thread).
         seed: folds, models and bootstrap draws; the same seed gives the same numbers.
+        estimand: "att" (the default), the effect on the accounts that got the play: plays
+            go to a minority of renewals, and the question is what the play did for them;
+            only treated units without comparable untreated ones (propensity above
+            1 - trim) are trimmed. "ate", the average effect over every unit in the overlap
+            region [trim, 1 - trim], which trims most units when a play is rare.
     """
     _check(frame, treatment, outcome, covariates, groups, folds, trim)
     t = frame[treatment].to_numpy(dtype=float)
@@ -185,7 +209,7 @@ def estimate_effect(
         return PlayEffect(
             play=play, status=status, reason=reason, naive=naive, n_units=n,
             n_treated=n_t, n_untreated=n_c, trim=trim, learner=learner, folds=folds,
-            n_boot=n_boot, seed=seed, **fields,  # type: ignore[arg-type]
+            n_boot=n_boot, seed=seed, estimand=estimand, **fields,  # type: ignore[arg-type]
         )  # fmt: skip
 
     # Each training part of the cross-fitting must hold both groups.
@@ -199,8 +223,19 @@ def estimate_effect(
 
     x = _design(frame, covariates)
     e, mu0, mu1 = _cross_fit(x, t, y, folds=folds, learner=learner, seed=seed)
-    inside = (e >= trim) & (e <= 1.0 - trim)
-    n_t_in, n_c_in = int(t[inside].sum()), int((1 - t[inside]).sum())
+    if estimand == "att":
+        # The treated need comparable untreated units, not the reverse: trim only where
+        # the play was (almost) certain, and count as comparable the untreated units in
+        # the treated's propensity range.
+        inside = e <= 1.0 - trim
+        floor = e[inside & (t == 1)].min() if (inside & (t == 1)).any() else 1.0
+        n_t_in = int(t[inside].sum())
+        n_c_in = int(((1 - t) * (inside & (e >= floor))).sum())
+        bounds = f"at most {1 - trim:g}"
+    else:
+        inside = (e >= trim) & (e <= 1.0 - trim)
+        n_t_in, n_c_in = int(t[inside].sum()), int((1 - t[inside]).sum())
+        bounds = f"in [{trim:g}, {1 - trim:g}]"
     counts = {
         "n_treated_overlap": n_t_in,
         "n_untreated_overlap": n_c_in,
@@ -210,7 +245,7 @@ def estimate_effect(
         return result(
             "no overlap",
             f"{play}: only {n_t_in} of {n_t} treated and {n_c_in} of {n_c} untreated "
-            f"units have a propensity in [{trim:g}, {1 - trim:g}]; an estimate needs "
+            f"units have a propensity {bounds}; an estimate needs "
             f"{MIN_TREATED} treated and {MIN_UNTREATED} untreated at similar risk. The play "
             "goes to accounts that have no untreated counterpart (or the reverse), so no "
             "comparison is honest; run it on some comparable accounts too, or randomise.",
@@ -219,19 +254,38 @@ def estimate_effect(
 
     # Outside the overlap e may be 0 or 1 (a constant model): those scores are never used.
     e = np.clip(e, 1e-6, 1.0 - 1e-6)
-    psi = (mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)) * 100.0
-    psi_in = np.where(inside, psi, 0.0)
     mask = inside.astype(float)
+    if estimand == "att":
+        # Doubly robust ATT with normalised weights (Moodie et al. 2018; Hajek form): the
+        # treated's outcome residuals against mu0, minus the untreated's residuals
+        # weighted by the odds of treatment e / (1 - e), each averaged with its weights.
+        resid = (y - mu0) * 100.0
+        wt = t * mask
+        wc = (1 - t) * mask * e / (1.0 - e)
 
-    def effect_stat(w: np.ndarray | None) -> np.ndarray:
-        w = np.ones((1, n)) if w is None else np.atleast_2d(w)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (w @ psi_in) / (w @ mask)
+        def effect_stat(w: np.ndarray | None) -> np.ndarray:
+            w = np.ones((1, n)) if w is None else np.atleast_2d(w)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return (w @ (wt * resid)) / (w @ wt) - (w @ (wc * resid)) / (w @ wc)
+
+        tau = float(effect_stat(None)[0])
+        # Influence of each unit on the ratio estimate, for the standard error.
+        psi = wt * (resid - tau) / wt.mean() - wc * (resid - (wc @ resid) / wc.sum()) / wc.mean()
+        se = float(np.std(psi[inside], ddof=1) / np.sqrt(inside.sum()))
+    else:
+        psi = (mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)) * 100.0
+        psi_in = np.where(inside, psi, 0.0)
+
+        def effect_stat(w: np.ndarray | None) -> np.ndarray:
+            w = np.ones((1, n)) if w is None else np.atleast_2d(w)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return (w @ psi_in) / (w @ mask)
+
+        se = float(np.std(psi[inside], ddof=1) / np.sqrt(inside.sum()))
 
     effect = bootstrap_many({"effect": effect_stat}, cluster, n_boot=n_boot, level=level,
                             seed=seed)["effect"]  # fmt: skip
-    se = float(np.std(psi[inside], ddof=1) / np.sqrt(inside.sum()))
-    return result("ok", "", effect=effect, se=se, **counts)
+    return result("ok", "", effect=effect, se=se, overlap=inside, **counts)
 
 
 def describe(effect: PlayEffect) -> list[str]:

@@ -278,7 +278,9 @@ def train(
     clean = stages.open_clean(folder, cfg)
     with progress_bar() as progress:
         ts = stages.training_set(clean, cfg, progress, training_set)
-        result = training.train(ts, cfg, force=force, progress=progress, data_dir=folder)
+        result = training.train(
+            ts, cfg, force=force, progress=progress, data_dir=folder, clean=clean
+        )
     _print_train(result, cfg.tracking.registered_model)
 
 
@@ -340,6 +342,11 @@ def _interval(metrics: dict[str, float], key: str, digits: int = 3) -> str:
 
 def _print_train(r: TrainResult, registered_model: str) -> None:
     _print_evaluation(r.evaluation, r.metrics, r.baselines)
+    if r.plays:
+        console.print("[bold]Plays[/] (effect at the next renewal, against comparable accounts "
+                      "without a play):")  # fmt: skip
+        for line in r.plays:
+            console.print(f"  {escape(line)}")
     console.print(
         f"calibration: {r.calibration} ({r.calibration_kind.replace('_', ' ')})  "
         f"monotone: {r.monotone}"
@@ -450,6 +457,65 @@ def explain(
     console.print(f"Waterfall: {e.png}")
 
 
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+@app.command()
+def plays(
+    data: DataOpt,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the table here (CSV).")
+    ] = None,
+    units_out: Annotated[
+        Path | None,
+        typer.Option("--units", help="Also write the renewals measured, for an audit (Parquet)."),
+    ] = None,
+) -> None:
+    """Did each play work? Its effect on churn at the next renewal for accounts at similar
+    risk (doubly robust, cross-fitted), beside the naive treated-minus-untreated figure."""
+    from pipelines.files import write_atomically
+    from pipelines.plays import measured_table, units_table
+
+    cfg = _config(config)
+    folder = stages.data_location(data, cfg)
+    with progress_bar() as progress:
+        units, effects, measured = stages.measure_plays(folder, cfg, model, progress)
+    n = len(units.frame)
+    table = Table(
+        title=f"Plays run in the {cfg.plays.lead_days} days before {n:,} renewals "
+        f"({int(units.frame['any_play'].sum()):,} with a play); churn change in points, "
+        "negative is fewer churners"
+    )
+    for c in ("play", "status", "effect [90%]", "naive [90%]", "treated", "untreated", "trimmed"):
+        table.add_column(c)
+    for m in measured:
+        table.add_row(
+            escape(m.key), m.status,
+            f"{_points(m.effect)} [{_points(m.low)}, {_points(m.high)}]",
+            f"{_points(m.naive)} [{_points(m.naive_low)}, {_points(m.naive_high)}]",
+            f"{m.treated:,}", f"{m.untreated:,}", f"{m.trimmed:,}",
+        )  # fmt: skip
+    console.print(table)
+    for m in measured:
+        for line in m.lines:
+            console.print(f"  {escape(line)}")
+    if units.unknown_activities:
+        console.print(
+            f"{units.unknown_activities:,} activities name a play that is not in the catalogue "
+            "and were not measured (see churn validate)."
+        )
+    if out is not None:
+        write_atomically(lambda p: measured_table(measured).to_csv(p, index=False), out)
+        console.print(f"Table: {out}")
+    if units_out is not None:
+        audit = units_table(units, effects, measured)
+        write_atomically(lambda p: audit.to_parquet(p, index=False), units_out)
+        console.print(f"Renewals: {units_out}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Where the demo writes.")] = Path("data/demo"),
@@ -481,7 +547,7 @@ def demo(
     clean = stages.open_clean(data, cfg)
     with progress_bar() as progress:
         ts = stages.training_set(clean, cfg, progress, out / "training-set.parquet")
-        result = training.train(ts, cfg, progress=progress)
+        result = training.train(ts, cfg, progress=progress, clean=clean)
     _print_train(result, cfg.tracking.registered_model)
     today = SimConfig().end
     console.rule(f"4. Score the renewals of the next {cfg.labels.within_days} days ({today})")

@@ -108,7 +108,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         if not isinstance(raw, dict):
             raise ContractError(f"{source}: expected a mapping of settings at the top level")
     try:
-        return ChurnConfig.model_validate(_merge(raw, overrides or {}))
+        return with_known_plays(ChurnConfig.model_validate(_merge(raw, overrides or {})))
     except ValidationError as err:
         lines = [
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
@@ -116,3 +116,13 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         ]
         where = f"{source}" if source else "command-line options"
         raise ContractError(f"bad settings in {where}:\n  " + "\n  ".join(lines)) from None
+
+
+def with_known_plays(cfg: ChurnConfig) -> ChurnConfig:
+    """``cfg`` whose ``data.known_plays`` (the plays an activity may name) are the keys and
+    texts of its plays catalogue, unless the file names them."""
+    if cfg.data.known_plays:
+        return cfg
+    texts = cfg.plays.texts()
+    known = tuple(dict.fromkeys([*texts, *texts.values()]))
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"known_plays": known})})

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.training import TrainingSet
-from models.backtest import ALL, BacktestResult
+from models.backtest import ALL, BacktestResult, estimate_summary, estimates_on_folds
 from models.config import ModelConfig
 from models.drift import baseline
 from models.explain import references
@@ -172,4 +172,6 @@ def scoring_context(
             "note": model.calibration_note_,
         },
         "drift_baseline": baseline(frame, main),
+        # How the confidence-based estimate of a book's outcome did on the folds.
+        "expected_on_folds": estimate_summary(estimates_on_folds(result, mc.interval_level)),
     }

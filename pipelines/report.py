@@ -45,7 +45,13 @@ import pandas as pd
 from markupsafe import Markup
 from PIL import Image
 
+from models.plays import MeasuredPlay
 from pipelines.files import write_atomically
+from pipelines.report_format import count as _count
+from pipelines.report_format import money as _money
+from pipelines.report_format import pct as _pct
+from pipelines.report_format import text as _text
+from pipelines.report_sections import outlook_view, plays_view
 
 BANDS = ("red", "yellow", "green")
 BAND_LABEL = {"red": "Red", "yellow": "Yellow", "green": "Green"}
@@ -213,25 +219,6 @@ def portfolio_summary(scores: pd.DataFrame) -> PortfolioSummary:
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def _text(value: Any) -> str:
-    """A cell as display text; missing (None, NaN, NA, NaT) is the empty string."""
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return ""
-    return str(value)
-
-
-def _money(x: float) -> str:
-    return "–" if pd.isna(x) else f"{x:,.0f}"
-
-
-def _pct(x: float, digits: int = 0) -> str:
-    return "–" if pd.isna(x) else f"{x:.{digits}%}"
-
-
-def _count(n: int) -> str:
-    return f"{int(n):,}"
 
 
 def _drivers(row: Mapping[Any, Any]) -> list[str]:
@@ -697,6 +684,8 @@ def render_report(
     evaluation: dict[str, Any],
     drift: pd.DataFrame,
     waterfalls: dict[str, bytes],
+    outlook: Mapping[str, Any] | None = None,
+    plays: Sequence[MeasuredPlay] = (),
 ) -> str:
     """The self-contained ``report.html`` page for CS ops, as a string.
 
@@ -733,6 +722,12 @@ def render_report(
         Each PNG is embedded (re-encoded with a palette, about 16 KB each as base64), so
         pass only the accounts worth showing; pictures of accounts not in ``scores`` are
         left out.
+    outlook
+        Today's expected outcome and earlier runs against theirs
+        (:func:`pipelines.outlook.outlook`); no section when None or empty.
+    plays
+        The plays measured at training (:class:`models.plays.MeasuredPlay`); no section
+        when empty.
 
     The page needs no network: CSS and JS are inline, images are data URIs, and its
     Content-Security-Policy blocks every request. The accounts table is drawn by the page's
@@ -776,6 +771,8 @@ def render_report(
             pictures=len(pictures),
             quality=_quality_view(backtest, evaluation, thresholds, band_quality, model_version),
             drift=_drift_view(drift),
+            outlook=outlook_view(outlook or {}),
+            plays=plays_view(plays),
             data=script_json(accounts_payload(ordered, as_of)),
             waterfalls=script_json(pictures),
         )

@@ -65,7 +65,7 @@ EXTRA_COLUMNS = ("priority", "top_driver", "change", "contract_id", "lead_days",
 #: The score history's columns besides the family contributions and the feature values.
 HISTORY_COLUMNS = (
     "account_id", "as_of", "churn_probability", "model_version", "model_id", "model_uri",
-    "model_features",
+    "model_features", "band", "arr", "renewal_date",
 )  # fmt: skip
 #: Prefixes of a family's contribution and of a feature's value, in batches and the history
 #: (prefixed, so that an account attribute named like a family cannot collide with it).
@@ -241,6 +241,9 @@ class ScoreOutput:
     history: pd.DataFrame
     drift: pd.DataFrame
     waterfalls: dict[str, bytes] = field(default_factory=dict)
+    #: Expected outcome of the scored renewals and earlier runs against theirs
+    #: (:func:`pipelines.outlook.outlook`); written as ``outlook.json``.
+    outlook: dict[str, Any] = field(default_factory=dict)
 
 
 def check_features_match(sm: ScoringModel, ts: TrainingSet) -> None:
@@ -357,7 +360,11 @@ def finish(
         overdue=overdue_flags(batch),
         model_id=sm.model_id,
     )
-    current = batch[["account_id", "as_of", "churn_probability"]].assign(
+    # Band, ARR and renewal date let a later run set this run's expected outcome against
+    # what happened (pipelines.outlook).
+    current = batch[
+        ["account_id", "as_of", "churn_probability", "band", "arr", "renewal_date"]
+    ].assign(
         model_version=sm.version,
         model_id=sm.model_id,
         model_uri=sm.uri,
@@ -485,7 +492,8 @@ def write_scores_dir(
     crash_after: str | None = None,
     write_parquet: Callable[[pd.DataFrame, Path], object] | None = None,
 ) -> None:
-    """Write scores.parquet, scores.csv, drift.csv and report.html atomically (all or none).
+    """Write scores.parquet, scores.csv, drift.csv, outlook.json and report.html atomically
+    (all or none).
 
     The score history is not part of it: :func:`write_history` replaces it afterwards.
 
@@ -504,6 +512,10 @@ def write_scores_dir(
             ("scores.parquet", lambda p: write_table(table, p)),
             ("scores.csv", lambda p: neutralise_csv(table).to_csv(p, index=False)),
             ("drift.csv", lambda p: output.drift.to_csv(p, index=False)),
+            (
+                "outlook.json",
+                lambda p: p.write_text(json.dumps(output.outlook, indent=1), encoding="utf-8"),
+            ),
             ("report.html", lambda p: p.write_text(report_html, encoding="utf-8")),
         ]
         for name, write in steps:

@@ -7,7 +7,7 @@ and writes, so I/O stays here at the edge.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
@@ -17,7 +17,9 @@ import pandas as pd
 from ibis.backends import BaseBackend
 
 from features.errors import ContractError
+from features.progress import part
 from features.read import connect, file_uri_path, read_data, uri_scheme
+from features.resources import free_cores
 from features.snapshots import day_number, terms
 from features.training import (
     TrainingSet,
@@ -27,12 +29,17 @@ from features.training import (
     write_dictionary,
 )
 from features.validate import CleanData, Report, load, validate
-from pipelines.config import ChurnConfig
+from models.play_effects import PlayEffect
+from models.plays import MeasuredPlay
+from pipelines.config import ChurnConfig, with_known_plays
 from pipelines.files import write_atomically
+from pipelines.outlook import outlook
+from pipelines.plays import PlayUnits, check_measurable, measure, play_units
 from pipelines.scoring import (
     ScoreOutput,
     ScoringModel,
     accounts_info,
+    check_features_match,
     default_model_uri,
     load_scoring_model,
     read_history,
@@ -190,6 +197,11 @@ def _scoring_model(cfg: ChurnConfig, model_uri: str | None) -> tuple[ScoringMode
     sm = load_scoring_model(model_uri or default_model_uri(cfg.tracking.registered_model))
     if "plays" not in cfg.model_fields_set:
         cfg = cfg.model_copy(update={"plays": sm.plays})
+    elif not cfg.plays.measured:
+        # The team's own plays, with the effects training measured (routing reads them).
+        cfg = cfg.model_copy(
+            update={"plays": cfg.plays.model_copy(update={"measured": sm.plays.measured})}
+        )
     trained = sm.context.get("labels", {})
     if not trained:
         return sm, cfg
@@ -242,6 +254,15 @@ def score(
             ts, accounts_info(clean.tables), sm, cfg.plays, previous, cfg.scoring.waterfalls
         )
     ctx = sm.context
+    contracts = (
+        clean.tables["contracts"].select("account_id", "end_date", "outcome").to_pandas()
+        if "contracts" in clean.tables
+        else None
+    )
+    output = replace(
+        output,
+        outlook=outlook(output.scores, previous, contracts, as_of, ctx.get("expected_on_folds")),
+    )
     html = render_report(
         output.scores,
         as_of=as_of,
@@ -252,6 +273,8 @@ def score(
         evaluation=ctx["evaluation"],
         drift=output.drift,
         waterfalls=output.waterfalls,
+        outlook=output.outlook,
+        plays=cfg.plays.measured,
     )
     if progress:
         progress("writing", 0.9)
@@ -412,3 +435,34 @@ def explain_account(
     path = out_dir / f"explain-{account_id}-{as_of}.png"
     path.write_bytes(png)
     return AccountExplanation(row, history.reset_index(drop=True), path)
+
+
+def measure_plays(
+    data_dir: Path, cfg: ChurnConfig, model_uri: str | None = None, progress: Progress = None
+) -> tuple[PlayUnits, list[PlayEffect], tuple[MeasuredPlay, ...]]:
+    """Each play's effect on churn at the next renewal, measured with the model's
+    point-in-time probability and drivers (:mod:`pipelines.plays`)."""
+    sm, cfg = _scoring_model(cfg, model_uri)
+    cfg = with_known_plays(cfg)
+    clean = open_clean(data_dir, cfg)
+    check_measurable(clean.tables, cfg.labels.label)
+    check_model_tables(sm, clean.tables, data_dir)
+    end = clean.report.end.day if clean.report.end else None
+    build = part(progress, 0.0, 0.5, "features")
+    ts = build_training_set(clean.tables, cfg.labels, cfg.features, end, build, sm.top_events)
+    check_features_match(sm, ts)
+    rows = None
+    if cfg.plays.lead_days not in cfg.labels.lead_days:
+        labels = cfg.labels.model_copy(update={"lead_days": (cfg.plays.lead_days,)})
+        at_lead = build_training_set(clean.tables, labels, cfg.features, end, None, sm.top_events)
+        rows = at_lead.frame
+    acts = clean.tables["activities"].select("account_id", "ts", "play").to_pandas()
+    if progress:
+        progress("refitting the model by account", 0.55)
+    units = play_units(
+        ts.frame, sm.scorer, acts, cfg.plays, rows, seed=cfg.seed, num_threads=free_cores()
+    )
+    effects, measured = measure(
+        units, cfg.plays, seed=cfg.seed, progress=part(progress, 0.7, 1.0, "plays")
+    )
+    return units, effects, measured

@@ -27,13 +27,15 @@ from mlflow.data.pandas_dataset import from_pandas
 from features.catalog import Feature, dictionary
 from features.progress import Progress, part
 from features.resources import free_cores
-from models.backtest import INTERVAL_METRICS, BacktestResult
+from models.backtest import INTERVAL_METRICS, BacktestResult, estimate_summary, estimates_on_folds
 from models.backtest import backtest as run_backtest
 from models.champion import GATE_RULE, GateDecision, champion_gate, compare, first_model_gate
 from models.config import ModelConfig
 from models.folds import require_outcomes
+from models.plays import PlayConfig
 from models.plots import save_plots
 from models.procedure import Trained, train_procedure
+from models.train import ChurnModel
 from models.tune import STUDY_SETTINGS
 from pipelines.config import ChurnConfig
 from pipelines.context import CONTEXT_FILE, evaluation_summary, scoring_context
@@ -95,6 +97,8 @@ class TrainResult:
     calibration_kind: str
     params: dict[str, Any]
     n_estimators: int
+    #: Each measured play's plain words (empty when the data has no activities).
+    plays: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,12 @@ def _log_backtest(result: BacktestResult, folder: Path, evaluation: dict[str, An
     result.folds.to_csv(bt / "folds.csv", index=False)
     result.scores.to_csv(bt / "scores.csv.gz", index=False)
     (bt / "evaluation.json").write_text(json.dumps(evaluation, indent=2), encoding="utf-8")
+    # The confidence-based estimator replayed on the folds: each fold's later renewals at
+    # one lead, estimated from the fold model's probabilities, against what happened.
+    estimates = estimates_on_folds(result, evaluation.get("interval_level", 0.9))
+    estimates.to_csv(bt / "expected_vs_realized.csv", index=False)
+    mlflow.log_metrics({f"cbpe_{k}": v for k, v in estimate_summary(estimates).items()
+                        if np.isfinite(v)})  # fmt: skip
     save_plots(result, bt / "plots")
     mlflow.log_artifacts(str(bt), "backtest")
     t = result.metrics
@@ -220,6 +230,52 @@ def _log_backtest(result: BacktestResult, folder: Path, evaluation: dict[str, An
             "evaluation": evaluation["statement"][:4900],
         }
     )
+
+
+def _measure_plays(
+    data: Any,
+    ts: TrainingSetLike,
+    model: ChurnModel,
+    context: dict[str, Any],
+    cfg: ChurnConfig,
+    folder: Path,
+    progress: Progress,
+) -> PlayConfig:
+    """The plays with the final model's measure of each (:mod:`pipelines.plays`), logged as
+    ``plays/plays.csv`` and ``play_<key>_effect`` metrics; ``cfg.plays`` unchanged when the
+    data has no activities or the label is not a renewal."""
+    tables = getattr(data, "tables", None)
+    if tables is None or "activities" not in tables or cfg.labels.label != "renewal":
+        return cfg.plays
+    from features.training import build_training_set
+    from models.scorer import HealthScorer
+    from pipelines.plays import measure, measured_table, play_units
+
+    lead = cfg.plays.lead_days
+    rows = None
+    if lead not in cfg.labels.lead_days:
+        end = data.report.end.day if data.report.end else None
+        labels = cfg.labels.model_copy(update={"lead_days": (lead,)})
+        rows = build_training_set(tables, labels, cfg.features, end, top_events=ts.top_events).frame
+    scorer = HealthScorer.from_model(model, context, cfg.plays, ts.top_events)
+    acts = tables["activities"].select("account_id", "ts", "play").to_pandas()
+    units = play_units(
+        ts.frame, scorer, acts, cfg.plays, rows, seed=cfg.seed, num_threads=_threads(cfg.model)
+    )
+    _, measured = measure(units, cfg.plays, seed=cfg.seed, progress=progress)
+    pdir = folder / "plays"
+    pdir.mkdir(parents=True, exist_ok=True)
+    measured_table(measured).to_csv(pdir / "plays.csv", index=False)
+    mlflow.log_artifacts(str(pdir), "plays")
+    mlflow.log_param("plays.lead_days", lead)
+    for m in measured:
+        mlflow.log_metrics(
+            {f"play_{m.key}_{name}": float(v)
+             for name, v in (("effect", m.effect), ("effect_lo", m.low), ("effect_hi", m.high),
+                             ("naive", m.naive), ("treated", m.treated))
+             if v is not None}
+        )  # fmt: skip
+    return cfg.plays.model_copy(update={"measured": measured})
 
 
 def _baseline_auc(result: BacktestResult) -> dict[str, float]:
@@ -296,6 +352,7 @@ def train(
     cwd: Path | None = None,
     progress: Progress = None,
     data_dir: Path | None = None,
+    clean: Any = None,
 ) -> TrainResult:
     """Backtest the training procedure, run it on all history, log, register, gate.
 
@@ -334,6 +391,10 @@ def train(
         model (``reproduce.json``: code version, resolved settings, a digest of every input
         file, package versions; :mod:`pipelines.provenance`), which ``churn train
         --from-run`` reads back.
+    clean
+        The validated data a ready training set ``data`` was built from (``CleanData``),
+        when ``data`` is not itself ``CleanData``: its ``activities`` table, if any, is
+        what the plays are measured from (:mod:`pipelines.plays`).
 
     Raises :class:`models.folds.TooFewLabels` (exit 2 at the CLI) before any run starts
     when the history holds too few churned or retained outcomes.
@@ -376,8 +437,12 @@ def train(
         context = scoring_context(ts, final, result, mc, cfg.bands.per_segment)  # type: ignore[arg-type]
         context["labels"] = {"label": cfg.labels.label, "horizon_days": cfg.labels.horizon_days}
         mlflow.log_dict(context, CONTEXT_FILE)
+        plays = _measure_plays(
+            clean if clean is not None else data, ts, model, context, cfg, folder,
+            part(progress, 0.9, 0.93, "plays"),
+        )  # fmt: skip
         # The model carries its scoring context and plays: it scores and serves on its own.
-        info = log_churn_model(model, ts.frame, context, ts.top_events, cfg.plays)
+        info = log_churn_model(model, ts.frame, context, ts.top_events, plays)
         summary = result.summary("model")
         decision, previous = _gate(result, ts, record, mc, tracking, force, threads, progress)
         mlflow.set_tag("gate_rule", GATE_RULE.format(level=mc.interval_level))
@@ -415,6 +480,7 @@ def train(
         calibration_kind=model.calibration_kind_,
         params=final.tuned.params,
         n_estimators=final.tuned.n_estimators,
+        plays=tuple(line for m in plays.measured for line in m.lines),
     )
 
 

@@ -324,3 +324,16 @@ def test_scoring_writes_only_what_it_promises(sim_dir: Path, trained: Path, tmp_
     assert added == {"scores", "score-history.parquet"}
     assert [e.experiment_id for e in client.search_experiments()] == experiments
     assert len(client.search_runs(experiments)) == runs
+
+
+def test_plays_without_activities_exits_2_and_says_what_to_export(
+    sim_dir: Path, trained: Path, tmp_path: Path
+) -> None:
+    data = copy_world(sim_dir, tmp_path / "no-activities", drop="activities")
+    cwd = scoring_dir(trained, tmp_path)
+    before = listing(cwd)
+    run = churn("plays", "--data", str(data), "--out", "plays.csv", cwd=cwd)
+    assert run.returncode == 2, run.err
+    assert "activities: the data directory has no activities table" in run.err
+    assert "activities.parquet or activities.csv" in run.err
+    assert listing(cwd) == before, "no table written"

@@ -59,10 +59,13 @@ def estimate(frame: pd.DataFrame, **kw: object) -> PlayEffect:
     return estimate_effect(frame, **(args | kw))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("estimand", ["att", "ate"])
 @pytest.mark.parametrize("planted", [-0.10, 0.0, 0.08], ids=["helps", "null", "harms"])
-def test_aipw_recovers_planted_effect_and_naive_does_not(planted: float, seed: int) -> None:
+def test_aipw_recovers_planted_effect_and_naive_does_not(
+    planted: float, estimand: str, seed: int
+) -> None:
     frame = world(3000, planted, seed)
-    result = estimate(frame, seed=seed, n_boot=300, level=0.95)
+    result = estimate(frame, seed=seed, n_boot=300, level=0.95, estimand=estimand)
     truth = 100 * planted
     assert result.ok, result.reason
     assert result.effect.low <= truth <= result.effect.high, result.effect
@@ -72,7 +75,15 @@ def test_aipw_recovers_planted_effect_and_naive_does_not(planted: float, seed: i
     assert not result.effect.low <= result.naive.estimate <= result.effect.high, result.naive
     assert result.naive.estimate - truth > 8.0
     assert result.n_treated_overlap >= MIN_TREATED
-    assert result.n_trimmed == result.n_units - result.n_overlap > 0
+    # ATT trims only where the play was near certain; ATE also where it was near impossible.
+    assert 0 < result.n_trimmed < result.n_units
+    assert result.n_overlap <= result.n_units - result.n_trimmed
+    if estimand == "ate":
+        assert result.n_trimmed == result.n_units - result.n_overlap
+    assert (
+        result.overlap is not None
+        and int(result.overlap.sum()) == result.n_units - result.n_trimmed
+    )
     assert result.se > 0
 
 
