@@ -23,6 +23,7 @@ from features.build import feature_table
 from features.catalog import Feature, dictionary
 from features.config import FeatureConfig, LabelConfig
 from features.errors import ContractError
+from features.progress import Progress
 from features.snapshots import (
     calendar_days,
     day_number,
@@ -34,7 +35,6 @@ from features.snapshots import (
 from features.usage import common_events, lookback_days, rollups
 from features.windows import account_splits
 
-Progress = Callable[[str, float], None] | None
 ID_COLUMNS = ("account_id", "contract_id", "as_of", "lead_days")
 LABEL_COLUMNS = ("label", "label_known_at", "expansion")
 CONTEXT_COLUMNS = (

@@ -90,6 +90,11 @@ class BacktestResult:
     plan: FoldPlan
     rows_used: dict[str, pd.Index]
 
+    def pooled(self, per_fold: bool = False) -> pd.DataFrame:
+        """The metrics rows over every lead time and segment: pooled over the folds too
+        (one row per scorer), or ``per_fold`` (one row per fold and scorer)."""
+        return pooled_rows(self.metrics, per_fold)
+
     @property
     def kind(self) -> str:
         """``"out_of_time"`` or ``"cross_fitted"`` (held-out accounts)."""
@@ -97,8 +102,8 @@ class BacktestResult:
 
     def summary(self, scorer: str = "model") -> dict[str, float]:
         """Pooled metrics of one scorer over all folds, lead times and segments."""
-        t = self.metrics
-        row = t[(t.fold == ALL) & t.lead_days.isna() & (t.segment == ALL) & (t.scorer == scorer)]
+        t = self.pooled()
+        row = t[t.scorer == scorer]
         if row.empty:
             raise KeyError(f"no scorer {scorer!r}; have {sorted(t.scorer.unique())}")
         values = row.iloc[0].drop(["fold", "lead_days", "segment", "scorer"])
@@ -110,6 +115,14 @@ class BacktestResult:
         level = float(self.metrics.attrs.get("interval_level", 0.95))
         return Interval(s[metric], s.get(f"{metric}_lo", np.nan), s.get(f"{metric}_hi", np.nan),
                         level)  # fmt: skip
+
+
+def pooled_rows(metrics: pd.DataFrame, per_fold: bool = False) -> pd.DataFrame:
+    """Rows of a metrics table (:attr:`BacktestResult.metrics`) over every lead time and
+    segment: the one pooled over the folds, or each fold's (``per_fold``)."""
+    t = metrics
+    folds = t.fold != ALL if per_fold else t.fold == ALL
+    return t[folds & t.lead_days.isna() & (t.segment == ALL)]
 
 
 def backtest(

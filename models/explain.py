@@ -49,13 +49,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.catalog import Feature, Healthy
+from features.catalog import Family, Feature, Healthy
+from models.plays import check_families
 
 #: How a family reads in a sentence, when it raises risk.
 FAMILY_NAMES = {
@@ -72,6 +73,7 @@ FAMILY_NAMES = {
     "lifecycle": "contract and tenure",
     "static": "account profile",
 }
+check_families(get_args(Family), FAMILY_NAMES, "models.explain.FAMILY_NAMES")
 SENTIMENT_NAMES = {0: "red", 1: "yellow", 2: "green"}
 ALL_SEGMENTS = "all"
 #: A family contribution (log-odds) smaller than this in size is no driver.

@@ -16,10 +16,12 @@ the family's own play (``prefer_measured: false`` turns this off).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from typing import get_args
 
 from pydantic import Field, field_validator
 
+from features.catalog import Family
 from features.config import Frozen
 
 DEFAULT_PLAYS: dict[str, str] = {
@@ -36,6 +38,21 @@ DEFAULT_PLAYS: dict[str, str] = {
     "static": "Review the account's fit and success plan",
     "activities": "No recent CS touch: schedule a check-in call with the main users",
 }
+
+
+def check_families(declared: Collection[str], named: Mapping[str, str], what: str) -> None:
+    """Raise when a feature family has no entry in ``named`` (its play, its words): a family
+    without a play would route its accounts to "No action" without a word."""
+    missing = [f for f in declared if f not in named]
+    if missing:
+        raise ImportError(
+            f"{what}: the feature families {', '.join(missing)} (features.catalog.Family) "
+            f"have no entry; add one for each, so that an account driven by the family "
+            "gets an action and words a CSM can read"
+        )
+
+
+check_families(get_args(Family), DEFAULT_PLAYS, "models.plays.DEFAULT_PLAYS")
 
 #: Plays that are not one family's own, by key, and the driver families each addresses.
 EXTRA_PLAYS: dict[str, str] = {

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from models import metrics as m
-from models.backtest import ALL, PROBABILISTIC, BacktestResult
+from models.backtest import PROBABILISTIC, BacktestResult
 
 LABELS = {
     "model": "learned model",
@@ -66,8 +66,7 @@ def lift_plot(result: BacktestResult, path: Path) -> Path:
 
 def metrics_over_cutoffs_plot(result: BacktestResult, path: Path) -> Path:
     """ROC AUC and Brier score of each scorer at each cut-off."""
-    t = result.metrics
-    t = t[(t.fold != ALL) & t.lead_days.isna() & (t.segment == ALL)]
+    t = result.pooled(per_fold=True)
     fig = Figure(figsize=(10, 4.2))
     axes = fig.subplots(1, 2)
     for s in _scorers(result):
@@ -86,8 +85,7 @@ def metrics_over_cutoffs_plot(result: BacktestResult, path: Path) -> Path:
 
 def comparison_plot(result: BacktestResult, path: Path) -> Path:
     """Pooled ROC AUC, PR AUC and top-decile recall, the model beside the baselines."""
-    t = result.metrics
-    t = t[(t.fold == ALL) & t.lead_days.isna() & (t.segment == ALL)].set_index("scorer")
+    t = result.pooled().set_index("scorer")
     scorers = _scorers(result)
     names = ("roc_auc", "pr_auc", "recall_top_decile")
     fig = Figure(figsize=(9, 4.2))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.training import TrainingSet
-from models.backtest import ALL, BacktestResult, estimate_summary, estimates_on_folds
+from models.backtest import BacktestResult, estimate_summary, estimates_on_folds
 from models.config import ModelConfig
 from models.drift import baseline
 from models.explain import references
@@ -54,8 +54,8 @@ def evaluation_summary(result: BacktestResult, frame: pd.DataFrame, mc: ModelCon
     months = max(1, round((last - first).days / 30.44))
     scored = result.scores
     auc = result.interval("model", "roc_auc")
-    t = result.metrics
-    per_fold = t[(t.fold != ALL) & t.lead_days.isna() & (t.segment == ALL) & (t.scorer == "model")]
+    per_fold = result.pooled(per_fold=True)
+    per_fold = per_fold[per_fold.scorer == "model"]
     ece = [
         {"fold": str(r["fold"]), "rows": int(r["rows"]), "ece": float(r["ece"])}
         for r in per_fold.to_dict("records")

@@ -41,6 +41,7 @@ from mlflow.exceptions import MlflowException
 
 from features.catalog import Feature
 from features.errors import ContractError
+from features.progress import Progress
 from features.training import TrainingSet, build_scoring_set
 from models.columns import matrix
 from models.drift import drift_table
@@ -54,7 +55,6 @@ from pipelines.context import CONTEXT_FILE
 from pipelines.files import write_atomically
 from pipelines.report import neutralise_csv
 
-Progress = Callable[[str, float], None] | None
 #: The columns of scores.parquet / scores.csv fixed by the data contract, in order
 #: (``overdue`` is the contract's optional column: always written).
 CONTRACT_COLUMNS = (

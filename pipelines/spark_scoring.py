@@ -38,6 +38,7 @@ import pyarrow as pa
 from ibis.backends import BaseBackend
 
 from features.catalog import Feature
+from features.progress import Progress
 from features.spark import held_on_spark, spark_uri
 from features.training import (
     RAW_COLUMNS,
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.types import StructType
 
-Progress = Callable[[str, float], None] | None
 #: The feature expression's unique row id; carried through to find a row's features again.
 ROW_ID = "snapshot_id"
 #: Column names used on Spark only; the leading underscore keeps them off feature names.

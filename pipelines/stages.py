@@ -6,7 +6,7 @@ and writes, so I/O stays here at the edge.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -17,7 +17,7 @@ import pandas as pd
 from ibis.backends import BaseBackend
 
 from features.errors import ContractError
-from features.progress import part
+from features.progress import Progress, part
 from features.read import connect, file_uri_path, read_data, uri_scheme
 from features.resources import free_cores
 from features.snapshots import day_number, terms
@@ -49,8 +49,6 @@ from pipelines.scoring import (
     write_scores_dir,
 )
 from pipelines.tracking import check_model_uri, open_tracking
-
-Progress = Callable[[str, float], None] | None
 
 
 def simulate_world(

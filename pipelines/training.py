@@ -207,15 +207,14 @@ def _log_backtest(result: BacktestResult, folder: Path, evaluation: dict[str, An
                         if np.isfinite(v)})  # fmt: skip
     save_plots(result, bt / "plots")
     mlflow.log_artifacts(str(bt), "backtest")
-    t = result.metrics
-    pooled = t[(t.fold == "all") & t.lead_days.isna() & (t.segment == "all")]
+    pooled = result.pooled()
     names = [*LOGGED_METRICS, *(f"{k}_{e}" for k in INTERVAL_METRICS for e in ("lo", "hi"))]
     for _, row in pooled.iterrows():
         mlflow.log_metrics(
             {f"backtest_{row.scorer}_{k}": float(row[k]) for k in names
              if k in row and np.isfinite(row[k])}
         )  # fmt: skip
-    per_fold = t[(t.fold != "all") & t.lead_days.isna() & (t.segment == "all")]
+    per_fold = result.pooled(per_fold=True)
     for step, (_, rows) in enumerate(per_fold.groupby("fold", sort=True)):
         for _, row in rows.iterrows():
             mlflow.log_metric(f"fold_{row.scorer}_roc_auc", float(row.roc_auc), step=step)

@@ -279,3 +279,17 @@ def test_the_report_shows_the_expected_outcome_and_the_plays_in_words() -> None:
     assert outlook_view({}) is None
     bare = render(scores)
     assert 'id="outlook"' not in bare and 'id="plays"' not in bare
+
+
+def test_a_feature_family_without_a_play_or_words_is_an_error_at_import() -> None:
+    from typing import get_args
+
+    from features.catalog import Family
+    from models.explain import FAMILY_NAMES
+    from models.plays import check_families
+
+    assert set(get_args(Family)) <= set(DEFAULT_PLAYS) and set(get_args(Family)) <= set(
+        FAMILY_NAMES
+    )
+    with pytest.raises(ImportError, match=r"families meetings .* have no entry"):
+        check_families((*get_args(Family), "meetings"), DEFAULT_PLAYS, "models.plays.DEFAULT_PLAYS")

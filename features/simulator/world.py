@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from features.progress import Progress
 from features.simulator.accounts import Accounts, Grid, draw_accounts, make_grid
 from features.simulator.chunk import KEY_ACCOUNTS, child, simulate_chunk
 from features.simulator.config import PLAY_KEYS, SEGMENTS, SimConfig
@@ -17,7 +17,6 @@ from features.simulator.dynamics import OUTCOMES, PRIORITIES
 from features.simulator.outcome import DRIVERS, dominant_reason
 from features.simulator.plays import CHANNELS, NOTES, PLAY_TEXTS
 
-Progress = Callable[[str, float], None]
 Arrays = dict[str, npt.NDArray[Any]]
 
 TABLES: tuple[str, ...] = (
@@ -88,7 +87,7 @@ def _concat(parts: list[Arrays], offsets: list[int]) -> Arrays:
     return out
 
 
-def simulate(cfg: SimConfig, progress: Progress | None = None) -> World:
+def simulate(cfg: SimConfig, progress: Progress = None) -> World:
     """Simulate the world described by ``cfg``.
 
     Parameters
