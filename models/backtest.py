@@ -30,7 +30,7 @@ from features.progress import Progress, part
 from models import cbpe
 from models import metrics as m
 from models.bands import BandConfig
-from models.baselines import EngagementScore, HealthScore, LogisticBaseline, health_band
+from models.baselines import BASELINES, health_band
 from models.columns import check_training_frame
 from models.config import ModelConfig
 from models.folds import (
@@ -44,10 +44,9 @@ from models.procedure import train_procedure
 from models.uncertainty import Interval, bootstrap_many
 
 #: Scorers whose output is a probability (Brier, log loss and ECE apply).
-PROBABILISTIC = ("model", "logistic", "oracle")
+PROBABILISTIC = ("model", *(b.name for b in BASELINES.values() if b.probabilistic), "oracle")
 #: Scorers whose risk is ``1 - score / 100`` of a 0-100 health score, banded 40/70.
-HEALTH_SCALE = ("health_score", "engagement_score")
-BASELINES = ("health_score", "engagement_score", "logistic")
+HEALTH_SCALE = tuple(b.name for b in BASELINES.values() if b.health_scale)
 ALL = "all"
 #: Columns of the scored rows copied from the training set.
 KEYS = ("account_id", "contract_id", "as_of", "lead_days", "renewal_date", "segment", "arr",
@@ -183,9 +182,8 @@ def backtest(
             fold=fold.name, row=valid.index, model=trained.model.predict_risk(valid),
             yellow_at=yellow, red_at=red,
         )  # fmt: skip
-        out["health_score"] = HealthScore().fit(train, features).predict_risk(valid)
-        out["engagement_score"] = EngagementScore().fit(train, features).predict_risk(valid)
-        out["logistic"] = LogisticBaseline().fit(train, features).predict_risk(valid)
+        for b in BASELINES.values():
+            out[b.name] = b.make().fit(train, features).predict_risk(valid)
         if oracle is not None:
             out["oracle"] = valid["oracle"].to_numpy()
         parts.append(out)

@@ -10,8 +10,9 @@ more likely to churn), like :class:`models.train.ChurnModel`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -208,3 +209,34 @@ class LogisticBaseline(BaseEstimator):
             raise ValueError("this LogisticBaseline is not fitted yet: call fit first")
         check_columns(frame, list(self.feature_names_in_), at_fit=False)
         return self.pipeline_.predict_proba(self._matrix(frame))[:, 1]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A scorer the learned model is compared with, in every backtest fold.
+
+    ``make`` gives an unfitted estimator with ``fit(frame, features)`` and
+    ``predict_risk(frame)``; ``health_scale`` marks a risk that is ``1 - score / 100`` of a
+    0-100 health score (banded by :data:`HEALTH_BANDS`), ``probabilistic`` one that is a
+    probability (Brier, log loss and calibration apply).
+    """
+
+    name: str
+    label: str
+    make: Callable[[], Any]
+    health_scale: bool = False
+    probabilistic: bool = False
+
+
+#: Every baseline, in the order tables and plots show them: the backtest scores each of
+#: them in every fold, the plots and the logged metrics read them from here.
+BASELINES: dict[str, Baseline] = {
+    b.name: b
+    for b in (
+        Baseline("health_score", "hand-weighted health score", HealthScore, health_scale=True),
+        Baseline(
+            "engagement_score", "product engagement score", EngagementScore, health_scale=True
+        ),
+        Baseline("logistic", "logistic regression", LogisticBaseline, probabilistic=True),
+    )
+}

@@ -13,12 +13,11 @@ from matplotlib.figure import Figure
 
 from models import metrics as m
 from models.backtest import PROBABILISTIC, BacktestResult
+from models.baselines import BASELINES
 
 LABELS = {
     "model": "learned model",
-    "health_score": "hand-weighted health score",
-    "engagement_score": "product engagement score",
-    "logistic": "logistic regression",
+    **{b.name: b.label for b in BASELINES.values()},
     "oracle": "oracle (true probability)",
 }
 

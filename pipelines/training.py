@@ -29,6 +29,7 @@ from features.progress import Progress, part
 from features.resources import free_cores
 from models.backtest import INTERVAL_METRICS, BacktestResult, estimate_summary, estimates_on_folds
 from models.backtest import backtest as run_backtest
+from models.baselines import BASELINES
 from models.champion import GATE_RULE, GateDecision, champion_gate, compare, first_model_gate
 from models.config import ModelConfig
 from models.folds import require_outcomes
@@ -280,7 +281,7 @@ def _measure_plays(
 def _baseline_auc(result: BacktestResult) -> dict[str, float]:
     return {
         s: result.summary(s)["roc_auc"]
-        for s in ("health_score", "engagement_score", "logistic", "oracle")
+        for s in (*BASELINES, "oracle")
         if s in result.scores.columns
     }
 
