@@ -162,14 +162,19 @@ def _contributions(
         "users": ROWS,
         "days": DAY,
         **_ends(u, "u", windows),
-        # new users: first active after 90 quiet days, or after a 60-90 day gap (see module)
-        "na": u.gp.isnull() | (u.gp >= NEW_GAP),
-        "nb_start": _between(u.gn, NEW_GAP - MONTH, NEW_GAP),
-        "nb_end": _between(u.gp, NEW_GAP - MONTH, NEW_GAP),
-        # lost users: active 31-60 days ago and not since
-        "la": u.gn.isnull() | (u.gn >= LOST_SPAN),
-        "lb_start": _between(u.gn, MONTH, LOST_SPAN),
-        "lb_end": _between(u.gp, MONTH, LOST_SPAN),
+        # New users (see the module docstring): a user-day is new when the user was quiet
+        # for NEW_GAP days before it (new_after_quiet); a user whose previous gap was 60-90
+        # days is new for the part of the window the gap spans (new_gap_start at the day
+        # the gap closes, new_gap_end where it opened).
+        "new_after_quiet": u.gp.isnull() | (u.gp >= NEW_GAP),
+        "new_gap_start": _between(u.gn, NEW_GAP - MONTH, NEW_GAP),
+        "new_gap_end": _between(u.gp, NEW_GAP - MONTH, NEW_GAP),
+        # Lost users: active 31-60 days before the snapshot and not since. lost_quiet_since
+        # marks a user-day with no next one for LOST_SPAN days; lost_gap_start and
+        # lost_gap_end mark both ends of a gap of MONTH to LOST_SPAN days.
+        "lost_quiet_since": u.gn.isnull() | (u.gn >= LOST_SPAN),
+        "lost_gap_start": _between(u.gn, MONTH, LOST_SPAN),
+        "lost_gap_end": _between(u.gp, MONTH, LOST_SPAN),
     }
     kd = _gaps(ud.filter(ud.k > 0), ["account_id", "user_id"])
     key_cols = {"kusers": ROWS, **_ends(kd, "k", [MONTH])}
@@ -234,8 +239,13 @@ def _lookups(contrib: ir.Table, snaps: ir.Table, need: set[tuple[str, int]]) -> 
     )
 
 
-def _formulas(F: Lookup, cfg: FeatureConfig, top_events: Sequence[str]) -> dict[str, ir.Value]:
-    """The features (and ``_`` helpers) from running sums ``F(col, offset)``."""
+def _formulas(
+    running_sum: Lookup, cfg: FeatureConfig, top_events: Sequence[str]
+) -> dict[str, ir.Value]:
+    """The features (and ``_`` helpers) from running sums: ``running_sum(col, offset)`` is
+    the account's sum of ``col`` over the days before ``as_of - offset`` (``F`` of the
+    module docstring)."""
+    F = running_sum  # the module docstring's name, kept short: the formulas read like it
 
     def window(col: str, w: int, start: int = 0) -> ir.IntegerValue:
         return F(col, start) - F(col, start + w)
@@ -257,8 +267,12 @@ def _formulas(F: Lookup, cfg: FeatureConfig, top_events: Sequence[str]) -> dict[
     out["_n_prev30"], out["_k_prev30"] = window("n", MONTH, MONTH), window("k", MONTH, MONTH)
     out["_u_prev30"] = active("u", "users", MONTH, at=MONTH)
     out["key_users_30d"] = active("k", "kusers", MONTH)
-    out["new_users_30d"] = window("na", MONTH) + F("nb_start", NEW_GAP) - F("nb_end", MONTH)
-    out["lost_users_30d"] = window("la", MONTH, MONTH) + F("lb_start", MONTH) - F("lb_end", 0)
+    out["new_users_30d"] = (
+        window("new_after_quiet", MONTH) + F("new_gap_start", NEW_GAP) - F("new_gap_end", MONTH)
+    )
+    out["lost_users_30d"] = (
+        window("lost_quiet_since", MONTH, MONTH) + F("lost_gap_start", MONTH) - F("lost_gap_end", 0)
+    )
     weeks = [window("n", 7, 7 * j) for j in range(SLOPE_WEEKS)]
     out["_slope"] = sum(((SLOPE_WEEKS // 2 - j) * c for j, c in enumerate(weeks)), ibis.literal(0))
     out["_n_slope"] = window("n", 7 * SLOPE_WEEKS)
