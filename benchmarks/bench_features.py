@@ -91,7 +91,7 @@ def _connect(a: argparse.Namespace) -> Any:
 
 
 def stage_simulate(a: argparse.Namespace) -> dict[str, Any]:
-    from features.simulator import SimConfig, simulate, write_world
+    from simulator import SimConfig, simulate, write_world
 
     t = time.perf_counter()
     cfg = SimConfig(accounts=a.accounts, seed=a.seed, session_events=a.session_events)

@@ -101,9 +101,9 @@ def prepare(name: str, spec: dict[str, Any], accounts: int, seed: int, root: Pat
     """Simulate the world to half a year past the cut, write the cut data and the held-out
     snapshots (features from the full data: point in time, so as of then)."""
     from features.config import FeatureConfig, LabelConfig
-    from features.simulator import ChurnWeights, SimConfig, World, simulate, write_world
     from features.training import build_training_set
     from features.validate import load
+    from simulator import ChurnWeights, SimConfig, World, simulate, write_world
 
     folder = root / name.replace(" ", "_").replace(",", "").replace(".", "")
     if (folder / "holdout.parquet").is_file():  # kept from an earlier run (--keep)

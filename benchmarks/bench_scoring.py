@@ -25,9 +25,9 @@ from models.columns import matrix
 from models.explain import references
 from models.metrics import roc_auc
 from models.plays import PlayConfig
-from models.synthetic import make_planted
 from models.train import ChurnModel
 from pipelines.scoring import ScoringModel, explain_batch
+from simulator.synthetic import make_planted
 
 T = TypeVar("T")
 

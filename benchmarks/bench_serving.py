@@ -170,12 +170,12 @@ def measure(a: argparse.Namespace, work: Path) -> str:
     """Train, score, serve and time; the Markdown table of the figures."""
     import mlflow
 
-    from features.simulator import SimConfig, simulate, write_world
     from features.validate import load
     from models.scorer import request_rows
     from pipelines import stages, training
     from pipelines.config import load_config
     from pipelines.scoring import load_scoring_model, scoring_set
+    from simulator import SimConfig, simulate, write_world
 
     world = work / "world"
     write_world(simulate(SimConfig(accounts=a.accounts, seed=a.seed)), world)

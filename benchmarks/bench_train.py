@@ -24,7 +24,7 @@ from models.backtest import backtest
 from models.bands import BandConfig
 from models.config import ModelConfig
 from models.procedure import train_procedure
-from models.synthetic import make_planted
+from simulator.synthetic import make_planted
 
 #: Rows per account of the planted set with the default six lead times (measured).
 ROWS_PER_ACCOUNT = 9.4
@@ -39,9 +39,9 @@ def planted_set(rows: int, seed: int) -> tuple[Any, Any, Any]:
 def world_set(accounts: int, seed: int) -> tuple[Any, Any, Any]:
     """The training set of a simulated world, with the simulator's true probabilities."""
     from features.config import FeatureConfig, LabelConfig
-    from features.simulator import SimConfig, simulate, write_world
     from features.training import build_training_set
     from features.validate import load
+    from simulator import SimConfig, simulate, write_world
 
     world = simulate(SimConfig(accounts=accounts, seed=seed))
     with tempfile.TemporaryDirectory() as tmp:

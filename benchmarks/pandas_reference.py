@@ -244,9 +244,9 @@ def compare(ours: pd.DataFrame, ref: pd.DataFrame, rtol: float = 1e-9) -> list[s
 def check(data_dir: Path, accounts: int = 100, seed: int = 7) -> int:
     """Build both on a small simulated world (written if absent) and compare; rows compared."""
     from features.read import connect
-    from features.simulator import SimConfig, simulate, write_world
     from features.training import build_training_set
     from features.validate import load
+    from simulator import SimConfig, simulate, write_world
 
     if not data_dir.exists():
         write_world(simulate(SimConfig(accounts=accounts, seed=seed)), data_dir)

@@ -128,10 +128,10 @@ def simulate(
     ] = "parquet",
 ) -> None:
     """Write a simulated B2B SaaS world; its ground truth goes to OUT-truth.parquet beside it."""
+    from simulator.write import simulate_to  # test data: only this verb and the demo
+
     with progress_bar() as progress:
-        summary = stages.simulate_world(
-            out, accounts=accounts, seed=seed, fmt=fmt, progress=progress
-        )
+        summary = simulate_to(out, accounts=accounts, seed=seed, fmt=fmt, progress=progress)
     console.print(summary)
 
 
@@ -525,8 +525,9 @@ def demo(
 ) -> None:
     """The whole pipeline on a simulated world: simulate, validate, train with backtest and
     champion gate, then score the renewals of the next 120 days and write the report."""
-    from features.simulator import SimConfig
     from pipelines import training
+    from simulator import SimConfig
+    from simulator.write import simulate_to
 
     cfg = _model_config(config, trials)
     if "history" not in cfg.scoring.model_fields_set:
@@ -537,9 +538,7 @@ def demo(
     console.rule("1. Simulate a B2B SaaS world")
     with progress_bar() as progress:
         console.print(
-            stages.simulate_world(
-                data, accounts=accounts, seed=cfg.seed, fmt="parquet", progress=progress
-            )
+            simulate_to(data, accounts=accounts, seed=cfg.seed, fmt="parquet", progress=progress)
         )
     console.rule("2. Validate it against the data contract")
     validate(str(data), config)

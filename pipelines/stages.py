@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Literal
 
 import ibis.expr.types as ir
 import pandas as pd
@@ -49,25 +48,6 @@ from pipelines.scoring import (
     write_scores_dir,
 )
 from pipelines.tracking import check_model_uri, open_tracking
-
-
-def simulate_world(
-    out: Path,
-    accounts: int,
-    seed: int,
-    fmt: Literal["parquet", "csv"],
-    progress: Progress = None,
-) -> str:
-    """Simulate a world and write it to ``out`` (truth beside it); return a one-line summary."""
-    from features.simulator import SimConfig, simulate, write_world
-
-    world = simulate(SimConfig(accounts=accounts, seed=seed), progress=progress)
-    write_world(world, out, fmt)
-    t = world.tables
-    return (
-        f"Simulated {len(t['accounts']):,} accounts, {len(t['contracts']):,} terms, "
-        f"{len(t['events']):,} events into {out}"
-    )
 
 
 def engine(cfg: ChurnConfig) -> BaseBackend:

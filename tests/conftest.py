@@ -163,7 +163,7 @@ def tiny() -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="session")
 def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small simulated world on disk (Parquet), shared by the tests of one session."""
-    from features.simulator import SimConfig, simulate, write_world
+    from simulator import SimConfig, simulate, write_world
 
     out = tmp_path_factory.mktemp("sim") / "world"
     write_world(simulate(SimConfig(accounts=120, seed=11)), out)
@@ -174,7 +174,7 @@ def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def world150(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 150-account simulated world (seed 7) the scoring-parity tests train and score on
     (Spark against DuckDB, served against batch); read only."""
-    from features.simulator import SimConfig, simulate, write_world
+    from simulator import SimConfig, simulate, write_world
 
     out = tmp_path_factory.mktemp("world150") / "data"
     write_world(simulate(SimConfig(accounts=150, seed=7)), out)

@@ -398,8 +398,8 @@ E2E_AS_OF = date(2025, 7, 1)
 def scored_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     """A small simulated world, trained on before 2025-06-01 and scored on 2025-07-01 after
     two edits of its contracts: one renewal left overdue, one account given an add-on."""
-    from features.simulator import SimConfig, simulate, write_world
     from pipelines import stages, training
+    from simulator import SimConfig, simulate, write_world
 
     root = tmp_path_factory.mktemp("contract-terms")
     sim = simulate(SimConfig(accounts=150, seed=21))

@@ -26,8 +26,8 @@ from models.explain import (
     references,
 )
 from models.plays import PlayConfig, choose_play, priority
-from models.synthetic import make_planted
 from models.train import ChurnModel
+from simulator.synthetic import make_planted
 
 
 @pytest.fixture(scope="module")

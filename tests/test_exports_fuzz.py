@@ -31,8 +31,8 @@ import yaml
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from features.simulator import SimConfig, simulate, write_world
 from pipelines.cli import main
+from simulator import SimConfig, simulate, write_world
 
 EXAMPLES = int(os.environ.get("CHURN_FUZZ_EXAMPLES", "6"))
 AS_OF = "2025-06-01"

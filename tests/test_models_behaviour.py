@@ -9,8 +9,8 @@ from sklearn.base import clone
 
 from models.backtest import backtest
 from models.config import ModelConfig
-from models.synthetic import make_planted
 from models.train import ChurnModel
+from simulator.synthetic import make_planted
 
 #: Features whose "higher is healthy" declaration covers recent usage.
 USAGE = ("events_30d", "active_days_30d", "active_users_30d", "utilisation_30d",

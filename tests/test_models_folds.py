@@ -22,7 +22,7 @@ from models.folds import (
     time_folds,
     train_mask,
 )
-from models.synthetic import make_planted
+from simulator.synthetic import make_planted
 
 DAY = pd.Timedelta(days=1)
 

@@ -14,7 +14,7 @@ from models.baselines import (
     LogisticBaseline,
     health_band,
 )
-from models.synthetic import make_planted
+from simulator.synthetic import make_planted
 
 
 def test_ece_equal_frequency_bins_by_hand():

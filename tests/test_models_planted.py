@@ -1,6 +1,6 @@
 """Planted signal: the backtest finds the known churn formula, calibrated, beyond the baselines.
 
-The frame comes from :func:`models.synthetic.make_planted`: the true probability of each
+The frame comes from :func:`simulator.synthetic.make_planted`: the true probability of each
 term is known (``oracle``), and the signal is built so that a hand-weighted
 frequency/breadth/depth score is weak (usage volume does not protect; heavy use without
 key features raises risk).
@@ -19,7 +19,7 @@ from models.bands import BandConfig
 from models.config import ModelConfig
 from models.plots import save_plots
 from models.procedure import train_procedure
-from models.synthetic import make_planted
+from simulator.synthetic import make_planted
 
 # Module-scoped fixtures cannot take the function-scoped ``seed`` fixture: same source.
 SEED = int(os.environ.get("CHURN_TEST_SEED", "42"))

@@ -19,7 +19,7 @@ import pytest
 from features.errors import ChurnWarning
 from models.backtest import backtest
 from models.config import ModelConfig
-from models.synthetic import make_planted
+from simulator.synthetic import make_planted
 
 SEED = int(os.environ.get("CHURN_TEST_SEED", "42"))  # as the ``seed`` fixture (module scope)
 CHOICES = ["n_estimators", "monotone", "calibration", "calibration_kind", "yellow", "red",

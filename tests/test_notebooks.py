@@ -20,9 +20,9 @@ from conftest import quick_config
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from features.simulator import SimConfig, simulate, write_world
 from features.validate import load
 from pipelines import stages, training
+from simulator import SimConfig, simulate, write_world
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Planted signal on the simulator: at renewal time the model comes within 0.03 of the oracle.
 
-Issue 4's acceptance test, on a world from :mod:`features.simulator` taken through the whole
+Issue 4's acceptance test, on a world from :mod:`simulator` taken through the whole
 pipeline (write the files, validate them, build the training set, backtest). The oracle is
 the truth's ``true_churn_probability``: the churn probability given the simulator's
 drivers, averaged over the per-term noise that no table reveals (``docs/simulator.md``,
@@ -51,11 +51,11 @@ import pytest
 
 from features.config import FeatureConfig, LabelConfig
 from features.read import connect
-from features.simulator import SimConfig, simulate, write_world
 from features.training import TrainingSet, build_training_set
 from features.validate import load
 from models.backtest import ALL, BacktestResult, backtest
 from models.config import ModelConfig
+from simulator import SimConfig, simulate, write_world
 
 # Module-scoped fixtures cannot take the function-scoped ``seed`` fixture: same source.
 SEED = int(os.environ.get("CHURN_TEST_SEED", "42"))

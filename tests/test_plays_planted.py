@@ -26,8 +26,8 @@ import pytest
 from mlflow import MlflowClient
 from test_exit_codes import churn, workdir
 
-from features.simulator import SimConfig, simulate, write_world
-from features.simulator.write import truth_path
+from simulator import SimConfig, simulate, write_world
+from simulator.write import truth_path
 
 PLAYS = ("exec_sponsor", "support", "checkin_email", "renewal_discount")
 AS_OF = "2025-10-01"

@@ -19,7 +19,6 @@ import pytest
 import yaml
 from conftest import quick_config
 
-from features.simulator import SimConfig, simulate, write_world
 from features.training import build_training_set
 from features.validate import load
 from models.bands import assign_bands
@@ -29,6 +28,7 @@ from pipelines import stages, training
 from pipelines.config import ChurnConfig
 from pipelines.report import BACKTEST_FIGURES
 from pipelines.scoring import CONTRACT_COLUMNS, load_scoring_model, write_scores_dir
+from simulator import SimConfig, simulate, write_world
 
 AS_OF = date(2025, 7, 1)
 #: The next run, two weeks later: most renewals of the first are still open.

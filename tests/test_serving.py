@@ -197,8 +197,8 @@ def test_the_scorer_reproduces_the_fitted_model_bit_for_bit(seed: int, tmp_path:
     """Isotonic and Platt calibrators as JSON numbers, trees as LightGBM's model string:
     the same probabilities as the fitted model, and the same answers after a round trip
     through the files."""
-    from models.synthetic import make_planted
     from models.train import ChurnModel
+    from simulator.synthetic import make_planted
 
     planted = make_planted(accounts=400, seed=seed, lead_days=(0, 90))
     frame = planted.frame

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from features.simulator import (
+from simulator import (
     KEY_EVENTS,
     TABLES,
     VANITY_EVENTS,

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.simulator import (
+from simulator import (
     PLAY_KEYS,
     PLAY_TEXTS,
     PlayEffects,

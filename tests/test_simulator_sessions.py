@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.simulator import SimConfig, simulate
+from simulator import SimConfig, simulate
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from features.simulator import ChurnWeights, SimConfig, World, simulate
-from features.simulator.accounts import add_months
-from features.simulator.config import TERM_MONTHS, min_window_days
-from features.simulator.outcome import DRIVERS
+from simulator import ChurnWeights, SimConfig, World, simulate
+from simulator.accounts import add_months
+from simulator.config import TERM_MONTHS, min_window_days
+from simulator.outcome import DRIVERS
 
 START = date(2023, 1, 1)
 ACCOUNTS = 1500

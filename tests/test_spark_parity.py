@@ -31,7 +31,7 @@ SPARK_OPTIONS: dict[str, Any] = {"spark.sql.shuffle.partitions": "2"}
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from features.simulator import SimConfig, simulate, write_world
+    from simulator import SimConfig, simulate, write_world
 
     out = tmp_path_factory.mktemp("spark-parity") / "data"
     write_world(simulate(SimConfig(accounts=ACCOUNTS, seed=WORLD_SEED)), out)

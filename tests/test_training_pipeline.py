@@ -12,9 +12,9 @@ import pytest
 from mlflow import MlflowClient
 
 from models.config import ModelConfig
-from models.synthetic import make_planted
 from pipelines.config import ChurnConfig, TrackingConfig
 from pipelines.training import backtest, fingerprint, train
+from simulator.synthetic import make_planted
 
 SEED = int(os.environ.get("CHURN_TEST_SEED", "42"))  # as the ``seed`` fixture (module scope)
 #: The issue's crippled model: ten trees at learning rate 0.001 rank worse than a logistic

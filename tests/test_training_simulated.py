@@ -13,12 +13,12 @@ import mlflow
 import numpy as np
 import pytest
 
-from features.simulator import SimConfig, simulate, write_world
 from features.training import build_scoring_set
 from features.validate import load
 from models.config import ModelConfig
 from pipelines.config import ChurnConfig, TrackingConfig
 from pipelines.training import train, training_set
+from simulator import SimConfig, simulate, write_world
 
 SEED = int(os.environ.get("CHURN_TEST_SEED", "42"))  # as the ``seed`` fixture (module scope)
 

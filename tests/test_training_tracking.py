@@ -12,7 +12,6 @@ import pytest
 from mlflow import MlflowClient
 
 from models.champion import GateDecision, champion_gate, compare, first_model_gate
-from models.synthetic import make_planted
 from models.train import ChurnModel
 from pipelines.config import TrackingConfig
 from pipelines.tracking import (
@@ -22,6 +21,7 @@ from pipelines.tracking import (
     resolve_tracking_uri,
     setup_tracking,
 )
+from simulator.synthetic import make_planted
 
 SEED = int(os.environ.get("CHURN_TEST_SEED", "42"))  # as the ``seed`` fixture (module scope)
 

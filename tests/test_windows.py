@@ -90,7 +90,7 @@ def assert_same(old: pd.DataFrame, new: pd.DataFrame) -> None:
 
 
 def _world(root: Path, **sim: int) -> dict[str, ir.Table]:
-    from features.simulator import SimConfig, simulate, write_world
+    from simulator import SimConfig, simulate, write_world
 
     out = root / "world"
     write_world(simulate(SimConfig(accounts=120, seed=11, **sim)), out)

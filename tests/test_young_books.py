@@ -1,6 +1,6 @@
 """Young books train: one renewal cycle, two years, monthly terms, a one-year activity log.
 
-Each world is simulated by :mod:`features.simulator` with knobs the default world does not
+Each world is simulated by :mod:`simulator` with knobs the default world does not
 use (no pre-existing customers, short windows, monthly terms), and ``churn train`` runs on
 its files as a user would (its entry point, in this process: no interpreter start-up).
 Every run ends with exit 0 and states what its check rests on, except the one with too few
@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from features.simulator import SimConfig, simulate, write_world
+from simulator import SimConfig, simulate, write_world
 
 SEED = int(os.environ.get("CHURN_TEST_SEED", "42"))  # as the ``seed`` fixture (module scope)
 QUICK = """\

@@ -4,7 +4,7 @@ The loop runs once per week, vectorised over the accounts of the chunk. It moves
 hidden health, the champion and the terms, draws how many events of each kind every
 account emits (the rows themselves are built afterwards in :mod:`emit`), raises tickets
 and invoices, and decides the outcome of every term that ends. Terms last
-``cfg.term_months`` months (:func:`~features.simulator.accounts.add_months`).
+``cfg.term_months`` months (:func:`~simulator.accounts.add_months`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from features.simulator.accounts import (
+from simulator.accounts import (
     DAY_US,
     REGION_TZ,
     Accounts,
@@ -23,8 +23,8 @@ from features.simulator.accounts import (
     add_months,
     working_time_us,
 )
-from features.simulator.config import SimConfig
-from features.simulator.outcome import (
+from simulator.config import SimConfig
+from simulator.outcome import (
     DAYS_PER_YEAR,
     DRIVER_LOOKBACK_MONTHS,
     DRIVERS,
@@ -422,7 +422,7 @@ class _Run:
         u_churn = rng.random(ending.size)
         churn = u_churn < draw.p_noisy
         # What a surviving term becomes: drawn for every term, churned or not, so that a
-        # play that saves a term (see :mod:`features.simulator.plays`) knows its fate.
+        # play that saves a term (see :mod:`simulator.plays`) knows its fate.
         survive = np.zeros(ending.size, np.int64)
         if mech.expansions:
             u = rng.random(ending.size)

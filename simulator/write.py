@@ -12,7 +12,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.simulator.world import TABLES, World
+from features.progress import Progress
+from simulator.config import SimConfig
+from simulator.world import TABLES, World, simulate
 
 EVENTS_PART_ROWS = 5_000_000
 """Above this many events, ``events`` is written as a folder of Parquet parts."""
@@ -111,3 +113,20 @@ def write_world(
         else:
             _write_parquet(table, out_dir / f"{name}.parquet")
     _write_parquet(to_arrow(world.truth), truth_path(out_dir))
+
+
+def simulate_to(
+    out: Path,
+    accounts: int,
+    seed: int,
+    fmt: Literal["parquet", "csv"],
+    progress: Progress = None,
+) -> str:
+    """Simulate a world and write it to ``out`` (truth beside it); return a one-line summary."""
+    world = simulate(SimConfig(accounts=accounts, seed=seed), progress=progress)
+    write_world(world, out, fmt)
+    t = world.tables
+    return (
+        f"Simulated {len(t['accounts']):,} accounts, {len(t['contracts']):,} terms, "
+        f"{len(t['events']):,} events into {out}"
+    )

@@ -1,13 +1,13 @@
 """A deterministic B2B SaaS world: the eight contract tables plus the ground truth.
 
->>> from features.simulator import SimConfig, simulate, write_world
+>>> from simulator import SimConfig, simulate, write_world
 >>> world = simulate(SimConfig(accounts=200, seed=7))  # doctest: +SKIP
 >>> write_world(world, Path("data/sim"))  # doctest: +SKIP
 
 See ``docs/simulator.md`` for the mechanisms, their parameters and the churn formula.
 """
 
-from features.simulator.config import (
+from simulator.config import (
     KEY_EVENTS,
     PLAY_KEYS,
     VANITY_EVENTS,
@@ -17,10 +17,10 @@ from features.simulator.config import (
     PlayEffects,
     SimConfig,
 )
-from features.simulator.outcome import DRIVERS
-from features.simulator.plays import PLAY_TEXTS
-from features.simulator.world import TABLES, World, simulate
-from features.simulator.write import truth_path, write_world
+from simulator.outcome import DRIVERS
+from simulator.plays import PLAY_TEXTS
+from simulator.world import TABLES, World, simulate
+from simulator.write import truth_path, write_world
 
 __all__ = [
     "DRIVERS",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from features.simulator.config import SimConfig
+from simulator.config import SimConfig
 
 DAY_US = 86_400_000_000
 WEEK_US = 7 * DAY_US

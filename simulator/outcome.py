@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.polynomial.hermite_e import hermegauss
 
-from features.simulator.config import ChurnWeights, Mechanisms
+from simulator.config import ChurnWeights, Mechanisms
 
 DRIVERS: tuple[str, ...] = (
     "low_key_usage",

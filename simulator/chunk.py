@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from features.simulator.accounts import DAY_US, REGION_TZ, Accounts, Grid
-from features.simulator.config import PLAY_KEYS, SimConfig
-from features.simulator.dynamics import CHURNED, ChunkResult, resume_chunk, run_chunk
-from features.simulator.emit import emit_events, emit_sentiment, emit_surveys
-from features.simulator.plays import decide
+from simulator.accounts import DAY_US, REGION_TZ, Accounts, Grid
+from simulator.config import PLAY_KEYS, SimConfig
+from simulator.dynamics import CHURNED, ChunkResult, resume_chunk, run_chunk
+from simulator.emit import emit_events, emit_sentiment, emit_surveys
+from simulator.plays import decide
 
 Arrays = dict[str, npt.NDArray[Any]]
 I64 = npt.NDArray[np.int64]

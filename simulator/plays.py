@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.simulator.accounts import DAY_US
-from features.simulator.config import PLAY_KEYS, PlayEffects
-from features.simulator.outcome import per_term
+from simulator.accounts import DAY_US
+from simulator.config import PLAY_KEYS, PlayEffects
+from simulator.outcome import per_term
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

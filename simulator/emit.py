@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from features.simulator.accounts import REGION_TZ, Accounts, Grid, working_time_us
-from features.simulator.config import SimConfig
-from features.simulator.dynamics import ChunkResult
+from simulator.accounts import REGION_TZ, Accounts, Grid, working_time_us
+from simulator.config import SimConfig
+from simulator.dynamics import ChunkResult
 
 Arrays = dict[str, npt.NDArray[Any]]
 

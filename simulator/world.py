@@ -10,12 +10,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from features.progress import Progress
-from features.simulator.accounts import Accounts, Grid, draw_accounts, make_grid
-from features.simulator.chunk import KEY_ACCOUNTS, child, simulate_chunk
-from features.simulator.config import PLAY_KEYS, SEGMENTS, SimConfig
-from features.simulator.dynamics import OUTCOMES, PRIORITIES
-from features.simulator.outcome import DRIVERS, dominant_reason
-from features.simulator.plays import CHANNELS, NOTES, PLAY_TEXTS
+from simulator.accounts import Accounts, Grid, draw_accounts, make_grid
+from simulator.chunk import KEY_ACCOUNTS, child, simulate_chunk
+from simulator.config import PLAY_KEYS, SEGMENTS, SimConfig
+from simulator.dynamics import OUTCOMES, PRIORITIES
+from simulator.outcome import DRIVERS, dominant_reason
+from simulator.plays import CHANNELS, NOTES, PLAY_TEXTS
 
 Arrays = dict[str, npt.NDArray[Any]]
 
