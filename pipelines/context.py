@@ -129,6 +129,7 @@ def scoring_context(
     result: BacktestResult,
     mc: ModelConfig,
     per_segment: dict[str, tuple[float, float]] | None = None,
+    expected_on_folds: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """What scoring needs besides the trees, computed once at training time.
 
@@ -172,6 +173,11 @@ def scoring_context(
             "note": model.calibration_note_,
         },
         "drift_baseline": baseline(frame, main),
-        # How the confidence-based estimate of a book's outcome did on the folds.
-        "expected_on_folds": estimate_summary(estimates_on_folds(result, mc.interval_level)),
+        # How the confidence-based estimate of a book's outcome did on the folds (as
+        # logged with the backtest; computed here when not given).
+        "expected_on_folds": (
+            expected_on_folds
+            if expected_on_folds is not None
+            else estimate_summary(estimates_on_folds(result, mc.interval_level))
+        ),
     }

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from features.activities import play_keys
+from features.config import FeatureConfig, LabelConfig
 from features.errors import ContractError
-from features.training import Progress
+from features.training import Progress, build_training_set
 from models.play_effects import PlayEffect, describe, estimate_effect
 from models.play_risk import cross_fitted_risk
 from models.plays import MeasuredPlay, PlayConfig
@@ -39,6 +42,12 @@ NO_ACTIVITIES = (
     "activities: the data directory has no activities table, so no play can be measured. "
     "Export what the CS team did (account_id, ts, play; optional owner, channel, note) into "
     "activities.parquet or activities.csv."
+)
+NO_UNITS = (
+    "plays.lead_days: no decided renewal has a training snapshot {lead} days before it "
+    "(found {snapshots} snapshots at other leads), so no play can be measured. Terms shorter "
+    "than {lead} days have none: set plays.lead_days below the term length, "
+    "e.g. 20 for monthly terms."
 )
 NOT_RENEWAL = (
     "labels.label: plays are measured against the next renewal, and the model predicts "
@@ -119,6 +128,30 @@ def play_units(
     if units[SEGMENT].notna().any():
         covariates = (*covariates, SEGMENT)
     return PlayUnits(units, tuple(covariates), seen, int(len(activities) - len(acts)))
+
+
+def units_from_tables(
+    tables: Mapping[str, ir.Table],
+    training: pd.DataFrame,
+    top_events: Sequence[str],
+    scorer: HealthScorer,
+    labels: LabelConfig,
+    features: FeatureConfig,
+    plays: PlayConfig,
+    end: date | None,
+    *,
+    seed: int = 0,
+    num_threads: int = 1,
+) -> PlayUnits:
+    """:func:`play_units` of validated tables: the renewals at ``plays.lead_days`` come from
+    ``training`` (the frame the model learned from) when its lead days include it, else
+    from a training set built at that lead alone; the activities are read here."""
+    rows = None
+    if plays.lead_days not in labels.lead_days:
+        at_lead = labels.model_copy(update={"lead_days": (plays.lead_days,)})
+        rows = build_training_set(tables, at_lead, features, end, None, top_events).frame
+    acts = tables["activities"].select("account_id", "ts", "play").to_pandas()
+    return play_units(training, scorer, acts, plays, rows, seed=seed, num_threads=num_threads)
 
 
 def treatments(units: pd.DataFrame, acts: pd.DataFrame) -> pd.DataFrame:
@@ -215,6 +248,12 @@ def check_measurable(tables: Mapping[str, object], label: str) -> None:
         raise ContractError(NO_ACTIVITIES)
     if label != "renewal":
         raise ContractError(NOT_RENEWAL)
+
+
+def check_units(units: PlayUnits, training: pd.DataFrame, plays: PlayConfig) -> None:
+    """Exit 2 (a ContractError) when no renewal was seen at ``plays.lead_days``."""
+    if units.frame.empty:
+        raise ContractError(NO_UNITS.format(lead=plays.lead_days, snapshots=f"{len(training):,}"))
 
 
 def units_table(

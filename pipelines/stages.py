@@ -33,7 +33,13 @@ from models.plays import MeasuredPlay
 from pipelines.config import ChurnConfig, with_known_plays
 from pipelines.files import write_atomically
 from pipelines.outlook import outlook
-from pipelines.plays import PlayUnits, check_measurable, measure, play_units
+from pipelines.plays import (
+    PlayUnits,
+    check_measurable,
+    check_units,
+    measure,
+    units_from_tables,
+)
 from pipelines.scoring import (
     ScoreOutput,
     ScoringModel,
@@ -429,17 +435,13 @@ def measure_plays(
     build = part(progress, 0.0, 0.5, "features")
     ts = build_training_set(clean.tables, cfg.labels, cfg.features, end, build, sm.top_events)
     check_features_match(sm, ts)
-    rows = None
-    if cfg.plays.lead_days not in cfg.labels.lead_days:
-        labels = cfg.labels.model_copy(update={"lead_days": (cfg.plays.lead_days,)})
-        at_lead = build_training_set(clean.tables, labels, cfg.features, end, None, sm.top_events)
-        rows = at_lead.frame
-    acts = clean.tables["activities"].select("account_id", "ts", "play").to_pandas()
     if progress:
         progress("refitting the model by account", 0.55)
-    units = play_units(
-        ts.frame, sm.scorer, acts, cfg.plays, rows, seed=cfg.seed, num_threads=free_cores()
-    )
+    units = units_from_tables(
+        clean.tables, ts.frame, sm.top_events, sm.scorer, cfg.labels, cfg.features, cfg.plays,
+        end, seed=cfg.seed, num_threads=free_cores(),
+    )  # fmt: skip
+    check_units(units, ts.frame, cfg.plays)
     effects, measured = measure(
         units, cfg.plays, seed=cfg.seed, progress=part(progress, 0.7, 1.0, "plays")
     )

@@ -191,9 +191,14 @@ def _log_training_set(ts: TrainingSetLike, cfg: ChurnConfig, name: str) -> None:
     )
 
 
-def _log_backtest(result: BacktestResult, folder: Path, evaluation: dict[str, Any]) -> None:
+def _log_backtest(
+    result: BacktestResult, folder: Path, evaluation: dict[str, Any]
+) -> dict[str, float]:
     """The backtest table (CSV), fold table, plots, pooled metrics with intervals, per-fold
-    figures, and what the evaluation rests on (tags and ``backtest/evaluation.json``)."""
+    figures, and what the evaluation rests on (tags and ``backtest/evaluation.json``).
+
+    Returns how the confidence-based estimate of a book's outcome did on the folds
+    (:func:`models.backtest.estimate_summary`), for the scoring context."""
     bt = folder / "backtest"
     bt.mkdir(parents=True, exist_ok=True)
     result.metrics.to_csv(bt / "metrics.csv", index=False)
@@ -204,8 +209,8 @@ def _log_backtest(result: BacktestResult, folder: Path, evaluation: dict[str, An
     # one lead, estimated from the fold model's probabilities, against what happened.
     estimates = estimates_on_folds(result, evaluation.get("interval_level", 0.9))
     estimates.to_csv(bt / "expected_vs_realized.csv", index=False)
-    mlflow.log_metrics({f"cbpe_{k}": v for k, v in estimate_summary(estimates).items()
-                        if np.isfinite(v)})  # fmt: skip
+    on_folds = estimate_summary(estimates)
+    mlflow.log_metrics({f"cbpe_{k}": v for k, v in on_folds.items() if np.isfinite(v)})
     save_plots(result, bt / "plots")
     mlflow.log_artifacts(str(bt), "backtest")
     pooled = result.pooled()
@@ -230,6 +235,7 @@ def _log_backtest(result: BacktestResult, folder: Path, evaluation: dict[str, An
             "evaluation": evaluation["statement"][:4900],
         }
     )
+    return on_folds
 
 
 def _measure_plays(
@@ -247,27 +253,26 @@ def _measure_plays(
     tables = getattr(data, "tables", None)
     if tables is None or "activities" not in tables or cfg.labels.label != "renewal":
         return cfg.plays
-    from features.training import build_training_set
     from models.scorer import HealthScorer
-    from pipelines.plays import measure, measured_table, play_units
+    from pipelines.plays import NO_UNITS, measure, measured_table, units_from_tables
 
-    lead = cfg.plays.lead_days
-    rows = None
-    if lead not in cfg.labels.lead_days:
-        end = data.report.end.day if data.report.end else None
-        labels = cfg.labels.model_copy(update={"lead_days": (lead,)})
-        rows = build_training_set(tables, labels, cfg.features, end, top_events=ts.top_events).frame
     scorer = HealthScorer.from_model(model, context, cfg.plays, ts.top_events)
-    acts = tables["activities"].select("account_id", "ts", "play").to_pandas()
-    units = play_units(
-        ts.frame, scorer, acts, cfg.plays, rows, seed=cfg.seed, num_threads=_threads(cfg.model)
-    )
+    end = data.report.end.day if data.report.end else None
+    units = units_from_tables(
+        tables, ts.frame, ts.top_events, scorer, cfg.labels, cfg.features, cfg.plays, end,
+        seed=cfg.seed, num_threads=_threads(cfg.model),
+    )  # fmt: skip
+    if units.frame.empty:  # training goes on; `churn plays` exits 2 with the same words
+        mlflow.set_tag(
+            "plays", NO_UNITS.format(lead=cfg.plays.lead_days, snapshots=f"{len(ts.frame):,}")
+        )
+        return cfg.plays
     _, measured = measure(units, cfg.plays, seed=cfg.seed, progress=progress)
     pdir = folder / "plays"
     pdir.mkdir(parents=True, exist_ok=True)
     measured_table(measured).to_csv(pdir / "plays.csv", index=False)
     mlflow.log_artifacts(str(pdir), "plays")
-    mlflow.log_param("plays.lead_days", lead)
+    mlflow.log_param("plays.lead_days", cfg.plays.lead_days)
     for m in measured:
         mlflow.log_metrics(
             {f"play_{m.key}_{name}": float(v)
@@ -418,7 +423,7 @@ def train(
             progress=part(progress, 0.0, 0.7),
         )  # fmt: skip
         evaluation = evaluation_summary(result, ts.frame, mc)
-        _log_backtest(result, folder, evaluation)
+        on_folds = _log_backtest(result, folder, evaluation)
         final = train_procedure(
             ts.frame, ts.features, mc, cfg.bands, trials=mc.trials,
             warm_start=json.loads(result.folds["params"].iloc[-1]),
@@ -434,7 +439,7 @@ def train(
         )  # fmt: skip
         record = procedure_record(ts.features, ts.frame, cfg, mc)
         mlflow.log_dict(record, PROCEDURE_FILE)
-        context = scoring_context(ts, final, result, mc, cfg.bands.per_segment)  # type: ignore[arg-type]
+        context = scoring_context(ts, final, result, mc, cfg.bands.per_segment, on_folds)  # type: ignore[arg-type]
         context["labels"] = {"label": cfg.labels.label, "horizon_days": cfg.labels.horizon_days}
         mlflow.log_dict(context, CONTEXT_FILE)
         plays = _measure_plays(

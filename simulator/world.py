@@ -77,6 +77,12 @@ def _strings(values: npt.NDArray[Any]) -> pd.Series:
     return pd.Series(values, dtype="str")
 
 
+def _numbered(prefix: str, m: int) -> pd.Series:
+    """``m`` ids in row order: ``<prefix>000001``, ... (at least six digits)."""
+    width = max(6, len(str(m)))
+    return _strings(np.array([f"{prefix}{k + 1:0{width}d}" for k in range(m)], dtype=object))
+
+
 def _concat(parts: list[Arrays], offsets: list[int]) -> Arrays:
     """Concatenate chunk arrays, turning chunk-local account indices into global ones."""
     keys = parts[0].keys()
@@ -320,13 +326,9 @@ def _tickets_table(t: Arrays, acc: Accounts, grid: Grid) -> pd.DataFrame:
     resolved = before_end(t["resolved_us"])
     csat = pd.array(np.where(resolved >= 0, t["csat"], 0), dtype="Int64")
     csat[csat == 0] = pd.NA
-    m = created.shape[0]
-    width = max(6, len(str(m)))
     return pd.DataFrame(
         {
-            "ticket_id": _strings(
-                np.array([f"T-{k + 1:0{width}d}" for k in range(m)], dtype=object)
-            ),
+            "ticket_id": _numbered("T-", created.shape[0]),
             "account_id": _strings(acc.ids[a]),
             "created_at": _ts(created),
             "first_response_at": _ts(before_end(t["first_response_us"])),
@@ -366,13 +368,9 @@ def _invoices_table(v: Arrays, acc: Accounts, grid: Grid) -> pd.DataFrame:
     a, issued = a[order], issued[order]
     paid = v["paid_us"].astype(np.int64)
     paid = np.where((paid >= 0) & (paid < grid.end_us), paid, -1)
-    m = issued.shape[0]
-    width = max(6, len(str(m)))
     return pd.DataFrame(
         {
-            "invoice_id": _strings(
-                np.array([f"INV-{k + 1:0{width}d}" for k in range(m)], dtype=object)
-            ),
+            "invoice_id": _numbered("INV-", issued.shape[0]),
             "account_id": _strings(acc.ids[a]),
             "issued_at": _ts(issued),
             "due_at": _ts(v["due_us"]),

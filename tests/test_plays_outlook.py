@@ -293,3 +293,31 @@ def test_a_feature_family_without_a_play_or_words_is_an_error_at_import() -> Non
     )
     with pytest.raises(ImportError, match=r"families meetings .* have no entry"):
         check_families((*get_args(Family), "meetings"), DEFAULT_PLAYS, "models.plays.DEFAULT_PLAYS")
+
+
+def test_plays_cannot_be_measured_without_activities_or_against_inactivity() -> None:
+    """``churn plays`` exits 2 with these (tests/test_exit_codes.py runs the first)."""
+    from features.errors import ContractError
+    from pipelines.plays import check_measurable
+
+    with pytest.raises(ContractError, match=r"^activities: the data directory has no activities"):
+        check_measurable({"accounts": object()}, "renewal")
+    with pytest.raises(ContractError, match=r"^labels.label: plays are measured against the next"):
+        check_measurable({"activities": object()}, "inactivity")
+    check_measurable({"activities": object()}, "renewal")  # nothing to refuse
+
+
+def test_no_renewal_at_the_plays_lead_names_the_setting() -> None:
+    """Monthly terms have no snapshot 120 days before a renewal: say which setting to change."""
+    from features.errors import ContractError
+    from pipelines.plays import PlayUnits, check_units
+
+    empty = PlayUnits(pd.DataFrame(columns=["account_id"]), (), (), 0)
+    training = pd.DataFrame({"lead_days": [0, 30, 60]})
+    with pytest.raises(ContractError) as err:
+        check_units(empty, training, PlayConfig())
+    assert str(err.value).startswith(
+        "plays.lead_days: no decided renewal has a training snapshot 120 days before it "
+        "(found 3 snapshots at other leads)"
+    )
+    assert "e.g. 20 for monthly terms" in str(err.value)
