@@ -9,7 +9,7 @@ across that draw. Then:
 - a term the play lost (the account renewed without it, churns with it) ends the
   account's history there: its later terms and rows are dropped;
 - a term the play saved (churned without it, renews with it) resumes the account in a
-  branch (:func:`dynamics.resume_chunk`) with a generator of its own, and the branch's
+  branch (:func:`branch.resume_chunk`) with a generator of its own, and the branch's
   renewals are decided the same way, level after level.
 
 Every other account and term keeps exactly the values of the world without plays.
@@ -18,16 +18,19 @@ Every other account and term keeps exactly the values of the world without plays
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator.accounts import DAY_US, REGION_TZ, Accounts, Grid
+from simulator.branch import resume_chunk
+from simulator.chunk_result import CHURNED, ChunkResult
 from simulator.config import PLAY_KEYS, SimConfig
-from simulator.dynamics import CHURNED, ChunkResult, resume_chunk, run_chunk
+from simulator.dynamics import run_chunk
 from simulator.emit import emit_events, emit_sentiment, emit_surveys
-from simulator.plays import decide
+from simulator.plays import Decisions, decide
 
 Arrays = dict[str, npt.NDArray[Any]]
 I64 = npt.NDArray[np.int64]
@@ -42,19 +45,26 @@ def child(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
-def _emit(
+def _run_rows(
     res: ChunkResult, acc: Accounts, cfg: SimConfig, grid: Grid, seed: int, c: int, level: int
-) -> tuple[Arrays, Arrays, Arrays]:
-    """Events, surveys and sentiment rows of a run (the chunk's own generators at level 0)."""
+) -> dict[str, Arrays]:
+    """The rows of a run but its contracts and activities, with the run's account indices.
+
+    Events, surveys and sentiment draw from the chunk's own generators at level 0, from
+    the branch's at a deeper level.
+    """
     if level == 0:
         gens = [child(seed, k, c) for k in (KEY_EVENTS, KEY_SURVEYS, KEY_SENTIMENT)]
     else:
         gens = [child(seed, KEY_BRANCH_ROWS, c, level, k) for k in range(3)]
-    return (
-        emit_events(res, acc, cfg, grid, gens[0]),
-        emit_surveys(res, acc, cfg, grid, gens[1]),
-        emit_sentiment(res, acc, cfg, grid, gens[2]),
-    )
+    return {
+        "events": emit_events(res, acc, cfg, grid, gens[0]),
+        "surveys": emit_surveys(res, acc, cfg, grid, gens[1]),
+        "sentiment": emit_sentiment(res, acc, cfg, grid, gens[2]),
+        "tickets": res.tickets,
+        "invoices": res.invoices,
+        "latent": _latent(res),
+    }
 
 
 def _mapped(rows: Arrays, ids: I64) -> Arrays:
@@ -103,18 +113,9 @@ def simulate_chunk(
     ids = np.arange(n, dtype=np.int64)
     level_acc, level = acc, 0
     while True:
-        events, surveys, sentiment = _emit(res, level_acc, cfg, grid, seed, c, level)
-        for name, rows in (
-            ("events", events),
-            ("surveys", surveys),
-            ("sentiment", sentiment),
-            ("tickets", res.tickets),
-            ("invoices", res.invoices),
-            ("latent", _latent(res)),
-        ):
-            parts[name].append(_mapped(rows, ids))
+        for name, table in _run_rows(res, level_acc, cfg, grid, seed, c, level).items():
+            parts[name].append(_mapped(table, ids))
         con = _mapped(res.contracts, ids)
-        local = np.asarray(res.contracts["acc"], np.int64)
         decided = np.flatnonzero(con["outcome"] >= 0)
         terms = {k: v[decided] for k, v in con.items()}
         a = terms["acc"]
@@ -128,80 +129,137 @@ def simulate_chunk(
             cfg.term_months,
             child(seed, KEY_PLAYS, c, level),
         )
-        churn = terms["u_churn"] < dec.p_churn
-        flip = churn != (terms["outcome"] == CHURNED)
-        # Only an account's first flipped term counts: after it, its history differs.
-        first_flip = np.full(n, _FOREVER, np.int64)
-        np.minimum.at(first_flip, a[flip], terms["term"][flip])
-        keep = con["term"] <= first_flip[con["acc"]]
-        at_flip = flip & (terms["term"] == first_flip[a])
-        lost, saved = at_flip & churn, at_flip & ~churn
-        cut[a[lost]] = terms["end_day"][lost] * DAY_US
-
-        cols = _open_play_columns(con["acc"].size)
-        treated = dec.play >= 0
-        play_day = np.full(decided.size, -1, np.int64)
-        r = dec.rows
-        if r["term"].size:
-            first_row = np.full(decided.size, _FOREVER, np.int64)
-            np.minimum.at(first_row, r["term"], r["ts"] // DAY_US)
-            play_day = np.where(treated, first_row, -1)
-        for name, values in (
-            ("play", dec.play),
-            ("play_day", play_day),
-            ("decision_day", dec.day),
-            ("sentiment_at", dec.sentiment),
-            ("ticket_open", dec.ticket.astype(np.int8)),
-            ("propensity", dec.propensity),
-            ("p_churn", dec.p_churn),
-            ("effects", dec.effects),
-        ):
-            cols[name][decided] = values
-        con["outcome"] = con["outcome"].copy()
-        con["outcome"][decided] = np.where(churn, CHURNED, terms["survive"])
-        parts["contracts"].append({k: v[keep] for k, v in {**con, **cols}.items()})
-        kept_term = keep[decided][r["term"]]
-        parts["activities"].append({k: v[kept_term] for k, v in r.items() if k != "term"})
-
-        if not saved.any():
+        flips = _flips(con, terms, dec.p_churn, n)
+        cut[a[flips.lost]] = terms["end_day"][flips.lost] * DAY_US
+        _add_terms(parts, con, decided, dec, flips)
+        if not flips.saved.any():
             break
-        order = np.argsort(local[decided][saved], kind="stable")
-        rows = local[decided][saved][order]
+        saved_local = np.asarray(res.contracts["acc"], np.int64)[decided][flips.saved]
+        order = np.argsort(saved_local, kind="stable")
+        rows = saved_local[order]
         res = resume_chunk(
             res,
             level_acc,
             rows,
-            terms["survive"][saved][order],
+            terms["survive"][flips.saved][order],
             cfg,
             grid,
             child(seed, KEY_BRANCH, c, level),
         )
         level_acc, ids, level = level_acc.pick(rows), ids[rows], level + 1
 
-    out = {name: _cat(p) for name, p in parts.items()}
-    time_col = {
-        "events": "ts",
-        "surveys": "ts",
-        "sentiment": "ts",
-        "tickets": "created_us",
-        "invoices": "issued_us",
-        "activities": "ts",
-    }
-    if (cut < _FOREVER).any():
-        for name, col in time_col.items():
-            t = out[name]
-            ok = np.asarray(t[col], np.int64) < cut[np.asarray(t["acc"], np.int64)]
-            out[name] = {k: v[ok] for k, v in t.items()}
-        lat = out["latent"]
-        ok = grid.week_start_us[lat["week"]] <= cut[lat["acc"]]
-        out["latent"] = {k: v[ok] for k, v in lat.items()}
-    if level > 0:  # branches append rows: restore the order of one run
-        for name, keys in (
-            ("events", ("event", "ts", "acc")),
-            ("surveys", ("kind", "ts", "acc")),
-            ("sentiment", ("ts", "acc")),
-            ("latent", ("week", "acc")),
-        ):
+    out = _drop_after_cut({name: _cat(p) for name, p in parts.items()}, cut, grid)
+    return _in_run_order(out, branched=level > 0)
+
+
+@dataclass(frozen=True)
+class _Flips:
+    """What the plays of one level changed.
+
+    ``churn``: each decided term churns with its play. ``keep``: the level's contract rows
+    up to each account's first flipped term (after it, the account's history differs).
+    ``lost`` and ``saved``: the decided terms at that first flip that the play made churn,
+    or renew.
+    """
+
+    churn: npt.NDArray[np.bool_]
+    keep: npt.NDArray[np.bool_]
+    lost: npt.NDArray[np.bool_]
+    saved: npt.NDArray[np.bool_]
+
+
+def _flips(con: Arrays, terms: Arrays, p_churn: npt.NDArray[np.float64], n: int) -> _Flips:
+    """Redraw the decided ``terms`` (of the contracts ``con``) with ``p_churn`` and the same
+    uniforms; ``n`` is the chunk's number of accounts."""
+    a = terms["acc"]
+    churn = terms["u_churn"] < p_churn
+    flip = churn != (terms["outcome"] == CHURNED)
+    # Only an account's first flipped term counts: after it, its history differs.
+    first_flip = np.full(n, _FOREVER, np.int64)
+    np.minimum.at(first_flip, a[flip], terms["term"][flip])
+    keep = con["term"] <= first_flip[con["acc"]]
+    at_flip = flip & (terms["term"] == first_flip[a])
+    return _Flips(churn=churn, keep=keep, lost=at_flip & churn, saved=at_flip & ~churn)
+
+
+def _play_columns(k: int, decided: I64, dec: Decisions) -> Arrays:
+    """The play columns of a level's ``k`` contract rows, of which ``decided`` got ``dec``."""
+    cols = _open_play_columns(k)
+    treated = dec.play >= 0
+    play_day = np.full(decided.size, -1, np.int64)
+    r = dec.rows
+    if r["term"].size:
+        first_row = np.full(decided.size, _FOREVER, np.int64)
+        np.minimum.at(first_row, r["term"], r["ts"] // DAY_US)
+        play_day = np.where(treated, first_row, -1)
+    for name, values in (
+        ("play", dec.play),
+        ("play_day", play_day),
+        ("decision_day", dec.day),
+        ("sentiment_at", dec.sentiment),
+        ("ticket_open", dec.ticket.astype(np.int8)),
+        ("propensity", dec.propensity),
+        ("p_churn", dec.p_churn),
+        ("effects", dec.effects),
+    ):
+        cols[name][decided] = values
+    return cols
+
+
+def _add_terms(
+    parts: dict[str, list[Arrays]], con: Arrays, decided: I64, dec: Decisions, flips: _Flips
+) -> None:
+    """Add a level's contracts, with their play columns and the outcomes the plays drew,
+    and its activities, each up to the account's first flipped term."""
+    cols = _play_columns(con["acc"].size, decided, dec)
+    outcome = con["outcome"].copy()
+    outcome[decided] = np.where(flips.churn, CHURNED, con["survive"][decided])
+    contracts = {**con, "outcome": outcome, **cols}
+    parts["contracts"].append({k: v[flips.keep] for k, v in contracts.items()})
+    r = dec.rows
+    kept_term = flips.keep[decided][r["term"]]
+    parts["activities"].append({k: v[kept_term] for k, v in r.items() if k != "term"})
+
+
+# The time column of each table whose rows end at an account's cut.
+_TIME_COLS = {
+    "events": "ts",
+    "surveys": "ts",
+    "sentiment": "ts",
+    "tickets": "created_us",
+    "invoices": "issued_us",
+    "activities": "ts",
+}
+# The sort keys (last one first) of the tables branches append to, as one run sorts them.
+_RUN_ORDER = {
+    "events": ("event", "ts", "acc"),
+    "surveys": ("kind", "ts", "acc"),
+    "sentiment": ("ts", "acc"),
+    "latent": ("week", "acc"),
+}
+
+
+def _drop_after_cut(out: dict[str, Arrays], cut: I64, grid: Grid) -> dict[str, Arrays]:
+    """Drop every row dated at or after its account's ``cut`` (the end of a lost term)."""
+    if not (cut < _FOREVER).any():
+        return out
+    out = dict(out)
+    for name, col in _TIME_COLS.items():
+        t = out[name]
+        ok = np.asarray(t[col], np.int64) < cut[np.asarray(t["acc"], np.int64)]
+        out[name] = {k: v[ok] for k, v in t.items()}
+    lat = out["latent"]
+    ok = grid.week_start_us[lat["week"]] <= cut[lat["acc"]]
+    out["latent"] = {k: v[ok] for k, v in lat.items()}
+    return out
+
+
+def _in_run_order(out: dict[str, Arrays], branched: bool) -> dict[str, Arrays]:
+    """Sort the activities by account and time and, when branches appended rows, the
+    other tables they appended to as one run would have."""
+    out = dict(out)
+    if branched:
+        for name, keys in _RUN_ORDER.items():
             t = out[name]
             order = np.lexsort(tuple(np.asarray(t[k]) for k in keys))
             out[name] = {k: v[order] for k, v in t.items()}

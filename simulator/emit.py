@@ -13,8 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.accounts import REGION_TZ, Accounts, Grid, working_time_us
+from simulator.chunk_result import ChunkResult
 from simulator.config import SimConfig
-from simulator.dynamics import ChunkResult
+from simulator.logistic import sigmoid
 
 Arrays = dict[str, npt.NDArray[Any]]
 
@@ -31,10 +32,6 @@ NPS_RESPONSE_FLAT = 0.3
 # shifted up by SENTIMENT_OPTIMISM.
 SENTIMENT_LAG = 6
 SENTIMENT_OPTIMISM = 0.4
-
-
-def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _in_activity(
@@ -127,7 +124,7 @@ def emit_surveys(
     team = res.pool_n[ai, aw].astype(np.int64) + has_champ
     invites = NPS_INVITES * (1.0 + np.log10(1.0 + team))
     if cfg.mechanisms.nps_bias:
-        respond = _sigmoid(-0.8 + 1.5 * h)
+        respond = sigmoid(-0.8 + 1.5 * h)
     else:
         respond = np.full(h.shape, NPS_RESPONSE_FLAT)
     counts = np.column_stack(

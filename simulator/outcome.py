@@ -18,6 +18,7 @@ import numpy.typing as npt
 from numpy.polynomial.hermite_e import hermegauss
 
 from simulator.config import ChurnWeights, Mechanisms
+from simulator.logistic import sigmoid
 
 DRIVERS: tuple[str, ...] = (
     "low_key_usage",
@@ -67,6 +68,23 @@ class Window:
     bad_invoices: npt.NDArray[np.float64]
     watermelon: npt.NDArray[np.bool_]
     mean_health: npt.NDArray[np.float64]
+
+
+def window_groups(
+    lo: npt.NDArray[np.int64], w: int
+) -> list[tuple[npt.NDArray[np.bool_], int, int]]:
+    """Rows grouped by the weeks ``[a, b)`` their behaviour window reads.
+
+    ``lo`` is each row's first week (13 weeks before week ``w``, or the account's first
+    week if later); the window ends before week ``w``. A term that ends in the account's
+    first simulated week (a pre-existing customer on short terms renewing in week 0) reads
+    that week itself, the only behaviour there is.
+    """
+    groups = []
+    for a in np.unique(lo):
+        b = w if a < w else w + 1
+        groups.append((lo == a, int(a), b))
+    return groups
 
 
 def driver_values(win: Window) -> npt.NDArray[np.float64]:
@@ -125,11 +143,6 @@ class Churn:
     p: npt.NDArray[np.float64]
 
 
-def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    out: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-x))
-    return out
-
-
 def per_term(p_annual: npt.NDArray[np.float64], term_months: int) -> npt.NDArray[np.float64]:
     """Probability over a term of ``term_months`` months of an event with annual probability
     ``p_annual``: ``1 - (1 - p_annual) ** (term_months / 12)``.
@@ -150,9 +163,9 @@ def marginal_probability(
     """``E[per_term(sigmoid(logit + sd * Z))]`` for ``Z ~ Normal(0, 1)``, by Gauss-Hermite
     quadrature (see :func:`per_term`)."""
     if sd == 0.0:
-        return per_term(_sigmoid(logit), term_months)
+        return per_term(sigmoid(logit), term_months)
     nodes = logit[:, None] + sd * _NODES[None, :]
-    out: npt.NDArray[np.float64] = per_term(_sigmoid(nodes), term_months) @ _WEIGHTS
+    out: npt.NDArray[np.float64] = per_term(sigmoid(nodes), term_months) @ _WEIGHTS
     return out
 
 
@@ -181,7 +194,7 @@ def churn_logit(
         rng.normal(0.0, weights.noise_sd, size=contrib.shape[0]), dtype=np.float64
     )
     logit = intercept_at(weights, years) + contrib.sum(axis=1)
-    annual = _sigmoid(logit + noise)
+    annual = sigmoid(logit + noise)
     return Churn(
         contrib=contrib,
         noise=noise,

@@ -20,6 +20,7 @@ import pandas as pd
 
 from simulator.accounts import DAY_US
 from simulator.config import PLAY_KEYS, PlayEffects
+from simulator.logistic import sigmoid
 from simulator.outcome import per_term
 
 I64 = npt.NDArray[np.int64]
@@ -55,11 +56,6 @@ P_MIN, P_MAX = 0.001, 0.999
 # the other tables; a weekend day is kept with this probability relative to a weekday.
 WEEKEND_KEEP = 0.025 / 0.19
 DAY_TRIES = 8
-
-
-def _sigmoid(x: F64) -> F64:
-    out: F64 = 1.0 / (1.0 + np.exp(-x))
-    return out
 
 
 def decision_day(start_day: I64, end_day: I64, plays: PlayEffects) -> I64:
@@ -123,7 +119,7 @@ def propensity(sentiment: I64, arr: F64, ticket: npt.NDArray[np.bool_], plays: P
         0.0,
     )
     x_arr = np.log10(np.maximum(arr, 1.0) / a.arr_ref)
-    return _sigmoid(a.intercept + coef + a.log10_arr * x_arr + a.open_ticket * ticket)
+    return sigmoid(a.intercept + coef + a.log10_arr * x_arr + a.open_ticket * ticket)
 
 
 def which_play(

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import Feature, catalog
+from simulator.logistic import sigmoid
 
 #: The declared features the planted frame carries, in column order.
 PLANTED_FEATURES = (
@@ -61,10 +62,6 @@ def planted_features() -> tuple[Feature, ...]:
     return tuple(by_name[n] for n in PLANTED_FEATURES)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def make_planted(
     accounts: int = 2000,
     seed: int = 0,
@@ -84,7 +81,43 @@ def make_planted(
     rng = np.random.default_rng(seed)
     t0, t1 = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
     span = (t1 - t0).days
-    n, max_terms = accounts, (span + 3 * 365) // 365 + 1
+    book = _draw_book(rng, accounts, span, intercept_per_year)
+    a, t, lead, as_of = _snapshots(book, span, lead_days)
+    raw = _observe(rng, book, a, t, lead, as_of)
+    return PlantedSet(frame=_to_frame(raw, t0), features=planted_features())
+
+
+@dataclass(frozen=True)
+class _Book:
+    """The planted accounts and their annual terms, in days since ``start``.
+
+    ``seg`` ... ``signup`` are per account; the rest are accounts x terms: the terms'
+    start and end, the latent drivers (standardised, fixed per term), the true churn
+    probability ``p`` and the drawn outcome ``churned``.
+    """
+
+    seg: np.ndarray
+    seats: np.ndarray
+    price: np.ndarray
+    plan: np.ndarray
+    signup: np.ndarray
+    term_start: np.ndarray
+    term_end: np.ndarray
+    usage: np.ndarray
+    key: np.ndarray
+    util: np.ndarray
+    loss: np.ndarray
+    overdue: np.ndarray
+    urgent: np.ndarray
+    has_nps: np.ndarray
+    nps_z: np.ndarray
+    p: np.ndarray
+    churned: np.ndarray
+
+
+def _draw_book(rng: np.random.Generator, n: int, span: int, intercept_per_year: float) -> _Book:
+    """Draw ``n`` accounts over a window of ``span`` days, their terms and their churn."""
+    max_terms = (span + 3 * 365) // 365 + 1
     seg = rng.choice(len(SEGMENTS), size=n, p=[0.6, 0.3, 0.1])
     seats = np.maximum(3, np.round(np.exp(rng.normal(np.array([2.2, 3.5, 5.0])[seg], 0.5))))
     price = np.array([600.0, 900.0, 1200.0])[seg]
@@ -114,8 +147,36 @@ def make_planted(
     )  # fmt: skip
     term_start = first[:, None] + 365 * np.arange(max_terms)[None, :]
     term_end = term_start + 365
-    p = _sigmoid(logit + intercept_per_year * term_end / 365.25)
+    p = sigmoid(logit + intercept_per_year * term_end / 365.25)
     churned = rng.random(shape) < p
+    return _Book(
+        seg=seg,
+        seats=seats,
+        price=price,
+        plan=plan,
+        signup=signup,
+        term_start=term_start,
+        term_end=term_end,
+        usage=usage,
+        key=key,
+        util=util,
+        loss=loss,
+        overdue=overdue,
+        urgent=urgent,
+        has_nps=has_nps,
+        nps_z=nps_z,
+        p=p,
+        churned=churned,
+    )
+
+
+def _snapshots(
+    book: _Book, span: int, lead_days: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Account, term, lead and day of every snapshot: ``lead_days`` before the end of each
+    decided term the account lived to see, inside the term and 90 days or more after
+    ``start``."""
+    churned, term_start, term_end = book.churned, book.term_start, book.term_end
     # Alive at a term: no churn at an earlier term end; decided: the term ended before ``end``.
     earlier_churn = np.cumsum(churned, axis=1) - churned > 0
     keep = ~earlier_churn & (term_end < span)
@@ -127,20 +188,34 @@ def make_planted(
     lead = np.tile(leads, a_idx.size)
     as_of = term_end[a, t] - lead
     ok = (as_of > term_start[a, t]) & (as_of >= 90)
-    a, t, lead, as_of = a[ok], t[ok], lead[ok], as_of[ok]
+    return a[ok], t[ok], lead[ok], as_of[ok]
+
+
+def _observe(
+    rng: np.random.Generator,
+    book: _Book,
+    a: np.ndarray,
+    t: np.ndarray,
+    lead: np.ndarray,
+    as_of: np.ndarray,
+) -> pd.DataFrame:
+    """The snapshots' rows (day numbers, not yet timestamps): each term's drivers seen
+    through a little noise, the label and the oracle."""
     m = a.size
+    usage, key, util, loss = book.usage, book.key, book.util, book.loss
+    signup, term_end = book.signup, book.term_end
 
     def noisy(x: np.ndarray, sd: float = 0.15) -> np.ndarray:
         return x + sd * rng.normal(size=m)
 
-    s = seats[a]
-    users = np.clip(np.round(s * _sigmoid(noisy(util[a, t]) + 0.3)), 0, s)
+    s = book.seats[a]
+    users = np.clip(np.round(s * sigmoid(noisy(util[a, t]) + 0.3)), 0, s)
     events = np.round(users * np.exp(2.5 + 0.6 * noisy(usage[a, t])))
-    share = _sigmoid(-1.2 + 0.9 * noisy(key[a, t], 0.1))
-    days = np.clip(np.round(30 * _sigmoid(1.2 * noisy(usage[a, t]) + 0.8)), 0, 30)
-    nps = np.where(has_nps[a, t], np.clip(np.round(7 + 2 * nps_z[a, t]), 0, 10), np.nan)
-    label = churned[a, t].astype(np.int64)
-    raw = pd.DataFrame(
+    share = sigmoid(-1.2 + 0.9 * noisy(key[a, t], 0.1))
+    days = np.clip(np.round(30 * sigmoid(1.2 * noisy(usage[a, t]) + 0.8)), 0, 30)
+    nps = np.where(book.has_nps[a, t], np.clip(np.round(7 + 2 * book.nps_z[a, t]), 0, 10), np.nan)
+    label = book.churned[a, t].astype(np.int64)
+    return pd.DataFrame(
         {
             "account_id": np.char.add("A", np.char.zfill(a.astype(str), 6)),
             "contract_id": np.char.add(
@@ -153,14 +228,14 @@ def make_planted(
             "label_known_at": term_end[a, t],
             "expansion": ((label == 0) & (rng.random(m) < 0.15)).astype(np.int64),
             "renewal_date": term_end[a, t],
-            "segment": np.asarray(SEGMENTS)[seg[a]],
-            "arr": s * price[a],
+            "segment": np.asarray(SEGMENTS)[book.seg[a]],
+            "arr": s * book.price[a],
             "signup_day": signup[a],
             "events_30d": events,
             "active_days_30d": np.where(users > 0, days, 0.0),
             "active_users_30d": users,
             "utilisation_30d": users / s,
-            "stickiness_30d": np.clip(days / 30 * _sigmoid(noisy(usage[a, t])), 0, 1),
+            "stickiness_30d": np.clip(days / 30 * sigmoid(noisy(usage[a, t])), 0, 1),
             "distinct_events_30d": np.maximum(
                 0, np.round(6 + 1.5 * noisy(key[a, t], 0.6) + noisy(usage[a, t]))
             ),
@@ -168,15 +243,14 @@ def make_planted(
             "key_share_30d": share,
             "events_change_30d": np.expm1(-0.25 * noisy(loss[a, t], 0.2)),
             "nps_last": nps,
-            "urgent_open": np.where(rng.random(m) < 0.9, urgent[a, t], 0).astype(float),
-            "invoices_overdue": overdue[a, t].astype(float),
+            "urgent_open": np.where(rng.random(m) < 0.9, book.urgent[a, t], 0).astype(float),
+            "invoices_overdue": book.overdue[a, t].astype(float),
             "days_to_renewal": lead.astype(float),
             "tenure_days": (as_of - signup[a]).astype(float),
-            "plan": plan[a],
-            "oracle": p[a, t],
+            "plan": book.plan[a],
+            "oracle": book.p[a, t],
         }
     )
-    return PlantedSet(frame=_to_frame(raw, t0), features=planted_features())
 
 
 def _to_frame(raw: pd.DataFrame, t0: pd.Timestamp) -> pd.DataFrame:

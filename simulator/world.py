@@ -12,10 +12,11 @@ import pandas as pd
 from features.progress import Progress
 from simulator.accounts import Accounts, Grid, draw_accounts, make_grid
 from simulator.chunk import KEY_ACCOUNTS, child, simulate_chunk
+from simulator.chunk_result import OUTCOMES
 from simulator.config import PLAY_KEYS, SEGMENTS, SimConfig
-from simulator.dynamics import OUTCOMES, PRIORITIES
 from simulator.outcome import DRIVERS, dominant_reason
 from simulator.plays import CHANNELS, NOTES, PLAY_TEXTS
+from simulator.tickets import PRIORITIES
 
 Arrays = dict[str, npt.NDArray[Any]]
 
