@@ -26,7 +26,8 @@ from models.explain import references
 from models.metrics import roc_auc
 from models.plays import PlayConfig
 from models.train import ChurnModel
-from pipelines.scoring import ScoringModel, explain_batch
+from pipelines.scoring import explain_batch
+from pipelines.scoring_model import ScoringModel
 from simulator.synthetic import make_planted
 
 T = TypeVar("T")

@@ -174,7 +174,8 @@ def measure(a: argparse.Namespace, work: Path) -> str:
     from models.scorer import request_rows
     from pipelines import stages, training
     from pipelines.config import load_config
-    from pipelines.scoring import load_scoring_model, scoring_set
+    from pipelines.scoring import scoring_set
+    from pipelines.scoring_model import load_scoring_model
     from simulator import SimConfig, simulate, write_world
 
     world = work / "world"
@@ -186,7 +187,7 @@ def measure(a: argparse.Namespace, work: Path) -> str:
         "scoring": {"history": str(work / "history.parquet"), "waterfalls": 0},
     })  # fmt: skip
     clean = load(world)
-    trained = training.train(stages.training_set(clean, cfg), cfg, force=True)
+    trained = training.run_training(stages.training_set(clean, cfg), cfg, force=True)
     as_of: date = SimConfig().end
     t = time.perf_counter()
     stages.score(world, as_of, work / "scores", cfg)

@@ -48,7 +48,7 @@ def main() -> None:
     clean = stages.open_clean(a.data, cfg)
     con, session = clean.con, clean.con._session
 
-    from features.training import scoring_query
+    from features.scoring_set import scoring_query
 
     def plan(t: ir.Table, label: str) -> None:
         sql = con.compile(t)

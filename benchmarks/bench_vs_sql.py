@@ -8,11 +8,12 @@ in its own child process so that its peak RSS is its own (``os.wait4``):
 * ``sql``  -- ``benchmarks/sql_baseline.py``: the contract's Parquet files and the snapshots
   to about 25 features, in one hand-written DuckDB query.
 
-The snapshots are ours (``features.training.training_snapshots``, or ``scoring_snapshots``
-at ``--as-of``), computed once per world before the timed runs and handed to the baseline
-as a Parquet file. After the first round every feature that both compute is compared, cell
-by cell (same snapshots, values equal to 1e-9, NULLs in the same cells); any difference
-ends the run with exit 1, naming the feature and showing a few rows.
+The snapshots are ours (``features.training.training_snapshots``, or
+``features.scoring_set.scoring_snapshots`` at ``--as-of``), computed once per world before
+the timed runs and handed to the baseline as a Parquet file. After the first round every
+feature that both compute is compared, cell by cell (same snapshots, values equal to 1e-9,
+NULLs in the same cells); any difference ends the run with exit 1, naming the feature and
+showing a few rows.
 
 Worlds absent from ``--data`` are simulated (``--accounts``, ``--session-events``,
 ``--seed``, one value or one per world). Outputs go next to each world, never into the
@@ -59,7 +60,9 @@ def stage_snapshots(w: argparse.Namespace) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from features.config import LabelConfig
-    from features.training import _with_ids, data_end_day, scoring_snapshots, training_snapshots
+    from features.feature_query import _with_ids
+    from features.scoring_set import scoring_snapshots
+    from features.training import data_end_day, training_snapshots
     from features.validate import load
 
     t = time.perf_counter()
@@ -79,7 +82,7 @@ def stage_ours(w: argparse.Namespace) -> dict[str, Any]:
     if not w.as_of:
         return bf.stage_ours(w)
     from features.config import FeatureConfig, LabelConfig
-    from features.training import build_scoring_set
+    from features.scoring_set import build_scoring_set
     from features.validate import load
 
     t0 = time.perf_counter()

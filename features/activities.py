@@ -3,8 +3,8 @@
 An activity names the play it ran by the catalogue's key (``exec_sponsor``) or by its text,
 as a CRM exports it: with any case and stray spaces. One normal form, :func:`normal_play`
 in Python and :func:`normal_play_expr` in the engines, decides what matches; validation
-(:func:`features.contract.play_rule`) and :func:`play_keys` both read it. The touch features
-themselves are built with the other families, in :func:`features.build.activity_features`.
+(:func:`features.rules.play_rule`) and :func:`play_keys` both read it. The touch features
+themselves are built with the other families, in :mod:`features.families.activities`.
 """
 
 from __future__ import annotations

@@ -1,29 +1,26 @@
-"""The feature families, declared once: name, window, unit, description, healthy direction.
+"""The feature families: what a family declares, the registry, and the catalogue built from it.
 
-Explanations, reports, monotone constraints and the feature dictionary all read these
-declarations; the queries that compute them live in :mod:`features.build`.
+A feature family is one module of :mod:`features.families`. It declares, once, its features
+(name, window, unit, plain-language description, healthy direction), the words drivers use
+for it, its default play, the contract table it reads and the query that computes it from
+that table. Everything else reads the registry: the catalogue of features, the zero-filled
+counts of :mod:`features.build`, explanations (``models.explain``), plays (``models.plays``)
+and the feature dictionary. Importing :mod:`features.families` registers the built-in
+families, in the order of the catalogue's columns; another family registers with
+:func:`register` (one line).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-Family = Literal[
-    "frequency",
-    "breadth",
-    "depth",
-    "trend",
-    "concentration",
-    "support",
-    "voice",
-    "sentiment",
-    "billing",
-    "activities",
-    "lifecycle",
-    "static",
-]
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+#: A family's name (``frequency``, ``support``, ...): the key of the registry.
+Family = str
 #: The direction in which a feature is healthy: more is better, less is better, or neither.
 Healthy = Literal["higher", "lower", "none"]
 
@@ -49,7 +46,116 @@ class Feature:
         return {"higher": -1, "lower": 1, "none": 0}[self.healthy]
 
 
-def _windowed(
+@dataclass(frozen=True)
+class Context:
+    """What a family's declaration may depend on: the feature settings and the data."""
+
+    windows: tuple[int, ...]
+    #: The most common events, which get a column each.
+    top_events: tuple[str, ...]
+    #: The ``accounts`` columns read as static attributes.
+    static_columns: tuple[str, ...]
+    #: The look-back in which the champion (most active user) is found.
+    champion_days: int
+
+
+#: A row of :func:`rows`: name, label, unit, window in days, healthy direction, description.
+Row = tuple[str, str, str, int | None, Healthy, str]
+#: A family's query: its contract table and the snapshots -> one row per ``snapshot_id``.
+Query = Callable[["ir.Table", "ir.Table"], "ir.Table"]
+
+
+@dataclass(frozen=True)
+class FeatureFamily:
+    """One feature family, declared once.
+
+    ``query`` reads ``table`` and returns one row per snapshot with a column per declared
+    feature; families without one (the event families, lifecycle, account attributes) are
+    computed together by :func:`features.build.feature_table`. ``zero_when_absent``: the
+    prefixes of its counts, which are 0 (not missing) for a snapshot without source rows.
+    """
+
+    name: str
+    #: How explanations name it: "support pain raised risk".
+    words: str
+    #: The play for an account whose top risk driver is this family.
+    play: str
+    declare: Callable[[Context], Iterable[Feature]]
+    table: str | None = None
+    query: Query | None = None
+    zero_when_absent: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for field in ("name", "words", "play"):
+            if not getattr(self, field).strip():
+                raise ValueError(
+                    f"feature family {self.name!r}: '{field}' is empty; every family needs "
+                    "words for its drivers and a play, so that an account it drives gets an "
+                    "action a CSM can read"
+                )
+        if (self.query is None) != (self.table is None):
+            raise ValueError(
+                f"feature family {self.name!r}: a query needs the table it reads and a table "
+                f"its query (table={self.table!r}, query={self.query!r})"
+            )
+
+
+_REGISTRY: dict[str, FeatureFamily] = {}
+
+
+def _builtins() -> None:
+    # Deferred: the family modules import this one. Registers them once, in catalogue order.
+    import features.families  # noqa: F401
+
+
+def register(family: FeatureFamily) -> FeatureFamily:
+    """Add ``family`` to the registry (after the built-in ones); returns it."""
+    _builtins()
+    if family.name in _REGISTRY:
+        raise ValueError(f"feature family {family.name!r} is registered already")
+    _REGISTRY[family.name] = family
+    return family
+
+
+def unregister(name: str) -> None:
+    """Remove a family registered with :func:`register` (a test's own family)."""
+    del _REGISTRY[name]
+
+
+def families() -> tuple[FeatureFamily, ...]:
+    """Every registered family, in the order of the catalogue's columns."""
+    _builtins()
+    return tuple(_REGISTRY.values())
+
+
+class FamilyField(Mapping[str, str]):
+    """A live view of one text field of every registered family, by family name
+    (``FamilyField("play")``: each family's default play)."""
+
+    def __init__(self, field: Literal["words", "play"]) -> None:
+        self._field = field
+
+    def __getitem__(self, name: str) -> str:
+        families()
+        text: str = getattr(_REGISTRY[name], self._field)
+        return text
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([f.name for f in families()])
+
+    def __len__(self) -> int:
+        return len(families())
+
+
+def rows(family: Family, source: str, declared: Iterable[Row]) -> list[Feature]:
+    """Features of ``family`` read from ``source``, one per row of ``declared``."""
+    return [
+        Feature(name, family, label, unit, window, healthy, description, source=source)
+        for name, label, unit, window, healthy, description in declared
+    ]
+
+
+def windowed(
     stem: str,
     family: Family,
     label: str,
@@ -59,6 +165,7 @@ def _windowed(
     windows: Iterable[int],
     source: str = "events",
 ) -> list[Feature]:
+    """One feature ``<stem>_<w>d`` per window ``w``; ``{w}`` in the texts is the window."""
     return [
         Feature(
             f"{stem}_{w}d",
@@ -90,515 +197,14 @@ def catalog(
     champion_days: int = 365,
 ) -> tuple[Feature, ...]:
     """Every feature built for these windows, common events, account attributes and tables."""
-    f: list[Feature] = []
-    w = tuple(windows)
-    f += _windowed(
-        "events",
-        "frequency",
-        "Events",
-        "events",
-        "higher",
-        "product events in the {w} days before the snapshot",
-        w,
-    )
-    f += _windowed(
-        "active_days",
-        "frequency",
-        "Active days",
-        "days",
-        "higher",
-        "days with at least one event in the last {w} days",
-        w,
-    )
-    f += _windowed(
-        "user_days",
-        "frequency",
-        "Active user-days",
-        "user-days",
-        "higher",
-        "sum over days of the users active that day, last {w} days",
-        w,
-    )
-    f += [
-        Feature(
-            "stickiness_30d",
-            "frequency",
-            "Stickiness (DAU/MAU, 30 d)",
-            "ratio",
-            30,
-            "higher",
-            "average daily active users divided by monthly active users, last 30 days",
-        ),
-        Feature(
-            "days_since_last_event",
-            "frequency",
-            "Days since last activity",
-            "days",
-            None,
-            "lower",
-            "days between the last event and the snapshot (none in 180 days: 181)",
-        ),
-    ]
-    f += _windowed(
-        "active_users",
-        "breadth",
-        "Active users",
-        "users",
-        "higher",
-        "distinct users with an event in the last {w} days",
-        w,
-    )
-    f += _windowed(
-        "utilisation",
-        "breadth",
-        "Licence utilisation",
-        "share of seats",
-        "higher",
-        "active users in the last {w} days divided by licensed seats",
-        w,
-        "contracts",
-    )
-    f += [
-        Feature(
-            "new_users_30d",
-            "breadth",
-            "New active users (30 d)",
-            "users",
-            30,
-            "higher",
-            "users active in the last 30 days who were not active in the 60 days before",
-        ),
-        Feature(
-            "lost_users_30d",
-            "breadth",
-            "Lost active users (30 d)",
-            "users",
-            30,
-            "lower",
-            "users active 31-60 days ago who have had no event in the last 30 days",
-        ),
-    ]
-    f += _windowed(
-        "distinct_events",
-        "depth",
-        "Distinct features used",
-        "features",
-        "higher",
-        "distinct event names used in the last {w} days",
-        w,
-    )
-    f += _windowed(
-        "key_events",
-        "depth",
-        "Key-feature events",
-        "events",
-        "higher",
-        "events of the configured key features in the last {w} days",
-        w,
-    )
-    f += _windowed(
-        "key_share",
-        "depth",
-        "Key-feature share",
-        "share of events",
-        "higher",
-        "key-feature events as a share of all events, last {w} days",
-        w,
-    )
-    f += [
-        Feature(
-            "key_users_30d",
-            "depth",
-            "Key-feature users (30 d)",
-            "users",
-            30,
-            "higher",
-            "distinct users who used a key feature in the last 30 days",
-        ),
-    ]
-    f += [
-        Feature(
-            f"event_{slug}_30d",
-            "depth",
-            f"'{e}' events (30 d)",
-            "events",
-            30,
-            "none",
-            f"count of the event '{e}' in the last 30 days (one of the most common events)",
-        )
-        for e, slug in zip(top_events, event_slugs(top_events), strict=True)
-    ]
-    f += [
-        Feature(
-            f"{stem}_change_30d",
-            "trend",
-            f"{label} trend (30 d vs prior 30 d)",
-            "ratio",
-            60,
-            "higher",
-            f"(last 30 days + 1) / (the 30 days before + 1) - 1, for {label.lower()}",
-        )
-        for stem, label in (
-            ("events", "Events"),
-            ("active_users", "Active users"),
-            ("key_events", "Key-feature events"),
-        )
-    ]
-    f += [
-        Feature(
-            "events_slope_90d",
-            "trend",
-            "Usage slope (90 d)",
-            "share of weekly mean per week",
-            90,
-            "higher",
-            "least-squares slope of weekly events over the last 13 weeks, divided by the "
-            "weekly mean + 1",
-        ),
-        Feature(
-            "top_user_share_30d",
-            "concentration",
-            "Top user's share of events (30 d)",
-            "share of events",
-            30,
-            "lower",
-            "share of the last 30 days' events made by the single most active user",
-        ),
-        Feature(
-            "days_since_champion",
-            "concentration",
-            "Days since the champion was active",
-            "days",
-            champion_days,
-            "lower",
-            f"days since the most active user of the last {champion_days} days last had an event",
-        ),
-    ]
-    tenure = Feature(
-        "tenure_days",
-        "lifecycle",
-        "Tenure",
-        "days",
-        None,
-        "higher",
-        "days since the account became a customer",
-        source="accounts",
-    )
-    if "contracts" in sources:
-        f += [
-            tenure,
-            Feature(
-                "days_to_renewal",
-                "lifecycle",
-                "Days to renewal",
-                "days",
-                None,
-                "none",
-                "days from the snapshot to the end of the current term",
-                source="contracts",
-            ),
-            Feature(
-                "term_number",
-                "lifecycle",
-                "Term number",
-                "terms",
-                None,
-                "higher",
-                "1 for the first subscription term, 2 after the first renewal, ...",
-                source="contracts",
-            ),
-            Feature(
-                "seats",
-                "lifecycle",
-                "Licensed seats",
-                "seats",
-                None,
-                "none",
-                "seats of the current term",
-                source="contracts",
-            ),
-            Feature(
-                "arr",
-                "lifecycle",
-                "ARR",
-                "currency",
-                None,
-                "none",
-                "annual recurring revenue of the current term",
-                source="contracts",
-            ),
-            Feature(
-                "arr_change_last_renewal",
-                "lifecycle",
-                "ARR change at last renewal",
-                "ratio",
-                None,
-                "higher",
-                "ARR of the current term / ARR of the previous term - 1 (first term: empty)",
-                source="contracts",
-            ),
-        ]
-    else:
-        f.append(tenure)
-    if "tickets" in sources:
-        f += _windowed(
-            "tickets",
-            "support",
-            "Tickets opened",
-            "tickets",
-            "lower",
-            "support tickets created in the last {w} days",
-            (30, 90),
-            "tickets",
-        )
-        f += [
-            Feature(
-                "urgent_open",
-                "support",
-                "Urgent tickets open",
-                "tickets",
-                None,
-                "lower",
-                "tickets of priority urgent open at the snapshot",
-                source="tickets",
-            ),
-            Feature(
-                "high_open",
-                "support",
-                "High-priority tickets open",
-                "tickets",
-                None,
-                "lower",
-                "tickets of priority high open at the snapshot",
-                source="tickets",
-            ),
-            Feature(
-                "first_response_hours_90d",
-                "support",
-                "Median first response (90 d)",
-                "hours",
-                90,
-                "lower",
-                "median hours to first response of tickets answered in the last 90 days",
-                source="tickets",
-            ),
-            Feature(
-                "resolution_hours_90d",
-                "support",
-                "Median resolution time (90 d)",
-                "hours",
-                90,
-                "lower",
-                "median hours to resolution of tickets resolved in the last 90 days",
-                source="tickets",
-            ),
-            Feature(
-                "oldest_open_ticket_days",
-                "support",
-                "Oldest open ticket",
-                "days",
-                None,
-                "lower",
-                "age of the oldest ticket still open at the snapshot",
-                source="tickets",
-            ),
-            Feature(
-                "ticket_csat_180d",
-                "support",
-                "Ticket CSAT (180 d)",
-                "1-5",
-                180,
-                "higher",
-                "mean CSAT of tickets resolved in the last 180 days",
-                source="tickets",
-            ),
-        ]
-    if "surveys" in sources:
-        f += [
-            Feature(
-                "nps_last",
-                "voice",
-                "Last NPS answer",
-                "0-10",
-                None,
-                "higher",
-                "the most recent NPS answer of any user (answers given in the same "
-                "second are averaged)",
-                source="surveys",
-            ),
-            Feature(
-                "nps_mean_365d",
-                "voice",
-                "Mean NPS (365 d)",
-                "0-10",
-                365,
-                "higher",
-                "mean NPS answer over the last year",
-                source="surveys",
-            ),
-            Feature(
-                "nps_detractor_share_365d",
-                "voice",
-                "NPS detractors (365 d)",
-                "share of answers",
-                365,
-                "lower",
-                "share of last year's NPS answers that were 0-6",
-                source="surveys",
-            ),
-            Feature(
-                "nps_responses_365d",
-                "voice",
-                "NPS responses (365 d)",
-                "answers",
-                365,
-                "higher",
-                "NPS answers in the last year",
-                source="surveys",
-            ),
-            Feature(
-                "days_since_nps",
-                "voice",
-                "Days since last NPS answer",
-                "days",
-                None,
-                "lower",
-                "days since the last NPS answer",
-                source="surveys",
-            ),
-            Feature(
-                "csat_mean_365d",
-                "voice",
-                "Survey CSAT (365 d)",
-                "1-5",
-                365,
-                "higher",
-                "mean CSAT survey answer over the last year",
-                source="surveys",
-            ),
-            Feature(
-                "ces_mean_365d",
-                "voice",
-                "Customer effort score (365 d)",
-                "1-7",
-                365,
-                "higher",
-                "mean answer to 'the company made it easy for me' over the last year "
-                "(CES 2.0 scale: 7 is easiest)",
-                source="surveys",
-            ),
-        ]
-    if "sentiment" in sources:
-        f += [
-            Feature(
-                "sentiment_last",
-                "sentiment",
-                "CSM sentiment",
-                "0 red, 1 yellow, 2 green",
-                None,
-                "higher",
-                "the CSM's latest recorded sentiment (several recorded in the "
-                "same second are averaged)",
-                source="sentiment",
-            ),
-            Feature(
-                "days_since_sentiment",
-                "sentiment",
-                "Days since CSM sentiment",
-                "days",
-                None,
-                "none",
-                "days since the CSM last recorded a sentiment",
-                source="sentiment",
-            ),
-            Feature(
-                "sentiment_change_90d",
-                "sentiment",
-                "CSM sentiment change (90 d)",
-                "steps",
-                90,
-                "higher",
-                "latest sentiment minus the sentiment 90 days before (in steps)",
-                source="sentiment",
-            ),
-        ]
-    if "invoices" in sources:
-        f += [
-            Feature(
-                "invoices_overdue",
-                "billing",
-                "Invoices overdue",
-                "invoices",
-                None,
-                "lower",
-                "invoices past their due date and unpaid at the snapshot",
-                source="invoices",
-            ),
-            Feature(
-                "days_overdue_max",
-                "billing",
-                "Days overdue",
-                "days",
-                None,
-                "lower",
-                "days the most overdue unpaid invoice is past due",
-                source="invoices",
-            ),
-            Feature(
-                "late_payments_365d",
-                "billing",
-                "Late payments (365 d)",
-                "invoices",
-                365,
-                "lower",
-                "invoices paid after their due date in the last year",
-                source="invoices",
-            ),
-        ]
-    if "activities" in sources:
-        # Healthy in neither direction: the CS team touches the accounts it worries about
-        # most, so more touches go with more risk in the data while each touch is meant to
-        # lower it. "none" leaves the sign to the model (no monotone constraint) and no
-        # explanation calls more or fewer touches healthy.
-        f += _windowed(
-            "touches",
-            "activities",
-            "CS touches",
-            "activities",
-            "none",
-            "activities the CS team recorded in the last {w} days (calls, emails, meetings, "
-            "any play)",
-            (30, 90),
-            "activities",
-        )
-        f.append(
-            Feature(
-                "days_since_last_touch",
-                "activities",
-                "Days since last CS touch",
-                "days",
-                None,
-                "none",
-                "days since the CS team's latest recorded activity (empty when there is none)",
-                source="activities",
-            )
-        )
-    f += [
-        Feature(
-            c,
-            "static",
-            c.replace("_", " ").capitalize(),
-            "category",
-            None,
-            "none",
-            f"account attribute '{c}' from the accounts table",
-            categorical=True,
-            source="accounts",
-        )
-        for c in static_columns
-    ]
+    ctx = Context(tuple(windows), tuple(top_events), tuple(static_columns), champion_days)
     present = {*sources, "accounts", "events"}
-    return tuple(x for x in f if x.source in present)
+    return tuple(x for fam in families() for x in fam.declare(ctx) if x.source in present)
+
+
+def zero_when_absent() -> tuple[str, ...]:
+    """The prefixes of every registered count that is 0, not missing, without source rows."""
+    return tuple(p for fam in families() for p in fam.zero_when_absent)
 
 
 def _slug(name: str) -> str:

@@ -3,62 +3,47 @@
 Each table is found as ``<name>.parquet``, ``<name>.csv`` or a folder ``<name>/`` of Parquet
 parts, read in place by the engine (DuckDB by default), and its contract columns are cast
 to the contract's types: timestamps to UTC, dates to dates (a zoned timestamp keeps its
-calendar date in its own zone). Values that cannot be cast are reported as problems by
-:func:`conform`, never silently turned into missing values.
+calendar date in its own zone, :mod:`features.date_zones`). Values that cannot be cast are
+reported as problems by :func:`features.conform.conform`, never silently turned into
+missing values.
 
 CSV files come as spreadsheets write them: :mod:`features.sniff` tells their encoding and
 delimiter, and numbers with thousands separators or a decimal comma are read when their
-reading is unambiguous. What was assumed is listed in ``DataSet.notes``; a file that cannot
-be read is a :class:`ContractError` naming it and the setting to give.
+reading is unambiguous (:mod:`features.number_styles`). What was assumed is listed in
+``DataSet.notes``; a file that cannot be read is a :class:`ContractError` naming it and the
+setting to give.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 import ibis
-import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
-import pyarrow as pa
-import pyarrow.parquet as pq
 from ibis.backends import BaseBackend
 
 from features.config import DataConfig
-from features.contract import IBIS_TYPES, TABLES, ColumnStats, TableSpec
+from features.conform import conform
+from features.contract import TABLES, TableSpec
+from features.date_zones import date_zones, local_dates
 from features.errors import ContractError, Problem
+from features.number_styles import number_styles, style_notes
+from features.parquet_stats import TableStats, parquet_glob, parquet_stats
 from features.resources import free_cores
 from features.sniff import Dialect, not_empty, shown, sniff, transcode
 
-EXAMPLES = 3
 #: DuckDB's default memory cap (``engine.memory_limit``): with Python, the frames and the
 #: model on top, a run stays within 4 GiB.
 MEMORY_LIMIT = "3GiB"
-
-
-@dataclass(frozen=True)
-class TableStats:
-    """What a Parquet source's own statistics say, without reading its rows.
-
-    ``columns``: the contract columns read as stored (a cast could change what the
-    statistics describe). ``first`` and ``last``: the bounds of a timestamp time column,
-    ``None`` when some row group does not give them.
-    """
-
-    rows: int
-    columns: dict[str, ColumnStats]
-    first: datetime | None = None
-    last: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -205,7 +190,7 @@ def read_source(
                 recursiveFileLookup="true", pathGlobFilter="*.parquet",
             )  # fmt: skip
         return read_spark(con, "parquet", spark_uri(path))
-    return con.read_parquet(_parquet_glob(path))
+    return con.read_parquet(parquet_glob(path))
 
 
 #: The attribute of a connection that holds its temporary folder (UTF-8 copies of non-UTF-8
@@ -238,59 +223,6 @@ def scratch(con: BaseBackend) -> str:
         folder = tempfile.TemporaryDirectory(prefix="churn-")
         setattr(con, _SCRATCH, folder)
     return str(folder.name)
-
-
-def _parquet_glob(path: Path) -> str:
-    return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
-
-
-def parquet_stats(
-    con: BaseBackend, spec: TableSpec, path: Path, raw: ir.Table
-) -> TableStats | None:
-    """The row count and the row groups' statistics of a Parquet source, read from its
-    footers (DuckDB's ``parquet_metadata``); ``None`` for CSV or another engine.
-
-    Only contract columns stored in their contract type (any timestamp for a timestamp) are
-    described: their values are the typed table's. A column's count or bound is ``None``
-    unless every row group gives it.
-    """
-    if con.name != "duckdb" or path.suffix == ".csv":
-        return None
-    stored = [
-        c
-        for c in spec.columns
-        if c.name in raw.columns and _cannot_fail(raw[c.name].type(), c.kind)
-    ]
-    meta = "parquet_metadata('{}')".format(_parquet_glob(path).replace("'", "''"))
-    groups = f"SELECT DISTINCT file_name, row_group_id, row_group_num_rows FROM {meta}"
-    rows = con.raw_sql(f"SELECT coalesce(sum(row_group_num_rows), 0) FROM ({groups})").fetchone()
-
-    def every(value: str, agg: str, cast: str) -> str:
-        """``agg`` of a statistic over the row groups, NULL unless every one gives it."""
-        v = f"TRY_CAST({value} AS {cast})"
-        return f"CASE WHEN count({v}) = count(*) THEN {agg}({v}) END"
-
-    per = con.raw_sql(
-        f"SELECT path_in_schema AS col, {every('stats_null_count', 'sum', 'BIGINT')} AS nulls, "
-        f"{every('stats_min_value', 'min', 'DOUBLE')} AS low, "
-        f"{every('stats_min_value', 'min', 'TIMESTAMPTZ')} AS first, "
-        f"{every('stats_max_value', 'max', 'TIMESTAMPTZ')} AS last FROM {meta} GROUP BY 1"
-    ).fetch_arrow_table()  # as Arrow: a Python datetime with a zone would need pytz
-    found = {r["col"]: r for r in per.to_pylist()}
-    columns: dict[str, ColumnStats] = {}
-    bounds: tuple[datetime | None, datetime | None] = (None, None)
-    for col in (c for c in stored if c.name in found):
-        r = found[col.name]
-        numeric = col.kind in ("float", "integer")
-        nulls = None if r["nulls"] is None else int(r["nulls"])
-        columns[col.name] = ColumnStats(nulls, r["low"] if numeric else None)
-        if (
-            col.name == spec.time_column
-            and col.kind == "timestamp"
-            and None not in (r["first"], r["last"])
-        ):
-            bounds = (r["first"], r["last"])
-    return TableStats(int(rows[0]), columns, *bounds)
 
 
 def _spark_csv(con: BaseBackend, spec: TableSpec, path: Path, dialect: Dialect) -> ir.Table:
@@ -339,289 +271,6 @@ _JAVA_CHARSETS = {
     **{f"cp{n}": f"windows-{n}" for n in range(1250, 1259)},
 }
 _SPARK_CHARSETS = {"iso-8859-1", "us-ascii", "utf-16", "utf-16be", "utf-16le", "utf-32", "utf-8"}
-
-#: How a numeric column is written as text: plain numbers, "1,200.50" (us), "1.200,50" (eu),
-#: or values that read both ways (ambiguous).
-Style = Literal["plain", "us", "eu", "ambiguous"]
-_DIGITS = r"^[+-]?[0-9]+$"
-
-
-def _grouped(thousands: str, decimal: str) -> str:
-    """Numbers with ``thousands`` between groups of three digits (or none) and a ``decimal``."""
-    t, d = re.escape(thousands), re.escape(decimal)
-    return rf"^[+-]?([1-9][0-9]{{0,2}}({t}[0-9]{{3}})+|[0-9]+)({d}[0-9]+)?$"
-
-
-_US, _EU = _grouped(",", "."), _grouped(".", ",")
-
-
-def number_style(counts: Mapping[str, int], comma_file: bool) -> Style:
-    """How a numeric column held as text is written, from counts of its non-empty values.
-
-    ``counts``: ``n`` values; ``plain`` that cast as numbers; ``us`` that read as
-    "1,200.50"; ``eu`` as "1.200,50"; ``dotted`` that hold a dot. A decimal comma is
-    considered only where the delimiter is not a comma. "ambiguous": every value reads both
-    ways ("1,200" or "12.000" in a ';' file), so none is guessed; "plain": read as numbers
-    (conform() reports what does not parse).
-    """
-    n = counts["n"]
-    eu_too = not comma_file and counts["eu"] == n
-    if n == 0 or (counts["plain"] == n and not (eu_too and counts["dotted"])):
-        return "plain"
-    if counts["us"] == n:
-        return "ambiguous" if eu_too else "us"
-    return "eu" if eu_too else "plain"
-
-
-def _number_text(col: ir.StringValue, style: Style) -> ir.StringValue:
-    """Numeric text of ``style`` rewritten as plain numbers; values read two ways as NULL."""
-    col = col.strip()
-    if style == "us":
-        return col.replace(",", "")
-    if style == "eu":
-        return col.replace(".", "").replace(",", ".")
-    return col.re_search(_DIGITS).ifelse(col, ibis.null(str))
-
-
-def number_styles(
-    raw: ir.Table, spec: TableSpec, delimiter: str | None = None, parse_all: bool = False
-) -> dict[str, Style]:
-    """The style of each numeric contract column held as text (:func:`number_style`).
-
-    ``delimiter``: the CSV file's (a decimal comma is considered only without a comma
-    delimiter). ``parse_all`` also counts the rows, which makes DuckDB parse every line
-    of a CSV file: a ragged line fails here, inside the read, rather than in a later stage.
-    A first pass counts the values that are plain numbers; only the columns where that does
-    not settle it are matched against the patterns, in a second pass (the regular
-    expressions cost more than the parse).
-    """
-    texts = [
-        c.name
-        for c in spec.columns
-        if c.kind in ("float", "integer")
-        and c.name in raw.columns
-        and raw[c.name].type().is_string()
-    ]
-    comma_file = delimiter in (None, ",")
-    aggs: dict[str, ir.Scalar] = {"rows": raw.count()} if parse_all else {}
-    for i, name in enumerate(texts):
-        s = raw[name]
-        # As the plain cast reads them (unstripped); dots matter only beside a decimal comma.
-        aggs |= {f"n{i}": s.count(), f"plain{i}": s.try_cast("float64").count()}
-        if not comma_file:
-            aggs[f"dotted{i}"] = s.count(where=s.contains("."))
-    if not aggs:
-        return {}
-    got = {k: int(v or 0) for k, v in raw.aggregate(**aggs).to_pyarrow().to_pylist()[0].items()}
-    got |= {f"dotted{i}": 0 for i in range(len(texts))} if comma_file else {}
-    open_ = [
-        i
-        for i in range(len(texts))
-        if got[f"plain{i}"] < got[f"n{i}"] or (not comma_file and got[f"dotted{i}"])
-    ]
-    got |= {f"{k}{i}": 0 for i in range(len(texts)) for k in ("us", "eu")}
-    if open_:
-        patterns: dict[str, ir.Scalar] = {}
-        for i in open_:
-            s = raw[texts[i]].strip()
-            patterns[f"us{i}"] = s.count(where=s.re_search(_US))
-            patterns[f"eu{i}"] = s.count(where=s.re_search(_EU))
-        more = raw.aggregate(**patterns).to_pyarrow().to_pylist()[0]
-        got |= {k: int(v or 0) for k, v in more.items()}
-    keys = ("n", "plain", "us", "eu", "dotted")
-    return {
-        name: number_style({k: got[f"{k}{i}"] for k in keys}, comma_file)
-        for i, name in enumerate(texts)
-    }
-
-
-_STYLE_NOTES = {
-    "us": "read with ',' as thousands separator",
-    "eu": "read with a decimal comma ('.' as thousands separator)",
-}
-
-_UTC = {"UTC", "Etc/UTC", "GMT", "Etc/GMT", "Z", "+00:00", "-00:00"}
-_OFFSET = re.compile(r"^([+-])([0-9]{2}):([0-9]{2})$")
-
-
-@ibis.udf.scalar.builtin(name="timezone")
-def _duckdb_wall_time(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.Timestamp():  # type: ignore[valid-type]
-    """DuckDB's wall-clock time of an instant in ``zone`` (an IANA name)."""
-
-
-@ibis.udf.scalar.builtin(name="from_utc_timestamp")
-def _spark_wall_time(ts: dt.Timestamp(), zone: str) -> dt.Timestamp():  # type: ignore[valid-type]
-    """Spark's wall-clock time of an instant in ``zone``."""
-
-
-def date_zones(spec: TableSpec, path: Path) -> dict[str, str]:
-    """The time zone of each date column of a Parquet source stored as a zoned timestamp.
-
-    Parquet stores a zoned timestamp as a UTC instant; the zone's name survives only in the
-    Arrow schema that pandas and pyarrow write beside it. UTC zones are left out.
-    """
-    dates = [c.name for c in spec.columns if c.kind == "date"]
-    if not dates or path.suffix == ".csv":
-        return {}
-    first = path if path.is_file() else min(path.rglob("*.parquet"))
-    schema = pq.read_schema(first)
-    zones: dict[str, str] = {}
-    for name in (d for d in dates if d in schema.names):
-        stored = schema.field(name).type
-        zone = stored.tz if pa.types.is_timestamp(stored) else None
-        if zone is None or zone in _UTC:
-            continue
-        if not _OFFSET.match(zone):
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ContractError(
-                    f"{spec.name}.{name}: stored as timestamps in the time zone {zone!r}, "
-                    f"which is unknown (in {path.name}); write the column as dates, or as "
-                    "timestamps in UTC or in a named zone such as Europe/Berlin"
-                ) from None
-        zones[name] = zone
-    return zones
-
-
-def local_dates(raw: ir.Table, zones: Mapping[str, str], engine: str) -> ir.Table:
-    """``raw`` with each zoned timestamp column of ``zones`` as its calendar date in its zone.
-
-    ``zones``: column -> an IANA name ("Europe/Berlin") or a fixed offset ("+01:00"), as
-    :func:`date_zones` finds them. Midnight in Berlin is 23:00 UTC the day before; the
-    contract keeps the Berlin date.
-    """
-    local: dict[str, ir.Value] = {}
-    for name, zone in zones.items():
-        col = raw[name]
-        offset = _OFFSET.match(zone)
-        if offset:
-            sign, hours, minutes = offset.groups()
-            shift = (int(hours) * 60 + int(minutes)) * (-1 if sign == "-" else 1)
-            local[name] = (col + ibis.interval(minutes=shift)).date()
-        elif engine == "pyspark":
-            local[name] = _spark_wall_time(col, zone).date()
-        else:
-            local[name] = _duckdb_wall_time(zone, col).date()
-    return raw.mutate(**local) if local else raw
-
-
-def _cast(col: ir.Value, kind: str, style: Style = "plain") -> ir.Value:
-    """``col`` as the contract ``kind``; ``style``: how a numeric column's text is written."""
-    target = ibis.dtype(IBIS_TYPES[kind])
-    if col.type() == target:
-        return col
-    if kind in ("float", "integer") and style != "plain" and isinstance(col, ir.StringValue):
-        col = _number_text(col, style)
-    if kind == "integer" and col.type().is_string():
-        # "12.0" from a spreadsheet export is a whole number; "12.5" is not and stays NULL.
-        number = col.try_cast("float64")
-        return (number == number.floor()).ifelse(number, ibis.null()).try_cast("int64")
-    if kind == "date" and col.type().is_string():
-        # A date column may arrive as timestamps in text; keep the UTC calendar day.
-        return col.try_cast(IBIS_TYPES["timestamp"]).date()
-    return col.try_cast(target)
-
-
-def _cannot_fail(source: ibis.DataType, kind: str) -> bool:
-    """Whether casting ``source`` to the contract ``kind`` can never turn a value into NULL.
-
-    Spark's timestamps have no zone in Ibis' eyes, so a Parquet timestamp is "cast" to
-    timestamp('UTC') there; that cannot fail, and counting failures would cost one job.
-    """
-    target = ibis.dtype(IBIS_TYPES[kind])
-    return source == target or (source.is_timestamp() and target.is_timestamp())
-
-
-def conform(
-    raw: ir.Table, spec: TableSpec, styles: Mapping[str, Style] | None = None
-) -> tuple[ir.Table, list[Problem]]:
-    """Cast the contract columns of ``raw`` to their types; report what does not fit.
-
-    Missing required columns and values that do not parse are hard problems. Missing
-    optional columns are added as empty, so later stages see one shape. ``styles``: how
-    numeric columns held as text are written (:func:`number_styles`); a number that reads
-    two ways is reported, not guessed.
-    """
-    styles = styles or {}
-    problems: list[Problem] = []
-    present = set(raw.columns)
-    for col in spec.columns:
-        if col.required and col.name not in present:
-            problems.append(
-                Problem(
-                    spec.name,
-                    col.name,
-                    "required column",
-                    "hard",
-                    0,
-                    (),
-                    "required column is missing",
-                    f"add the column {col.name} ({col.kind}); columns found: "
-                    + ", ".join(raw.columns),
-                )
-            )
-    if problems:
-        return raw, problems
-
-    cast = {
-        c.name: (
-            _cast(raw[c.name], c.kind, styles.get(c.name, "plain"))
-            if c.name in present
-            else ibis.null().cast(IBIS_TYPES[c.kind])
-        ).name(c.name)
-        for c in spec.columns
-    }
-    extras = [raw[c] for c in raw.columns if c not in cast]
-    typed = raw.select(*cast.values(), *extras)
-
-    failed = {
-        c.name: (raw[c.name].notnull() & cast[c.name].isnull()).sum()
-        for c in spec.columns
-        if c.name in present and not _cannot_fail(raw[c.name].type(), c.kind)
-    }
-    if failed:
-        counts = raw.aggregate(**{k: v.fill_null(0) for k, v in failed.items()}).to_pyarrow()
-        for name, n in ((k, counts[k][0].as_py()) for k in failed):
-            if not n:
-                continue
-            bad = raw.filter(raw[name].notnull() & cast[name].isnull())
-            examples = [
-                str(v)
-                for v in bad.select(name)
-                .distinct()
-                .order_by(name)
-                .limit(EXAMPLES)
-                .to_pyarrow()[name]
-                .to_pylist()
-            ]
-            kind = spec.column(name).kind
-            two_ways = styles.get(name) == "ambiguous"
-            problems.append(
-                Problem(
-                    spec.name,
-                    name,
-                    f"parses as {kind}",
-                    "hard",
-                    int(n),
-                    tuple(repr(v) for v in examples),
-                    "reads two ways, with '.' or ',' as the decimal point"
-                    if two_ways
-                    else f"cannot be read as a {kind}",
-                    _PARSE_FIX["float" if two_ways else kind],
-                )
-            )
-    return typed, problems
-
-
-_PARSE_FIX = {
-    "timestamp": "write timestamps as ISO-8601 text (2024-03-01, 2024-03-01T09:30:00 or "
-    "2024-03-01T09:30:00+02:00; no zone means UTC) or as Parquet timestamps",
-    "date": "write dates as ISO-8601 text (2024-03-01) or as Parquet dates",
-    "float": "write numbers with a dot as decimal separator and no thousands separator",
-    "integer": "write whole numbers without a decimal part or thousands separator",
-    "string": "write the value as text",
-}
 
 
 #: Optional tables whose file, when given, must hold rows: an empty contracts export would
@@ -677,7 +326,7 @@ def _read_parquet(
     assumed = [
         f"{col}: the calendar date in {zone} (a zoned timestamp)" for col, zone in zones.items()
     ]
-    return typed, found, assumed + _style_notes(styles)
+    return typed, found, assumed + style_notes(styles)
 
 
 def _read_csv(
@@ -697,11 +346,7 @@ def _read_csv(
         # On DuckDB the row count parses every line now; a bad line fails here, named.
         styles = number_styles(raw, spec, dialect.delimiter, parse_all=con.name == "duckdb")
         typed, found = conform(raw, spec, styles)
-    return typed, found, list(dialect.notes) + _style_notes(styles)
-
-
-def _style_notes(styles: Mapping[str, Style]) -> list[str]:
-    return [f"{c} {_STYLE_NOTES[s]}" for c, s in styles.items() if s in _STYLE_NOTES]
+    return typed, found, list(dialect.notes) + style_notes(styles)
 
 
 @contextmanager

@@ -13,9 +13,8 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
+from features.asof import SECONDS_PER_DAY
 from features.config import LabelConfig
-
-SECONDS_PER_DAY = 86_400
 
 
 def day_number(d: date) -> int:

@@ -1,13 +1,14 @@
 """Check typed tables against the contract's rules, inside the engine.
 
-The rules are declared once in :mod:`features.contract`. This module turns them into pandera
+The rules are declared once in :mod:`features.rules`. This module turns them into pandera
 schemas (``pandera.ibis``: columns, types and the rules as one check, so that tens of
 millions of events never reach pandas); the pipeline validates the columns with pandera and
 counts the rows that break each rule in one pass per table (a rule that reads one column,
 such as a foreign key, on that column's distinct values), then returns the clean tables:
 hard problems stop the run, soft ones exclude their rows and are reported. A Parquet
-source's statistics (:func:`features.read.parquet_stats`) answer the rules they settle
-(``Rule.from_stats``) and its summary; a table with nothing else to count is not read.
+source's statistics (:func:`features.parquet_stats.parquet_stats`) answer the rules they
+settle (``Rule.from_stats``) and its summary; a table with nothing else to count is not
+read.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from ibis.backends import BaseBackend
 
 from features.attributes import NOT_ATTRIBUTES, looks_like_outcome
 from features.config import DataConfig
-from features.contract import IBIS_TYPES, RULES, TABLES, Rule, Tables, contract_rules
+from features.conform import EXAMPLES
+from features.contract import IBIS_TYPES, TABLES, Tables
 from features.data_end import DataEnd, derive_end
 from features.errors import ContractError, Problem
-from features.read import EXAMPLES, DataSet, TableStats, read_data
+from features.parquet_stats import TableStats
+from features.read import DataSet, read_data
+from features.rules import RULES, Rule, contract_rules
 from features.snapshots import day_number, overdue_terms
 
 

@@ -27,26 +27,23 @@ import pandas as pd
 
 from features.catalog import Feature
 from features.progress import Progress, part
-from models import cbpe
 from models import metrics as m
 from models.bands import BandConfig
 from models.baselines import BASELINES, health_band
 from models.columns import check_training_frame
 from models.config import ModelConfig
 from models.folds import (
+    Fold,
     FoldPlan,
     count_outcomes,
     outcome_ids,
     plan_folds,
     require_outcomes,
 )
-from models.procedure import train_procedure
+from models.procedure import Trained, train_procedure
+from models.scorers import declared, scorers_in
 from models.uncertainty import Interval, bootstrap_many
 
-#: Scorers whose output is a probability (Brier, log loss and ECE apply).
-PROBABILISTIC = ("model", *(b.name for b in BASELINES.values() if b.probabilistic), "oracle")
-#: Scorers whose risk is ``1 - score / 100`` of a 0-100 health score, banded 40/70.
-HEALTH_SCALE = tuple(b.name for b in BASELINES.values() if b.health_scale)
 ALL = "all"
 #: Columns of the scored rows copied from the training set.
 KEYS = ("account_id", "contract_id", "as_of", "lead_days", "renewal_date", "segment", "arr",
@@ -67,9 +64,9 @@ class BacktestResult:
 
     scores
         One row per validation snapshot: ``fold``, ``row`` (its position among the labelled
-        rows of the frame), the key columns, one risk column per
-        scorer (``model``, ``health_score``, ``engagement_score``, ``logistic``, ``oracle``
-        when given) and the fold's band thresholds (``yellow_at``, ``red_at``).
+        rows of the frame), the key columns, one risk column per scorer of
+        :data:`models.scorers.SCORERS` (``oracle`` only when given) and the fold's band
+        thresholds (``yellow_at``, ``red_at``).
     metrics
         One row per (``fold``, ``lead_days``, ``segment``, ``scorer``); ``fold`` and
         ``segment`` are "all" and ``lead_days`` is missing (<NA>) for the pooled rows, which
@@ -177,35 +174,12 @@ def backtest(
         )  # fmt: skip
         warm = trained.tuned.params
         used[fold.name] = trained.rows_used
-        yellow, red = trained.thresholds
-        out = valid[[c for c in KEYS if c in valid.columns]].assign(
-            fold=fold.name, row=valid.index, model=trained.model.predict_risk(valid),
-            yellow_at=yellow, red_at=red,
-        )  # fmt: skip
-        for b in BASELINES.values():
-            out[b.name] = b.make().fit(train, features).predict_risk(valid)
-        if oracle is not None:
-            out["oracle"] = valid["oracle"].to_numpy()
-        parts.append(out)
-        fit_out, val_out = (count_outcomes(frame, mask, ids) for mask in (fold.train, fold.valid))
-        info.append(
-            {
-                "fold": fold.name, "kind": fold.kind, "cutoff": fold.cutoff, "until": fold.until,
-                "train_rows": int(fold.train.sum()), "train_churned": fit_out.churned,
-                "train_retained": fit_out.retained,
-                "first_training_outcome": train["label_known_at"].min(),
-                "last_training_outcome": train["label_known_at"].max(),
-                "valid_rows": int(fold.valid.sum()), "valid_churned": val_out.churned,
-                "valid_retained": val_out.retained,
-                "valid_churn_rate": float(valid["label"].mean()),
-                **{k: v for k, v in trained.choices.items() if k != "params"},
-                "params": json.dumps(trained.choices["params"], sort_keys=True),
-            }
-        )  # fmt: skip
+        parts.append(_fold_scores(fold, train, valid, features, trained, oracle is not None))
+        info.append(_fold_record(frame, ids, fold, trained))
     scores = pd.concat(parts, ignore_index=True)
     if progress is not None:
         progress("backtest metrics", 0.97)
-    scorers = [c for c in ("model", *BASELINES, "oracle") if c in scores.columns]
+    scorers = [s.name for s in scorers_in(scores.columns)]
     return BacktestResult(
         scores=scores,
         metrics=metrics_table(scores, scorers, cfg),
@@ -215,11 +189,54 @@ def backtest(
     )
 
 
+def _fold_scores(
+    fold: Fold,
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    features: Sequence[Feature],
+    trained: Trained,
+    with_oracle: bool,
+) -> pd.DataFrame:
+    """The fold's validation rows scored by every scorer: the fold's model, each baseline
+    fitted on the fold's training rows, and the oracle when given."""
+    yellow, red = trained.thresholds
+    out = valid[[c for c in KEYS if c in valid.columns]].assign(
+        fold=fold.name, row=valid.index, model=trained.model.predict_risk(valid),
+        yellow_at=yellow, red_at=red,
+    )  # fmt: skip
+    for b in BASELINES.values():
+        out[b.name] = b.make().fit(train, features).predict_risk(valid)
+    if with_oracle:
+        out["oracle"] = valid["oracle"].to_numpy()
+    return out
+
+
+def _fold_record(
+    frame: pd.DataFrame, ids: np.ndarray, fold: Fold, trained: Trained
+) -> dict[str, Any]:
+    """One row of :attr:`BacktestResult.folds`: the fold's rows and outcomes, and what the
+    procedure chose there."""
+    train, valid = frame.loc[fold.train], frame.loc[fold.valid]
+    fit_out, val_out = (count_outcomes(frame, mask, ids) for mask in (fold.train, fold.valid))
+    return {
+        "fold": fold.name, "kind": fold.kind, "cutoff": fold.cutoff, "until": fold.until,
+        "train_rows": int(fold.train.sum()), "train_churned": fit_out.churned,
+        "train_retained": fit_out.retained,
+        "first_training_outcome": train["label_known_at"].min(),
+        "last_training_outcome": train["label_known_at"].max(),
+        "valid_rows": int(fold.valid.sum()), "valid_churned": val_out.churned,
+        "valid_retained": val_out.retained,
+        "valid_churn_rate": float(valid["label"].mean()),
+        **{k: v for k, v in trained.choices.items() if k != "params"},
+        "params": json.dumps(trained.choices["params"], sort_keys=True),
+    }  # fmt: skip
+
+
 def bands_of(scorer: str, rows: pd.DataFrame) -> np.ndarray:
     """Red/yellow/green of a scorer on scored rows: the health-score bands for the 0-100
     scores, else the thresholds the row's fold chose (``yellow_at``, ``red_at``)."""
     risk = rows[scorer].to_numpy(float)
-    if scorer in HEALTH_SCALE:
+    if declared(scorer).health_scale:
         return health_band(100.0 * (1.0 - risk))
     yellow = rows["yellow_at"].to_numpy(float)
     red = rows["red_at"].to_numpy(float)
@@ -251,7 +268,7 @@ def metric_stats(
     weights over those rows (``None``: the observed rows)."""
     y = rows["label"].to_numpy(float)
     risk = rows[scorer].to_numpy(float)
-    prob = scorer in PROBABILISTIC
+    prob = declared(scorer).probabilistic
     nan: Callable[[np.ndarray | None], Any] = lambda w: np.nan  # noqa: E731
     stats: dict[str, Callable[[np.ndarray | None], Any]] = {
         "rows": lambda w: float(y.size),
@@ -346,54 +363,3 @@ def _split(frame: pd.DataFrame, column: str) -> Iterator[tuple[Any, pd.DataFrame
     values = frame[column].to_numpy()
     for key in sorted(pd.unique(values)):
         yield key, frame[values == key]
-
-
-#: Smallest book (renewals of one fold at one lead) the estimator is replayed on: a handful
-#: of renewals (the last fold's longest lead) says nothing about the estimator.
-MIN_BOOK = 30
-
-
-def estimates_on_folds(result: BacktestResult, level: float = 0.9) -> pd.DataFrame:
-    """Confidence-based estimates (:mod:`models.cbpe`) against what happened, per fold and
-    lead time: each fold's later renewals at one lead are a book scored before its renewals
-    resolved, with the probabilities of a model fitted before the fold's cut-off.
-
-    One row per (``fold``, ``lead_days``) with at least :data:`MIN_BOOK` renewals:
-    ``accounts``, and for ``churners``, ``auc`` and
-    ``red_precision`` the estimate, its interval (``_low``, ``_high``), the realized value
-    and whether it fell inside (``_within``).
-    """
-    rows = []
-    for (fold, lead), book in result.scores.groupby(["fold", "lead_days"], sort=True):
-        if len(book) < MIN_BOOK:
-            continue
-        p = book["model"].to_numpy(float)
-        y = book["label"].to_numpy(float)
-        bands = bands_of("model", book)
-        est = cbpe.estimate_performance(p, arr=book["arr"], bands=bands, level=level,
-                                        draws=500, seed=0)  # fmt: skip
-        checks = {c.metric: c for c in cbpe.compare(est, y, p, arr=book["arr"], bands=bands)}
-        row: dict[str, Any] = {"fold": fold, "lead_days": lead, "accounts": len(book)}
-        for metric in ("churners", "auc", "red_precision"):
-            c = checks[metric]
-            row |= {metric: c.estimated, f"{metric}_low": c.low, f"{metric}_high": c.high,
-                    f"{metric}_realized": c.realized, f"{metric}_within": c.within}  # fmt: skip
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def estimate_summary(table: pd.DataFrame) -> dict[str, float]:
-    """How the estimator did over the folds: mean absolute error of the expected churners
-    (relative to the realized count) and of the AUC, and how often each interval held."""
-    if table.empty:
-        return {}
-    churners = table["churners_realized"].clip(lower=1.0)
-    return {
-        "books": float(len(table)),
-        "churners_abs_error_share": float(
-            ((table["churners"] - table["churners_realized"]).abs() / churners).mean()
-        ),
-        "churners_within": float(table["churners_within"].mean()),
-        "auc_abs_error": float((table["auc"] - table["auc_realized"]).abs().mean()),
-        "auc_within": float(table["auc_within"].mean()),
-    }

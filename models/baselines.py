@@ -6,12 +6,15 @@ more likely to churn), like :class:`models.train.ChurnModel`.
 - :class:`HealthScore`: the classic hand-weighted health score of customer-success tools.
 - :class:`EngagementScore`: a Product Engagement Score in Pendo's style.
 - :class:`LogisticBaseline`: L2 logistic regression on the same declared features.
+
+Each is declared once in :data:`BASELINES` (a :class:`Baseline`: its name, plot label,
+scale and maker), from which the backtest, the plots and the logged metrics read it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -212,24 +215,36 @@ class LogisticBaseline(BaseEstimator):
 
 
 @dataclass(frozen=True)
-class Baseline:
-    """A scorer the learned model is compared with, in every backtest fold.
+class Scorer:
+    """A scorer the backtest compares on the same rows: its risk column is ``name``.
 
-    ``make`` gives an unfitted estimator with ``fit(frame, features)`` and
-    ``predict_risk(frame)``; ``health_scale`` marks a risk that is ``1 - score / 100`` of a
-    0-100 health score (banded by :data:`HEALTH_BANDS`), ``probabilistic`` one that is a
-    probability (Brier, log loss and calibration apply).
+    ``label`` names it in plots; ``probabilistic`` marks a risk that is a probability
+    (Brier, log loss and calibration apply); ``health_scale`` one that is ``1 - score /
+    100`` of a 0-100 health score (banded by :data:`HEALTH_BANDS`, not by the fold's
+    thresholds). The registry of every scorer is :data:`models.scorers.SCORERS`; this class
+    lives here because each :class:`Baseline` is one.
     """
 
     name: str
     label: str
-    make: Callable[[], Any]
-    health_scale: bool = False
+    _: KW_ONLY
     probabilistic: bool = False
+    health_scale: bool = False
 
 
-#: Every baseline, in the order tables and plots show them: the backtest scores each of
-#: them in every fold, the plots and the logged metrics read them from here.
+@dataclass(frozen=True)
+class Baseline(Scorer):
+    """A scorer the learned model is compared with, in every backtest fold.
+
+    ``make`` gives an unfitted estimator with ``fit(frame, features)`` and
+    ``predict_risk(frame)``, fitted on each fold's training rows.
+    """
+
+    make: Callable[[], Any]
+
+
+#: Every baseline, in the order tables and plots show them: the backtest fits and scores
+#: each of them in every fold; they enter :data:`models.scorers.SCORERS` from here.
 BASELINES: dict[str, Baseline] = {
     b.name: b
     for b in (

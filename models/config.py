@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from features.config import Frozen, LabelConfig
+from models.calibration import Calibration
 
 
 class ModelConfig(Frozen):
@@ -74,7 +75,7 @@ class ModelConfig(Frozen):
     monotone_max_auc_drop: float = Field(
         0.005, ge=0.0, description="auto keeps the constraints unless ROC AUC drops more"
     )
-    calibration: Literal["auto", "isotonic", "platt"] = "auto"
+    calibration: Calibration = "auto"
     learning_rate: float = Field(0.05, gt=0.0, le=1.0, description="fixed while tuning")
     max_rounds: int = Field(1000, ge=10, description="boosting rounds before early stopping")
     early_stopping_rounds: int = Field(50, ge=5)

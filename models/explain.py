@@ -38,10 +38,10 @@ sentence says "healthy accounts" rather than naming the segment.
 
 Why the score changed
 ---------------------
-:func:`change_since` compares an account's score with its previous one. When both come
-from the same model version it names the families whose contributions moved most. When
-the model changed, a move is partly the new model's and partly the account's: today's
-model on the previous feature values separates the two (see :func:`change_since`).
+:func:`models.explain_change.change_since` compares an account's score with its previous
+one. When both come from the same model version it names the families whose contributions
+moved most. When the model changed, a move is partly the new model's and partly the
+account's: today's model on the previous feature values separates the two.
 """
 
 from __future__ import annotations
@@ -49,37 +49,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.catalog import Family, Feature, Healthy
-from models.plays import check_families
+from features.catalog import FamilyField, Feature, Healthy
 
 #: How a family reads in a sentence, when it raises risk.
-FAMILY_NAMES = {
-    "frequency": "usage frequency",
-    "breadth": "breadth of adoption",
-    "depth": "depth of key-feature use",
-    "trend": "usage trend",
-    "concentration": "dependence on one user",
-    "support": "support pain",
-    "voice": "customer feedback",
-    "sentiment": "CSM sentiment",
-    "billing": "billing",
-    "activities": "CS touches",
-    "lifecycle": "contract and tenure",
-    "static": "account profile",
-}
-check_families(get_args(Family), FAMILY_NAMES, "models.explain.FAMILY_NAMES")
+#: How drivers name each registered family ("support pain raised risk"), by family.
+FAMILY_NAMES = FamilyField("words")
 SENTIMENT_NAMES = {0: "red", 1: "yellow", 2: "green"}
 ALL_SEGMENTS = "all"
 #: A family contribution (log-odds) smaller than this in size is no driver.
 MIN_CONTRIBUTION = 1e-6
-#: A family moving less than this (log-odds) between two scores is not named as a reason.
-MIN_MOVE = 0.05
 #: How :func:`format_value` shows a number: the digits it rounds to and its wording.
 Kind = Literal["category", "sentiment", "percent", "scale", "whole", "count"]
 #: ``Feature.healthy`` as the sign of the reference minus the value on the unhealthy side.
@@ -191,13 +175,13 @@ def _displayed(kind: Kind, v: np.ndarray) -> np.ndarray:
     return np.where(np.abs(v) >= 10, np.rint(v), tenths)
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def format_value(f: Feature, value: object) -> str:
     """A feature value in the words and units a CSM reads."""
-    if _missing(value):
+    if is_missing(value):
         return "none recorded"
     if f.categorical:
         return str(value)
@@ -229,7 +213,7 @@ def _comparable(f: Feature) -> bool:
 
 def _seats(f: Feature, users: object, seats: object) -> str:
     """ " (3 of 40 seats)" after a licence utilisation, when both counts are known."""
-    if not f.name.startswith("utilisation_") or _missing(users) or _missing(seats):
+    if not f.name.startswith("utilisation_") or is_missing(users) or is_missing(seats):
         return ""
     if not float(seats) > 0:  # type: ignore[arg-type]
         return ""
@@ -250,7 +234,7 @@ def describe(
     """
     value = row.get(f.name)
     users = row.get(f.name.replace("utilisation_", "active_users_"))
-    shown = _comparable(f) and not _missing(value) and f.name in reference
+    shown = _comparable(f) and not is_missing(value) and f.name in reference
     who = f"healthy {segment} accounts" if segment else "healthy accounts"
     return _sentence(
         f, format_value(f, value), _seats(f, users, row.get("seats")), who,
@@ -308,22 +292,9 @@ def explain_rows(
     risk_c = np.where((c_all > 0) & (~compared | (gap > 0)), c_all, -np.inf)
     protect_c = np.where((c_all < 0) & (~compared | (gap < 0)), c_all, np.inf)
 
-    # For each family, its qualifying member pushing hardest up (risk) and down (protective).
     family_of = np.array([f.family for f in feats])
-    up = np.zeros((n_rows, n_fam), dtype=np.int64)
-    down = np.zeros((n_rows, n_fam), dtype=np.int64)
-    up_ok = np.zeros((n_rows, n_fam), dtype=bool)
-    down_ok = np.zeros((n_rows, n_fam), dtype=bool)
-    for j, family in enumerate(fam.columns):
-        members = np.flatnonzero(family_of == family)
-        part = risk_c[:, members]
-        best = np.argmax(part, axis=1)
-        up[:, j] = members[best]
-        up_ok[:, j] = np.isfinite(np.take_along_axis(part, best[:, None], axis=1)[:, 0])
-        part = protect_c[:, members]
-        best = np.argmin(part, axis=1)
-        down[:, j] = members[best]
-        down_ok[:, j] = np.isfinite(np.take_along_axis(part, best[:, None], axis=1)[:, 0])
+    up, up_ok = _strongest_member(risk_c, family_of, fam.columns, np.argmax)
+    down, down_ok = _strongest_member(protect_c, family_of, fam.columns, np.argmin)
     risk_key = np.where((f_all > MIN_CONTRIBUTION) & up_ok, f_all, -np.inf)
     order = np.argsort(-risk_key, axis=1, kind="stable")[:, :top]
     listed = np.isfinite(np.take_along_axis(risk_key, order, axis=1))
@@ -331,18 +302,7 @@ def explain_rows(
     lowest = np.argmin(protect_key, axis=1)
     protected = np.isfinite(protect_key[np.arange(n_rows), lowest])
 
-    # Only what a sentence reads, as arrays: far cheaper than a dict per row.
-    texts = {
-        k: frame[n].to_numpy(dtype=object)
-        for k, n in enumerate(names)
-        if feats[k].categorical and n in frame
-    }
-    seats = frame["seats"].to_numpy(dtype=object) if "seats" in frame else None
-    users = {
-        k: frame[n.replace("utilisation_", "active_users_")].to_numpy(dtype=object)
-        for k, n in enumerate(names)
-        if n.startswith("utilisation_") and n.replace("utilisation_", "active_users_") in frame
-    }
+    texts, seats, users = _sentence_columns(frame, names, feats)
     families = [str(c) for c in fam.columns]
 
     def driver(i: int, j: int, k: int) -> Driver:
@@ -350,7 +310,7 @@ def explain_rows(
         value: float | str | None
         if f.categorical:
             raw = texts[k][i] if k in texts else None
-            value = None if _missing(raw) else str(raw)
+            value = None if is_missing(raw) else str(raw)
         else:
             value = None if math.isnan(values[i, k]) else float(values[i, k])
         if not isinstance(value, float):  # a category, or missing
@@ -368,6 +328,43 @@ def explain_rows(
         low = lowest[i]
         out.append((risks, driver(i, low, down[i, low]) if protected[i] else None))
     return out
+
+
+def _strongest_member(
+    contrib: np.ndarray, family_of: np.ndarray, families: pd.Index, pick: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each row and family, the member feature ``pick`` (``np.argmax`` for risk,
+    ``np.argmin`` for protection) chooses among ``contrib``, and whether it qualifies
+    (its masked contribution is finite)."""
+    n_rows, n_fam = len(contrib), len(families)
+    chosen = np.zeros((n_rows, n_fam), dtype=np.int64)
+    ok = np.zeros((n_rows, n_fam), dtype=bool)
+    for j, family in enumerate(families):
+        members = np.flatnonzero(family_of == family)
+        part = contrib[:, members]
+        best = pick(part, axis=1)
+        chosen[:, j] = members[best]
+        ok[:, j] = np.isfinite(np.take_along_axis(part, best[:, None], axis=1)[:, 0])
+    return chosen, ok
+
+
+def _sentence_columns(
+    frame: pd.DataFrame, names: Sequence[str], feats: Sequence[Feature]
+) -> tuple[dict[int, np.ndarray], np.ndarray | None, dict[int, np.ndarray]]:
+    """Only what a sentence reads, as arrays (far cheaper than a dict per row): the
+    categories' texts, the seats, and the active users of each utilisation feature."""
+    texts = {
+        k: frame[n].to_numpy(dtype=object)
+        for k, n in enumerate(names)
+        if feats[k].categorical and n in frame
+    }
+    seats = frame["seats"].to_numpy(dtype=object) if "seats" in frame else None
+    users = {
+        k: frame[n.replace("utilisation_", "active_users_")].to_numpy(dtype=object)
+        for k, n in enumerate(names)
+        if n.startswith("utilisation_") and n.replace("utilisation_", "active_users_") in frame
+    }
+    return texts, seats, users
 
 
 def _displayed_columns(kinds: Sequence[Kind], m: np.ndarray) -> np.ndarray:
@@ -401,94 +398,3 @@ def _reference_table(
     group = np.where(codes < 0, len(segments), codes).astype(np.int64)
     table = np.array(rows, dtype=np.float64).reshape(len(rows), len(names))
     return group, table, whos
-
-
-# ---------------------------------------------------------------- change since the last run
-
-
-def _num(value: object) -> float:
-    """A contribution as a number; a family missing on one side contributes nothing."""
-    return 0.0 if _missing(value) else float(value)  # type: ignore[arg-type]
-
-
-def _version(value: object) -> str | None:
-    return None if _missing(value) or str(value) == "" else str(value)
-
-
-def _moved(
-    after: Mapping[Any, Any], before: Mapping[Any, Any], families: Sequence[str], top: int
-) -> list[str]:
-    """The ``top`` families whose contributions moved most from ``before`` to ``after``."""
-    delta = {f: _num(after.get(f)) - _num(before.get(f)) for f in families}
-    moved = sorted(delta.items(), key=lambda kv: -abs(kv[1]))[:top]
-    return [
-        f"{FAMILY_NAMES[f]} {'raised' if d > 0 else 'lowered'} risk"
-        for f, d in moved
-        if abs(d) > MIN_MOVE
-    ]
-
-
-def _points(before: float, after: float) -> str:
-    """The move between two probabilities in percentage points, as their texts read."""
-    return f"{round(after * 100) - round(before * 100):+d} pts"
-
-
-def change_since(
-    previous: pd.DataFrame,
-    current: pd.DataFrame,
-    top: int = 2,
-    rescored: pd.DataFrame | None = None,
-) -> pd.Series:
-    """What moved each account's score since its previous score, in words.
-
-    ``previous`` holds each account's previous score, ``current`` today's: ``account_id``,
-    ``as_of``, ``churn_probability``, one column per family (its contribution; a family
-    missing from a frame, or NaN, counts as 0) and optionally ``model_version``. Accounts
-    not scored before get an empty text.
-
-    - Same model version (or a version unknown): "churn risk 20% -> 35% since 2025-11-01:
-      support pain raised risk, ..." names the ``top`` families that moved most.
-    - Another version: the move is split with ``rescored``, today's model on the account's
-      previous feature values (``account_id``, ``churn_probability``, family columns). The
-      model's part is the rescored probability minus the previous one (same values, new
-      model); the account's part is today's probability minus the rescored one (same model,
-      new values), with the families that moved it. An account with another version and no
-      row in ``rescored`` (today's model reads features its previous score did not record)
-      is said to have been re-scored by a model whose features differ, without a split.
-    """
-    families = [c for c in current.columns if c in FAMILY_NAMES]
-    families += [c for c in previous.columns if c in FAMILY_NAMES and c not in families]
-    prev: dict[Any, Any] = {r["account_id"]: r for r in previous.to_dict("records")}
-    again: dict[Any, Any] = (
-        {} if rescored is None else {r["account_id"]: r for r in rescored.to_dict("records")}
-    )
-    texts = []
-    for row in current.to_dict("records"):
-        p = prev.get(row["account_id"])
-        if p is None:
-            texts.append("")
-            continue
-        was, now = float(p["churn_probability"]), float(row["churn_probability"])
-        since = pd.Timestamp(p["as_of"]).strftime("%Y-%m-%d")
-        head = f"churn risk {was:.0%} -> {now:.0%} since {since}"
-        old, new = _version(p.get("model_version")), _version(row.get("model_version"))
-        if old is None or new is None or old == new:
-            parts = _moved(row, p, families, top)
-            texts.append(head + (": " + ", ".join(parts) if parts else ""))
-            continue
-        head += f", with a new model (version {old} -> {new})"
-        r = again.get(row["account_id"])
-        if r is None:
-            texts.append(
-                head + " whose features differ from the previous model's, so the move "
-                "cannot be split into the model's part and the account's"
-            )
-            continue
-        mid = float(r["churn_probability"])
-        head += (
-            f": {_points(was, mid)} from the model ({was:.0%} -> {mid:.0%} on the values "
-            f"of {since}), {_points(mid, now)} from the account ({mid:.0%} -> {now:.0%})"
-        )
-        parts = _moved(row, r, families, top)
-        texts.append(head + (": " + ", ".join(parts) if parts else ""))
-    return pd.Series(texts, index=current.index, dtype="str")

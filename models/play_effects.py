@@ -58,18 +58,15 @@ what was found, so a caller prints the reason rather than catching an exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import partial
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, SplineTransformer, StandardScaler
 
+from models.play_nuisance import Learner, cross_fit, design
 from models.uncertainty import Interval, bootstrap_many
 
 #: Fewest treated units, and fewest untreated ones, inside the overlap region for an
@@ -82,18 +79,8 @@ MIN_UNTREATED = 20
 TRIM = 0.1
 #: An interval wider than this many points gets a caveat line when rendered.
 WIDE_POINTS = 20.0
-#: Inverse penalties of the logistic nuisance models. The propensity is barely penalised
-#: so that a play given only above some risk shows as propensities near 0 and 1 (which the
-#: trimming then removes); a penalised, smooth propensity would spread a sharp assignment
-#: rule into a band of "comparable" units with no real counterpart. The outcome models
-#: keep a mild penalty: the treated arm is often small.
-PROPENSITY_C = 1e3
-OUTCOME_C = 1.0
-#: Numeric covariates with fewer distinct values than this enter linearly, not as splines.
-SPLINE_MIN_DISTINCT = 8
 
 Status = Literal["ok", "too few", "no overlap"]
-Learner = Literal["logistic", "lightgbm"]
 Estimand = Literal["att", "ate"]
 
 
@@ -188,29 +175,13 @@ def estimate_effect(
     n, n_t = t.size, int(t.sum())
     n_c = n - n_t
     cluster = frame[groups].to_numpy() if groups is not None else np.arange(n)
-
-    naive_stat = _naive_stat(t, y)
-    naive = (
-        bootstrap_many({"naive": naive_stat}, cluster, n_boot=n_boot, level=level, seed=seed)[
-            "naive"
-        ]
-        if n_t and n_c
-        else Interval(float("nan"), float("nan"), float("nan"), level)
-    )
-
-    def result(status: Status, reason: str, **more: object) -> PlayEffect:
-        fields: dict[str, object] = {
-            "effect": Interval(float("nan"), float("nan"), float("nan"), level),
-            "se": float("nan"),
-            "n_treated_overlap": 0,
-            "n_untreated_overlap": 0,
-            "n_trimmed": 0,
-        } | more
-        return PlayEffect(
-            play=play, status=status, reason=reason, naive=naive, n_units=n,
-            n_treated=n_t, n_untreated=n_c, trim=trim, learner=learner, folds=folds,
-            n_boot=n_boot, seed=seed, estimand=estimand, **fields,  # type: ignore[arg-type]
-        )  # fmt: skip
+    naive = _naive(t, y, cluster, n_boot=n_boot, level=level, seed=seed)
+    fixed: dict[str, object] = {
+        "play": play, "naive": naive, "n_units": n, "n_treated": n_t, "n_untreated": n_c,
+        "trim": trim, "learner": learner, "folds": folds, "n_boot": n_boot, "seed": seed,
+        "estimand": estimand,
+    }  # fmt: skip
+    result = partial(_result, level=level, fixed=fixed)
 
     # Each training part of the cross-fitting must hold both groups.
     if n_t < max(MIN_TREATED, folds) or n_c < max(MIN_UNTREATED, folds):
@@ -221,8 +192,59 @@ def estimate_effect(
             "with a similar play.",
         )
 
-    x = _design(frame, covariates)
-    e, mu0, mu1 = _cross_fit(x, t, y, folds=folds, learner=learner, seed=seed)
+    x = design(frame, covariates)
+    e, mu0, mu1 = cross_fit(x, t, y, folds=folds, learner=learner, seed=seed)
+    inside, n_t_in, n_c_in, bounds = _overlap(e, t, trim, estimand)
+    counts: dict[str, Any] = {
+        "n_treated_overlap": n_t_in,
+        "n_untreated_overlap": n_c_in,
+        "n_trimmed": int(n - inside.sum()),
+    }
+    if n_t_in < MIN_TREATED or n_c_in < MIN_UNTREATED:
+        return result("no overlap", _no_overlap(play, n_t_in, n_t, n_c_in, n_c, bounds), **counts)
+
+    effect_stat, se = _effect_score(t, y, e, mu0, mu1, inside, estimand)
+    effect = bootstrap_many({"effect": effect_stat}, cluster, n_boot=n_boot, level=level,
+                            seed=seed)["effect"]  # fmt: skip
+    return result("ok", "", effect=effect, se=se, overlap=inside, **counts)
+
+
+def _result(
+    status: Status, reason: str, *, level: float, fixed: Mapping[str, object], **more: object
+) -> PlayEffect:
+    """The answer of :func:`estimate_effect`: the fields every answer has (``fixed``), and
+    no estimate unless ``more`` gives one."""
+    fields: dict[str, object] = {
+        "effect": Interval(float("nan"), float("nan"), float("nan"), level),
+        "se": float("nan"),
+        "n_treated_overlap": 0,
+        "n_untreated_overlap": 0,
+        "n_trimmed": 0,
+    } | more
+    return PlayEffect(status=status, reason=reason, **fixed, **fields)  # type: ignore[arg-type]
+
+
+def _naive(
+    t: np.ndarray, y: np.ndarray, cluster: np.ndarray, *, n_boot: int, level: float, seed: int
+) -> Interval:
+    """The naive difference with its bootstrap interval; NaN unless both groups exist."""
+    n_t = int(t.sum())
+    n_c = t.size - n_t
+    naive_stat = _naive_stat(t, y)
+    return (
+        bootstrap_many({"naive": naive_stat}, cluster, n_boot=n_boot, level=level, seed=seed)[
+            "naive"
+        ]
+        if n_t and n_c
+        else Interval(float("nan"), float("nan"), float("nan"), level)
+    )
+
+
+def _overlap(
+    e: np.ndarray, t: np.ndarray, trim: float, estimand: Estimand
+) -> tuple[np.ndarray, int, int, str]:
+    """The units the estimate averages over, the treated and untreated among them, and the
+    propensity rule in words."""
     if estimand == "att":
         # The treated need comparable untreated units, not the reverse: trim only where
         # the play was (almost) certain, and count as comparable the untreated units in
@@ -236,22 +258,32 @@ def estimate_effect(
         inside = (e >= trim) & (e <= 1.0 - trim)
         n_t_in, n_c_in = int(t[inside].sum()), int((1 - t[inside]).sum())
         bounds = f"in [{trim:g}, {1 - trim:g}]"
-    counts = {
-        "n_treated_overlap": n_t_in,
-        "n_untreated_overlap": n_c_in,
-        "n_trimmed": int(n - inside.sum()),
-    }
-    if n_t_in < MIN_TREATED or n_c_in < MIN_UNTREATED:
-        return result(
-            "no overlap",
-            f"{play}: only {n_t_in} of {n_t} treated and {n_c_in} of {n_c} untreated "
-            f"units have a propensity {bounds}; an estimate needs "
-            f"{MIN_TREATED} treated and {MIN_UNTREATED} untreated at similar risk. The play "
-            "goes to accounts that have no untreated counterpart (or the reverse), so no "
-            "comparison is honest; run it on some comparable accounts too, or randomise.",
-            **counts,
-        )
+    return inside, n_t_in, n_c_in, bounds
 
+
+def _no_overlap(play: str, n_t_in: int, n_t: int, n_c_in: int, n_c: int, bounds: str) -> str:
+    """Why there is no estimate when too few units are comparable."""
+    return (
+        f"{play}: only {n_t_in} of {n_t} treated and {n_c_in} of {n_c} untreated "
+        f"units have a propensity {bounds}; an estimate needs "
+        f"{MIN_TREATED} treated and {MIN_UNTREATED} untreated at similar risk. The play "
+        "goes to accounts that have no untreated counterpart (or the reverse), so no "
+        "comparison is honest; run it on some comparable accounts too, or randomise."
+    )
+
+
+def _effect_score(
+    t: np.ndarray,
+    y: np.ndarray,
+    e: np.ndarray,
+    mu0: np.ndarray,
+    mu1: np.ndarray,
+    inside: np.ndarray,
+    estimand: Estimand,
+) -> tuple[Callable[[np.ndarray | None], np.ndarray], float]:
+    """The effect in points as a function of bootstrap weights over the units (``None``:
+    the observed units), and its influence-function standard error."""
+    n = t.size
     # Outside the overlap e may be 0 or 1 (a constant model): those scores are never used.
     e = np.clip(e, 1e-6, 1.0 - 1e-6)
     mask = inside.astype(float)
@@ -282,10 +314,7 @@ def estimate_effect(
                 return (w @ psi_in) / (w @ mask)
 
         se = float(np.std(psi[inside], ddof=1) / np.sqrt(inside.sum()))
-
-    effect = bootstrap_many({"effect": effect_stat}, cluster, n_boot=n_boot, level=level,
-                            seed=seed)["effect"]  # fmt: skip
-    return result("ok", "", effect=effect, se=se, overlap=inside, **counts)
+    return effect_stat, se
 
 
 def describe(effect: PlayEffect) -> list[str]:
@@ -370,75 +399,3 @@ def _check(
         raise ValueError(f"play effects: folds must be at least 2 for cross-fitting, got {folds}")
     if not 0.0 <= trim < 0.5:
         raise ValueError(f"play effects: trim must be in [0, 0.5), got {trim}")
-
-
-def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
-    """The covariates with missing numeric values filled by the median and flagged."""
-    out = {}
-    for col in covariates:
-        s = frame[col]
-        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
-            s = s.astype(float)
-            if s.isna().any():
-                out[f"{col}__missing"] = s.isna().astype(float)
-                s = s.fillna(s.median() if s.notna().any() else 0.0)
-            out[col] = s
-        else:
-            out[col] = s.astype("string").fillna("(missing)").astype(object)
-    return pd.DataFrame(out, index=frame.index)
-
-
-def _model(x: pd.DataFrame, learner: Learner, seed: int, strength: float) -> Pipeline:
-    """An unfitted classifier for the design ``x``: small, fixed settings, one thread.
-
-    ``strength`` is the logistic regression's C (inverse penalty).
-    """
-    numeric = [c for c in x.columns if x[c].dtype == float]
-    categorical = [c for c in x.columns if c not in numeric]
-    if learner == "lightgbm":
-        from lightgbm import LGBMClassifier
-
-        pre = ColumnTransformer(
-            [("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
-            remainder="passthrough",
-        )
-        return make_pipeline(pre, LGBMClassifier(
-            n_estimators=100, learning_rate=0.05, num_leaves=7, min_child_samples=20,
-            reg_lambda=1.0, num_threads=1, deterministic=True, force_row_wise=True,
-            random_state=seed, verbose=-1,
-        ))  # fmt: skip
-    curved = [c for c in numeric if x[c].nunique() >= SPLINE_MIN_DISTINCT]
-    straight = [c for c in numeric if c not in curved]
-    parts: list[tuple[str, object, list[str]]] = [
-        ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
-        ("lin", StandardScaler(), straight),
-        ("spline", SplineTransformer(n_knots=5, degree=3, knots="quantile"), curved),
-    ]
-    pre = ColumnTransformer([p for p in parts if p[2]])
-    return make_pipeline(pre, LogisticRegression(C=strength, max_iter=5000))
-
-
-def _fit_predict(
-    x: pd.DataFrame, target: np.ndarray, train: np.ndarray, test: np.ndarray,
-    learner: Learner, seed: int, strength: float,
-) -> np.ndarray:  # fmt: skip
-    """P(target = 1) on ``test`` from a model fitted on ``train``; a constant if one class."""
-    yt = target[train]
-    if yt.min() == yt.max():
-        return np.full(test.size, float(yt[0]))
-    model = _model(x, learner, seed, strength).fit(x.iloc[train], yt)
-    return np.asarray(model.predict_proba(x.iloc[test])[:, 1], float)
-
-
-def _cross_fit(
-    x: pd.DataFrame, t: np.ndarray, y: np.ndarray, *, folds: int, learner: Learner, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Out-of-fold propensity e and outcome models mu0, mu1 for every unit."""
-    e, mu0, mu1 = np.empty(t.size), np.empty(t.size), np.empty(t.size)
-    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for train, test in split.split(np.zeros(t.size), t):
-        e[test] = _fit_predict(x, t, train, test, learner, seed, PROPENSITY_C)
-        for arm, mu in ((0.0, mu0), (1.0, mu1)):
-            rows = train[t[train] == arm]
-            mu[test] = _fit_predict(x, y, rows, test, learner, seed, OUTCOME_C)
-    return e, mu0, mu1

@@ -16,43 +16,15 @@ the family's own play (``prefer_measured: false`` turns this off).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
-from typing import get_args
+from collections.abc import Mapping
 
 from pydantic import Field, field_validator
 
-from features.catalog import Family
+from features.catalog import FamilyField
 from features.config import Frozen
 
-DEFAULT_PLAYS: dict[str, str] = {
-    "breadth": "Seat-activation campaign: invite and onboard the unused seats",
-    "depth": "Key-feature training: run a workshop on the workflows they do not use yet",
-    "frequency": "Re-engagement call: review goals and usage with the main users",
-    "trend": "Usage is falling: book a health check before it becomes a churn",
-    "concentration": "Multi-thread the relationship: the account depends on one user",
-    "support": "Escalate to the support lead: urgent tickets are open or answered slowly",
-    "voice": "Close the loop on the feedback with the unhappy respondents",
-    "sentiment": "Account review with the CSM's manager: the CSM flags risk",
-    "billing": "Involve finance: invoices are overdue",
-    "lifecycle": "Start the renewal conversation early and confirm the decision makers",
-    "static": "Review the account's fit and success plan",
-    "activities": "No recent CS touch: schedule a check-in call with the main users",
-}
-
-
-def check_families(declared: Collection[str], named: Mapping[str, str], what: str) -> None:
-    """Raise when a feature family has no entry in ``named`` (its play, its words): a family
-    without a play would route its accounts to "No action" without a word."""
-    missing = [f for f in declared if f not in named]
-    if missing:
-        raise ImportError(
-            f"{what}: the feature families {', '.join(missing)} (features.catalog.Family) "
-            f"have no entry; add one for each, so that an account driven by the family "
-            "gets an action and words a CSM can read"
-        )
-
-
-check_families(get_args(Family), DEFAULT_PLAYS, "models.plays.DEFAULT_PLAYS")
+#: Each registered family's own play, by family (declared with the family).
+DEFAULT_PLAYS = FamilyField("play")
 
 #: Plays that are not one family's own, by key, and the driver families each addresses.
 EXTRA_PLAYS: dict[str, str] = {

@@ -12,19 +12,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from models import metrics as m
-from models.backtest import PROBABILISTIC, BacktestResult
-from models.baselines import BASELINES
-
-LABELS = {
-    "model": "learned model",
-    **{b.name: b.label for b in BASELINES.values()},
-    "oracle": "oracle (true probability)",
-}
+from models.backtest import BacktestResult
+from models.baselines import Scorer
+from models.scorers import scorers_in
 
 
-def _scorers(result: BacktestResult) -> list[str]:
-    """The scorers to draw: the model and the baselines present in the backtest."""
-    return [s for s in LABELS if s in result.scores.columns]
+def _scorers(result: BacktestResult) -> list[Scorer]:
+    """The scorers to draw: the registered ones present in the backtest, in registry order."""
+    return scorers_in(result.scores.columns)
 
 
 def calibration_plot(result: BacktestResult, path: Path) -> Path:
@@ -35,9 +30,9 @@ def calibration_plot(result: BacktestResult, path: Path) -> Path:
     y = result.scores["label"].to_numpy(float)
     top = 0.0
     for s in _scorers(result):
-        if s in PROBABILISTIC:
-            pred, obs = m.calibration_curve(y, result.scores[s].to_numpy(float))
-            ax.plot(pred, obs, marker="o", label=LABELS[s])
+        if s.probabilistic:
+            pred, obs = m.calibration_curve(y, result.scores[s.name].to_numpy(float))
+            ax.plot(pred, obs, marker="o", label=s.label)
             top = max(top, pred.max(), obs.max())
     lim = min(1.0, top * 1.1 + 0.02)
     ax.set(xlim=(0, lim), ylim=(0, lim), xlabel="predicted churn probability",
@@ -54,8 +49,8 @@ def lift_plot(result: BacktestResult, path: Path) -> Path:
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="random")
     y = result.scores["label"].to_numpy(float)
     for s in _scorers(result):
-        shares, found = m.lift_curve(y, result.scores[s].to_numpy(float), points=20)
-        ax.plot(np.r_[0, shares], np.r_[0, found], label=LABELS[s])
+        shares, found = m.lift_curve(y, result.scores[s.name].to_numpy(float), points=20)
+        ax.plot(np.r_[0, shares], np.r_[0, found], label=s.label)
     ax.set(xlabel="share of snapshots, riskiest first", ylabel="share of churners found",
            title="Cumulative gains (all backtest folds)")  # fmt: skip
     ax.legend(fontsize=8)
@@ -69,10 +64,10 @@ def metrics_over_cutoffs_plot(result: BacktestResult, path: Path) -> Path:
     fig = Figure(figsize=(10, 4.2))
     axes = fig.subplots(1, 2)
     for s in _scorers(result):
-        rows = t[t.scorer == s].sort_values("fold")
-        axes[0].plot(rows.fold, rows.roc_auc, marker="o", label=LABELS[s])
-        if s in PROBABILISTIC:
-            axes[1].plot(rows.fold, rows.brier, marker="o", label=LABELS[s])
+        rows = t[t.scorer == s.name].sort_values("fold")
+        axes[0].plot(rows.fold, rows.roc_auc, marker="o", label=s.label)
+        if s.probabilistic:
+            axes[1].plot(rows.fold, rows.brier, marker="o", label=s.label)
     axes[0].set(title="ROC AUC by cut-off", xlabel="cut-off", ylabel="ROC AUC")
     axes[1].set(title="Brier score by cut-off (lower is better)", xlabel="cut-off")
     axes[0].legend(fontsize=7)
@@ -91,8 +86,8 @@ def comparison_plot(result: BacktestResult, path: Path) -> Path:
     ax = fig.subplots()
     width = 0.8 / len(scorers)
     for i, s in enumerate(scorers):
-        values = t.loc[s, list(names)].to_numpy(float)
-        ax.bar(np.arange(len(names)) + i * width, values, width, label=LABELS[s])
+        values = t.loc[s.name, list(names)].to_numpy(float)
+        ax.bar(np.arange(len(names)) + i * width, values, width, label=s.label)
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, ["ROC AUC", "PR AUC",
                                                             "recall, top decile"])  # fmt: skip
     ax.set(ylim=(0, 1), title="Learned model vs baselines (all backtest folds)")

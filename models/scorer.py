@@ -24,7 +24,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -37,6 +37,7 @@ from models.explain import contributions, explain_rows, family_contributions
 from models.plays import PlayConfig, choose_play
 
 if TYPE_CHECKING:
+    from models.calibration import Method
     from models.train import ChurnModel
 
 #: The files of a scorer, by the name MLflow's ``artifacts`` give them.
@@ -85,10 +86,12 @@ class Calibrator:
     score clipped to ``[x_min, x_max]`` and interpolated linearly between the thresholds
     ``x`` -> ``y`` (with SciPy's ``interp1d``, as scikit-learn does, so the result is the
     same to the last bit). ``platt``: ``1 / (1 + exp(-(intercept + slope * logit(raw))))``
-    with the raw score clipped to ``[1e-6, 1 - 1e-6]`` (:class:`models.train.PlattCalibrator`).
+    with the raw score clipped to ``[1e-6, 1 - 1e-6]``
+    (:class:`models.calibration.PlattCalibrator`). One form per method of
+    :data:`models.calibration.METHODS`.
     """
 
-    method: Literal["isotonic", "platt"]
+    method: Method
     x: tuple[float, ...] = ()
     y: tuple[float, ...] = ()
     x_min: float = math.nan

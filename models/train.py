@@ -5,11 +5,11 @@ features)`` in place of ``fit(X, y)`` because the label and the point-in-time co
 travel in the frame. It learns in two steps:
 
 1. trees on the snapshots whose label was known before the latest ``calibration_share``
-   of snapshots (a purged, out-of-time split), then a calibrator (isotonic or Platt) on the
-   trees' scores of those latest snapshots, which the trees never saw. When that slice or
-   the rows before it hold too few churned or retained outcomes (a young book), the
-   calibrator is fitted on out-of-fold scores of folds of held-out accounts instead
-   (cross-fitted), and the model records which;
+   of snapshots (a purged, out-of-time split), then a calibrator (isotonic or Platt, see
+   :mod:`models.calibration`) on the trees' scores of those latest snapshots, which the
+   trees never saw. When that slice or the rows before it hold too few churned or retained
+   outcomes (a young book), the calibrator is fitted on out-of-fold scores of folds of
+   held-out accounts instead (cross-fitted), and the model records which;
 2. the trees again on all labelled history with the same number of rounds; the
    calibrator of step 1 maps their scores to probabilities.
 
@@ -21,16 +21,23 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.isotonic import IsotonicRegression
 
 from features.catalog import Feature
 from features.errors import ChurnWarning
+from models.calibration import (
+    Calibration,
+    blocked_predictions,
+    choose_calibration,
+    fit_calibrator,
+    is_decreasing,
+    recency_weights,
+)
 from models.columns import categories_of, check_columns, check_training_frame, matrix
 from models.config import ModelConfig
 from models.folds import (
@@ -41,7 +48,6 @@ from models.folds import (
     latest_split,
     outcome_ids,
 )
-from models.metrics import brier
 
 #: Tree parameters used when none are tuned (the centre of the search space of ``tune``).
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -52,7 +58,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "bagging_freq": 1,
     "lambda_l2": 1.0,
 }
-Calibration = Literal["auto", "isotonic", "platt"]
 
 
 def lgb_params(
@@ -143,99 +148,6 @@ def out_of_fold(
     return raw, iterations, losses
 
 
-class PlattCalibrator:
-    """Logistic regression of the outcome on the log-odds of the raw score (Platt scaling).
-
-    Two parameters fitted by Newton's method with a tiny ridge (1e-6) so that separable
-    calibration rows still converge; much faster than a general solver on one feature.
-    Row weights (recency) enter the likelihood as frequency weights.
-    """
-
-    def fit(
-        self, raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None
-    ) -> PlattCalibrator:
-        X = np.column_stack([np.ones(raw.size), _logit(raw)])
-        y = np.asarray(y, float)
-        w = np.ones(raw.size) if weight is None else np.asarray(weight, float)
-        coef = np.zeros(2)
-        for _ in range(50):
-            p = 1.0 / (1.0 + np.exp(-(X @ coef)))
-            grad = X.T @ (w * (p - y)) + 1e-6 * coef
-            hess = (X * (w * p * (1 - p))[:, None]).T @ X + 1e-6 * np.eye(2)
-            step = np.linalg.solve(hess, grad)
-            coef -= step
-            if np.abs(step).max() < 1e-10:
-                break
-        self.intercept_, self.slope_ = float(coef[0]), float(coef[1])
-        return self
-
-    def predict(self, raw: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.intercept_ + self.slope_ * _logit(raw))))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def _isotonic() -> IsotonicRegression:
-    return IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
-
-
-def fit_calibrator(
-    raw: np.ndarray, y: np.ndarray, method: str, weight: np.ndarray | None = None
-) -> Any:
-    """An isotonic or Platt calibrator fitted on raw scores ``raw`` and outcomes ``y``."""
-    if method == "isotonic":
-        return _isotonic().fit(raw, y, sample_weight=weight)
-    return PlattCalibrator().fit(raw, y, weight)
-
-
-def recency_weights(known_at: pd.Series, half_life_days: int | None) -> np.ndarray:
-    """Weights halving every ``half_life_days`` before the latest outcome (``None``: all 1).
-
-    A calibrator fitted with them follows the most recent outcomes: when the churn rate
-    drifts, the probabilities track the latest renewals rather than the average of the
-    calibration window.
-    """
-    if half_life_days is None or known_at.empty:
-        return np.ones(len(known_at))
-    age = (known_at.max() - known_at).dt.total_seconds().to_numpy() / 86_400.0
-    return np.power(0.5, age / half_life_days)
-
-
-def blocked_predictions(
-    raw: np.ndarray, y: np.ndarray, method: str, weight: np.ndarray, blocks: int = 5
-) -> np.ndarray:
-    """Each contiguous block of ``raw`` (in time order) calibrated by the other blocks."""
-    idx = np.array_split(np.arange(raw.size), blocks)
-    preds = np.empty(raw.size)
-    for held in idx:
-        rest = np.setdiff1d(np.arange(raw.size), held)
-        if np.unique(y[rest]).size < 2:
-            preds[held] = np.average(y[rest], weights=weight[rest]) if rest.size else np.nan
-            continue
-        preds[held] = fit_calibrator(raw[rest], y[rest], method, weight[rest]).predict(raw[held])
-    return np.clip(preds, 0.0, 1.0)
-
-
-def choose_calibration(
-    raw: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, blocks: int = 5
-) -> tuple[str, np.ndarray]:
-    """The calibrator with the lower (weighted) Brier score when each time block is held out
-    in turn, and that calibrator's held-out probabilities.
-
-    ``raw`` must be in time order: blocks are contiguous, so the choice is made out of
-    sample. Isotonic is more flexible and needs more rows; Platt wins on small folds and
-    on ties.
-    """
-    w = np.ones(raw.size) if weight is None else np.asarray(weight, float)
-    preds = {m: blocked_predictions(raw, y, m, w, blocks) for m in ("isotonic", "platt")}
-    scores = {m: float(brier(y, p, w)) for m, p in preds.items()}
-    method = min(scores, key=lambda m: (scores[m], m != "platt"))
-    return method, preds[method]
-
-
 def model_from_config(
     cfg: ModelConfig,
     *,
@@ -273,12 +185,12 @@ class ChurnModel(BaseEstimator):
         never raises the predicted risk.
     calibration
         ``"isotonic"``, ``"platt"`` or ``"auto"`` (lower held-out Brier on the calibration
-        rows, see :func:`choose_calibration`).
+        rows, see :func:`models.calibration.choose_calibration`).
     calibration_share
         The latest share of snapshots that fits the calibrator (see
         :func:`models.folds.latest_split`).
     calibration_half_life_days
-        Recency weighting of the calibration rows (:func:`recency_weights`).
+        Recency weighting of the calibration rows (:func:`models.calibration.recency_weights`).
     purge_days
         Extra purge before the calibration cut-off (:mod:`models.folds`).
     min_churned, min_retained, cv_folds
@@ -340,6 +252,35 @@ class ChurnModel(BaseEstimator):
         Rows with a missing ``label`` are ignored. Any other column (ids, dates, a column
         that peeks into the future) never reaches the trees.
         """
+        frame, X, y = self._labelled(frame, features)
+        params = lgb_params(
+            self.params, features, monotone=self.monotone, learning_rate=self.learning_rate,
+            seed=self.seed, num_threads=self.num_threads,
+        )  # fmt: skip
+        self.lgb_params_ = params
+
+        first, rounds, cal, raw, cut = self._calibration_scores(frame, X, y, params)
+        self._calibrate(frame, y, cal, raw, cut)
+        self.n_estimators_ = rounds
+        if self.refit or first is None:
+            self.booster_ = train_booster(X, y, params, rounds=rounds)
+        else:
+            self.booster_ = first
+        if is_decreasing(self.calibrator_) and self.monotone:
+            warnings.warn(
+                "the Platt calibrator has a negative slope: the trees rank the calibration "
+                "rows worse than chance, so the monotone constraints do not hold after "
+                "calibration; check the features and the history length",
+                ChurnWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _labelled(
+        self, frame: pd.DataFrame, features: Sequence[Feature]
+    ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+        """The labelled rows in time order, their model matrix and labels; remembers the
+        features and the categorical levels seen."""
         check_training_frame(frame, features)
         frame = frame.loc[frame["label"].notna()]
         if frame.empty:
@@ -356,12 +297,18 @@ class ChurnModel(BaseEstimator):
                 f"all {len(y):,} labelled rows have label {int(y[0])}: a churn model needs "
                 "churned and retained outcomes; add history or accounts"
             )
-        params = lgb_params(
-            self.params, features, monotone=self.monotone, learning_rate=self.learning_rate,
-            seed=self.seed, num_threads=self.num_threads,
-        )  # fmt: skip
-        self.lgb_params_ = params
+        return frame, X, y
 
+    def _calibration_scores(
+        self, frame: pd.DataFrame, X: pd.DataFrame, y: np.ndarray, params: Mapping[str, Any]
+    ) -> tuple[lgb.Booster | None, int, np.ndarray, np.ndarray, pd.Timestamp]:
+        """Step 1: the raw scores the calibrator is fitted on, out of time when the latest
+        slice and the rows before it hold enough outcomes, else cross-fitted.
+
+        Returns the out-of-time trees (``None`` when cross-fitted), the rounds, the mask of
+        the calibration rows, their raw scores and the calibration cut-off; records which
+        kind (``calibration_kind_``) and why (``calibration_note_``).
+        """
         fit_rows, held, cut = latest_split(frame, self.calibration_share, self.purge_days)
         ids = outcome_ids(frame)
         short = [
@@ -397,6 +344,18 @@ class ChurnModel(BaseEstimator):
             rounds = self.n_estimators or max(round(float(np.mean(iterations))), 1)
             cal = ~np.isnan(raw_all)
             raw = raw_all[cal]
+        return first, rounds, cal, raw, cut
+
+    def _calibrate(
+        self,
+        frame: pd.DataFrame,
+        y: np.ndarray,
+        cal: np.ndarray,
+        raw: np.ndarray,
+        cut: pd.Timestamp,
+    ) -> None:
+        """Choose (``"auto"``) and fit the calibrator on the calibration rows ``cal``, and
+        keep their held-out calibrated probabilities."""
         weight = recency_weights(frame["label_known_at"][cal], self.calibration_half_life_days)
         method: str = self.calibration
         if method == "auto":
@@ -409,20 +368,6 @@ class ChurnModel(BaseEstimator):
         self.calibration_rows_ = frame.index[cal]
         self.calibration_probability_ = held_out
         self.calibration_label_ = y[cal]
-        self.n_estimators_ = rounds
-        if self.refit or first is None:
-            self.booster_ = train_booster(X, y, params, rounds=rounds)
-        else:
-            self.booster_ = first
-        if _decreasing(self.calibrator_) and self.monotone:
-            warnings.warn(
-                "the Platt calibrator has a negative slope: the trees rank the calibration "
-                "rows worse than chance, so the monotone constraints do not hold after "
-                "calibration; check the features and the history length",
-                ChurnWarning,
-                stacklevel=2,
-            )
-        return self
 
     def _check(self, frame: pd.DataFrame) -> pd.DataFrame:
         if not hasattr(self, "booster_"):
@@ -449,7 +394,3 @@ class ChurnModel(BaseEstimator):
     def model_string(self) -> str:
         """The trees as LightGBM's text format (identical for identical models)."""
         return self.booster_.model_to_string(num_iteration=self.n_estimators_)
-
-
-def _decreasing(calibrator: Any) -> bool:
-    return isinstance(calibrator, PlattCalibrator) and calibrator.slope_ < 0

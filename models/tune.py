@@ -14,7 +14,7 @@ storage resumes: re-running with the same study name continues up to the trial b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +119,7 @@ def tune(
     study_name
         Trials already in the storage under this name count towards ``n_trials``, so an
         interrupted tuning resumes instead of starting over. Name the study after the data
-        and settings (see :func:`pipelines.training.train`) so unrelated runs do not mix.
+        and settings (see :func:`pipelines.training.run_training`) so unrelated runs do not mix.
     n_trials
         The budget; ``None``: ``cfg.trials``. At least one trial (the warm start) runs.
     warm_start
@@ -141,6 +141,31 @@ def tune(
         trial.set_user_attr("fold_log_loss", result.log_loss)
         return float(np.mean(result.log_loss))
 
+    study = _run_study(objective, cfg, storage, study_name, budget, warm_start, progress)
+    best = study.best_trial
+    params = search_space(optuna.trial.FixedTrial(best.params))
+    return TuneResult(
+        params=params,
+        n_estimators=round(float(np.mean(best.user_attrs["best_iterations"]))),
+        best_value=float(best.value) if best.value is not None else float("nan"),
+        study_name=study_name,
+        trials=trials_table(study),
+        rows_used=rows_of(folds),
+        best_raw=raw_of.get(best.number),
+    )
+
+
+def _run_study(
+    objective: Callable[[optuna.Trial], float],
+    cfg: ModelConfig,
+    storage: str | optuna.storages.BaseStorage | None,
+    study_name: str,
+    budget: int,
+    warm_start: Mapping[str, Any] | None,
+    progress: Progress,
+) -> optuna.Study:
+    """Create or resume the study and run the trials it lacks up to ``budget``; a new study
+    tries ``warm_start`` (else :data:`models.train.DEFAULT_PARAMS`) first."""
     previous = optuna.logging.get_verbosity()
     # Optuna logs every trial at INFO; the caller shows progress instead.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -167,18 +192,7 @@ def tune(
             study.optimize(objective, n_trials=remaining, n_jobs=1, callbacks=[report])
     finally:
         optuna.logging.set_verbosity(previous)
-
-    best = study.best_trial
-    params = search_space(optuna.trial.FixedTrial(best.params))
-    return TuneResult(
-        params=params,
-        n_estimators=round(float(np.mean(best.user_attrs["best_iterations"]))),
-        best_value=float(best.value) if best.value is not None else float("nan"),
-        study_name=study_name,
-        trials=trials_table(study),
-        rows_used=rows_of(folds),
-        best_raw=raw_of.get(best.number),
-    )
+    return study
 
 
 def choose_monotone(

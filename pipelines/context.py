@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from features.training import TrainingSet
-from models.backtest import BacktestResult, estimate_summary, estimates_on_folds
+from models.backtest import BacktestResult
 from models.config import ModelConfig
 from models.drift import baseline
 from models.explain import references
+from models.fold_estimates import estimate_summary, estimates_on_folds
 from models.folds import KIND_TEXT, count_outcomes, outcome_ids
 from models.procedure import Trained
 

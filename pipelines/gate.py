@@ -14,9 +14,10 @@ Two paired comparisons are possible (:mod:`models.champion` holds the rule):
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
@@ -25,15 +26,25 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from features.catalog import Feature
-from features.progress import Progress
+from features.progress import Progress, part
 from models.backtest import BacktestResult
-from models.backtest import backtest as run_backtest
+from models.backtest import backtest as nested_backtest
 from models.bands import BandConfig
-from models.champion import Comparison, compare
+from models.champion import (
+    Comparison,
+    GateDecision,
+    champion_gate,
+    compare,
+    first_model_gate,
+)
 from models.config import ModelConfig
 from models.folds import TooFewLabels, count_outcomes, outcome_ids
 from models.train import ChurnModel
 from pipelines.config import ChurnConfig
+
+if TYPE_CHECKING:  # for annotations only: the gate's own imports stay as light as they were
+    from pipelines.tracking import Tracking
+    from pipelines.training_inputs import TrainingSetLike
 
 PROCEDURE_FILE = "procedure.json"
 #: The model settings a backtest fold's procedure depends on (the fold layout is the
@@ -43,6 +54,10 @@ PROCEDURE_SETTINGS = ("backtest_trials", "tune_folds", "fold_step_days", "purge_
                       "calibration_half_life_days", "monotone", "monotone_max_auc_drop",
                       "calibration", "learning_rate", "max_rounds", "early_stopping_rounds",
                       "seed")  # fmt: skip
+
+#: A paired comparison of the challenger with the champion's probabilities ``theirs`` on
+#: the challenger's backtest rows selected by ``keep``: ``paired(name, theirs, keep)``.
+Paired = Callable[[str, np.ndarray, np.ndarray], Comparison]
 
 
 def code_digest() -> str:
@@ -131,8 +146,6 @@ def challenge(
             n_boot=mc.bootstrap, level=mc.interval_level, seed=mc.seed,
         )  # fmt: skip
 
-    comparisons: list[Comparison] = []
-    missing: list[str] = []
     theirs = champion.record
     if theirs is None:
         return [], [f"champion v{champion.version} has no {PROCEDURE_FILE} to compare with"]
@@ -146,6 +159,30 @@ def challenge(
             f"champion v{champion.version} was trained for other labels ({differ}), so its "
             "rows are not these; retrain it with these settings or use --force"
         ]
+    comparisons, missing = _procedure_comparison(
+        theirs, record, result, frame, features, mc, num_threads, progress, paired
+    )
+    model_comparisons, model_missing = _model_comparison(champion, theirs, rows, mc, paired)
+    return comparisons + model_comparisons, missing + model_missing
+
+
+def _procedure_comparison(
+    theirs: dict[str, Any],
+    record: dict[str, Any],
+    result: BacktestResult,
+    frame: pd.DataFrame,
+    features: tuple[Feature, ...],
+    mc: ModelConfig,
+    num_threads: int,
+    progress: Progress,
+    paired: Paired,
+) -> tuple[list[Comparison], list[str]]:
+    """The champion's procedure (record ``theirs``) replayed on the challenger's folds,
+    or why it cannot be; not re-run when it is the challenger's own."""
+    comparisons: list[Comparison] = []
+    missing: list[str] = []
+    scores = result.scores
+    mine = scores["model"].to_numpy(float)
     everything = np.ones(len(scores), dtype=bool)
     by_name = {f.name: f for f in features}
     lacking = [n for n in theirs["features"] if n not in by_name]
@@ -160,7 +197,7 @@ def challenge(
     else:
         settings = mc.model_copy(update=theirs["model"])
         try:
-            replay = run_backtest(
+            replay = nested_backtest(
                 frame, tuple(by_name[n] for n in theirs["features"]), settings,
                 BandConfig.model_validate(theirs["bands"]), plan=result.plan,
                 num_threads=num_threads, progress=progress,
@@ -173,6 +210,17 @@ def challenge(
             replayed = replay.scores["model"].to_numpy(float)
             name = "the champion's procedure on the same folds"
             comparisons.append(paired(name, replayed, everything))
+    return comparisons, missing
+
+
+def _model_comparison(
+    champion: Champion, theirs: dict[str, Any], rows: pd.DataFrame, mc: ModelConfig,
+    paired: Paired,
+) -> tuple[list[Comparison], list[str]]:  # fmt: skip
+    """The champion model itself on the challenger's backtest ``rows`` after its last
+    training outcome, or why it cannot be compared there."""
+    comparisons: list[Comparison] = []
+    missing: list[str] = []
     until = pd.Timestamp(theirs["trained_until"])
     after = (rows["as_of"] >= until).to_numpy()
     lacks_columns = [n for n in theirs["features"] if n not in rows.columns]
@@ -192,3 +240,35 @@ def challenge(
             )
         )  # fmt: skip
     return comparisons, missing
+
+
+def gate_decision(
+    result: BacktestResult,
+    ts: TrainingSetLike,
+    record: dict[str, Any],
+    mc: ModelConfig,
+    tracking: Tracking,
+    force: bool,
+    threads: int,
+    progress: Progress,
+) -> tuple[GateDecision, str | None]:
+    """The champion gate's decision for this run's model, and the champion it faced."""
+    scores = result.scores
+    champion = find_champion(tracking.registered_model)
+    if champion is None:
+        versus = [
+            compare(
+                name, scores["label"], scores["model"], scores[scorer], scores["account_id"],
+                probabilities=False, n_boot=mc.bootstrap, level=mc.interval_level,
+                seed=mc.seed,
+            )
+            for scorer, name in (("health_score", "hand-weighted health score"),
+                                 ("logistic", "logistic baseline"))
+        ]  # fmt: skip
+        return first_model_gate(versus, force), None
+    comparisons, missing = challenge(
+        champion, result, ts.frame, ts.features, record, mc, threads,
+        part(progress, 0.9, 0.97, f"champion v{champion.version} on the same folds"),
+    )  # fmt: skip
+    decision = champion_gate(comparisons, champion.version, force, "; ".join(missing))
+    return decision, champion.version

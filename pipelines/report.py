@@ -290,6 +290,30 @@ def render_report(
     """
     _check_inputs(scores, thresholds, waterfalls)
     ordered = scores.sort_values("priority", ascending=False, na_position="last", kind="stable")
+    sections = _sections(
+        ordered, as_of=as_of, model_version=model_version, thresholds=thresholds,
+        band_quality=band_quality, backtest=backtest, evaluation=evaluation, drift=drift,
+        waterfalls=waterfalls, outlook=outlook, plays=plays,
+    )  # fmt: skip
+    return _page(sections)
+
+
+def _sections(
+    ordered: pd.DataFrame,
+    *,
+    as_of: date,
+    model_version: str,
+    thresholds: dict[str, float],
+    band_quality: list[dict[str, Any]],
+    backtest: dict[str, dict[str, Any]],
+    evaluation: dict[str, Any],
+    drift: pd.DataFrame,
+    waterfalls: dict[str, bytes],
+    outlook: Mapping[str, Any] | None,
+    plays: Sequence[MeasuredPlay],
+) -> dict[str, Any]:
+    """What the template shows, by name: the scores ``ordered`` by priority, and the
+    arguments of :func:`render_report` prepared by the section modules."""
     summary = portfolio_summary(ordered)
     ids = [_text(a) for a in ordered["account_id"]]
     pictures = {
@@ -297,6 +321,28 @@ def render_report(
         for a in dict.fromkeys(ids)
         if a in waterfalls
     }
+    return {
+        "as_of": f"{as_of:%Y-%m-%d}",
+        "model_version": model_version,
+        "accounts": len(ordered),
+        "moved": int(drift["status"].isin(["watch", "drift"]).sum()),
+        "summary": summary_view(summary, thresholds),
+        "band_label": BAND_LABEL,
+        "columns": COLUMNS,
+        "filters": filters_view(ordered, as_of, summary),
+        "pictures": len(pictures),
+        "quality": quality_view(backtest, evaluation, thresholds, band_quality, model_version),
+        "drift": drift_view(drift),
+        "outlook": outlook_view(outlook or {}),
+        "plays": plays_view(plays),
+        "data": script_json(accounts_payload(ordered, as_of)),
+        "waterfalls": script_json(pictures),
+    }
+
+
+def _page(sections: Mapping[str, Any]) -> str:
+    """``report.html`` rendered with ``sections``, its CSS and script inline, and a
+    Content-Security-Policy that allows those two by their hashes and nothing else."""
     css = _environment().get_template("report.css").render(columns=COLUMNS)
     script = _asset("report.js")
     csp = (
@@ -311,21 +357,7 @@ def render_report(
             csp=Markup(csp),  # our own words and base64 hashes: no quote, '<' or '&' to escape
             css=_inline(css, "style"),
             script=_inline(script, "script"),
-            as_of=f"{as_of:%Y-%m-%d}",
-            model_version=model_version,
-            accounts=len(scores),
-            moved=int(drift["status"].isin(["watch", "drift"]).sum()),
-            summary=summary_view(summary, thresholds),
-            band_label=BAND_LABEL,
-            columns=COLUMNS,
-            filters=filters_view(ordered, as_of, summary),
-            pictures=len(pictures),
-            quality=quality_view(backtest, evaluation, thresholds, band_quality, model_version),
-            drift=drift_view(drift),
-            outlook=outlook_view(outlook or {}),
-            plays=plays_view(plays),
-            data=script_json(accounts_payload(ordered, as_of)),
-            waterfalls=script_json(pictures),
+            **sections,
         )
     )
     return page

@@ -1,8 +1,5 @@
 """Batch scoring before renewals: features at ``as_of``, calibrated probability, bands,
-drivers, plays, the change since the last run, and the scores directory of the contract.
-
-The directory is written atomically: everything goes to a temporary sibling folder that
-replaces the old one with a rename, so a crash leaves the previous output or none.
+drivers, plays and the change since the last run, computed without writing anything.
 
 The score history (``scoring.history`` in ``churn.yaml``, see
 :class:`pipelines.config.ScoringConfig`) is one Parquet file that every run reads and
@@ -11,7 +8,8 @@ probability, the family contributions (``fam_<family>``), the model's input valu
 (``feat_<feature>``: numbers as floats, categories as text) and the model that scored it
 (``model_version``, the registry's version, ``model_id``, MLflow's id of the logged model,
 ``model_uri``, and ``model_features``, the JSON list of the features it read). It is
-replaced atomically, and only after the scores directory was written.
+replaced atomically, and only after the scores directory was written
+(:mod:`pipelines.scores_dir` writes both; :mod:`pipelines.scoring_model` loads the model).
 
 Probabilities, bands, drivers and plays come from the model's own scorer
 (:meth:`models.scorer.HealthScorer.score`), the code a served model runs: ``churn score``
@@ -20,48 +18,28 @@ and ``mlflow models serve`` give the same values for the same rows.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import json
-import os
-import shutil
-import tempfile
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from features.catalog import Feature
 from features.errors import ContractError
 from features.progress import Progress
-from features.training import TrainingSet, build_scoring_set
+from features.scoring_set import ScoringSet, build_scoring_set
+from features.training import TrainingSet
 from models.columns import matrix
 from models.drift import drift_table
-from models.explain import FAMILY_NAMES, change_since, contributions, family_contributions
+from models.explain import FAMILY_NAMES, contributions, family_contributions
+from models.explain_change import change_since
 from models.plays import PlayConfig, priority
-from models.scorer import HealthScorer
-from models.serving import ChurnHealthModel
-from models.train import ChurnModel
 from models.waterfall import waterfall_png
-from pipelines.context import CONTEXT_FILE
-from pipelines.files import write_atomically
-from pipelines.report import neutralise_csv
+from pipelines.scoring_model import ScoringModel
 
-#: The columns of scores.parquet / scores.csv fixed by the data contract, in order
-#: (``overdue`` is the contract's optional column: always written).
-CONTRACT_COLUMNS = (
-    "account_id", "name", "segment", "csm", "as_of", "churn_probability", "health_score",
-    "band", "renewal_date", "arr", "drivers", "play", "model_version", "overdue",
-)  # fmt: skip
-EXTRA_COLUMNS = ("priority", "top_driver", "change", "contract_id", "lead_days", "model_id")
 #: The score history's columns besides the family contributions and the feature values.
 HISTORY_COLUMNS = (
     "account_id", "as_of", "churn_probability", "model_version", "model_id", "model_uri",
@@ -72,164 +50,6 @@ HISTORY_COLUMNS = (
 FAMILY, FEATURE = "fam_", "feat_"
 #: Waterfalls are drawn only for what a reviewer looks at first (explaining what is shown).
 WATERFALLS = 50
-
-
-# ---------------------------------------------------------------- loading a model
-
-
-@dataclass(frozen=True)
-class ScoringModel:
-    """A registered model with what scoring needs: trees, calibrator, declarations, context,
-    plays (its :attr:`scorer`), and the registry version and MLflow model id it was
-    loaded as.
-
-    ``model`` is the loaded model's :class:`models.scorer.HealthScorer`; a fitted
-    :class:`models.train.ChurnModel` is accepted too (benchmarks, tests), scored with
-    ``context``, ``top_events`` and the default plays.
-    """
-
-    model: HealthScorer | ChurnModel
-    top_events: tuple[str, ...]
-    context: dict[str, Any]
-    version: str
-    uri: str
-    #: MLflow's id of the logged model (``m-...``), None for a model logged without one.
-    model_id: str | None = None
-
-    @cached_property
-    def scorer(self) -> HealthScorer:
-        if isinstance(self.model, HealthScorer):
-            return self.model
-        return HealthScorer.from_model(self.model, self.context, PlayConfig(), self.top_events)
-
-    @property
-    def features(self) -> tuple[Feature, ...]:
-        return self.model.features_
-
-    @property
-    def plays(self) -> PlayConfig:
-        return self.scorer.plays
-
-
-def default_model_uri(registered_model: str) -> str:
-    return f"models:/{registered_model}@champion"
-
-
-def registry_version(uri: str, run_id: str | None, model_id: str | None) -> str:
-    """The registry version behind a model URI: "3" for ``models:/NAME/3`` and for an alias
-    that points at version 3; for a logged model's or a run's URI (``models:/m-...``,
-    ``runs:/...``), the version registered from that logged model, if any, else the model
-    id ("m-...") or "run:<id>"."""
-    client = MlflowClient()
-    if uri.startswith("models:/"):
-        ref = uri.removeprefix("models:/")
-        name, at, alias = ref.partition("@")
-        if at:
-            return str(client.get_model_version_by_alias(name, alias).version)
-        name, _, number = ref.partition("/")
-        if number.isdigit():
-            return number
-    if run_id:
-        try:
-            found = list(client.search_model_versions(f"run_id = '{run_id}'"))
-        except MlflowException:  # a store that cannot search versions: fall back on the id
-            found = []
-        # A version names its logged model by id, or (SQLite stores) by its source URI.
-        ids = [(v, {v.model_id, str(v.source).removeprefix("models:/")}) for v in found]
-        same = [int(v.version) for v, named in ids if model_id is None or model_id in named]
-        if same:
-            return str(max(same))
-    if model_id:
-        return model_id
-    if uri.startswith("runs:/"):
-        return "run:" + uri.removeprefix("runs:/").split("/")[0]
-    return uri
-
-
-def load_scoring_model(uri: str) -> ScoringModel:
-    """Load a model logged by ``churn train`` (a ``models:/`` or ``runs:/`` URI).
-
-    Everything scoring reads comes from the model itself (:class:`models.scorer.HealthScorer`:
-    trees, calibrator, references, thresholds, plays, the scoring context). A model that
-    cannot be found, was not logged by ``churn train``, or by an older version of the
-    pipeline, is a user error: :class:`ContractError`, exit 2 at the CLI.
-    """
-    try:
-        # MLflow's own check of the model's requirements scans every installed package's
-        # files (0.65 s of a 1.9 s load); the pins the model carries are checked below.
-        loaded = mlflow.pyfunc.load_model(uri, suppress_warnings=True)
-    except Exception as err:  # MLflow raises several types for "not found"
-        hint = (
-            " The registry has no champion yet: a first model becomes champion only when it "
-            "beats the hand-weighted score and the logistic baseline on its backtest (churn "
-            "train prints why it did not). Score a registered version with --model "
-            "models:/NAME/VERSION, or make one champion with churn train --force."
-            if uri.endswith("@champion")
-            else ""
-        )
-        raise ContractError(
-            f"cannot load the model {uri}: {err}.{hint} Train one first (churn train --data "
-            "DIR) or pass --model with a models:/NAME@champion, models:/NAME/VERSION or "
-            "runs:/RUN_ID/model URI."
-        ) from err
-    run_id = loaded.metadata.run_id
-    try:
-        wrapper: Any = loaded.unwrap_python_model()
-    except MlflowException:
-        wrapper = None
-    if isinstance(wrapper, ChurnHealthModel):
-        scorer = wrapper.model
-    elif wrapper is not None and hasattr(getattr(wrapper, "model", None), "calibrator_"):
-        scorer = _older_scorer(wrapper.model, uri, run_id)
-    else:
-        raise ContractError(
-            f"the model {uri} was not logged by churn train (it is no churn-health model): "
-            "train one with churn train --data DIR, or pass its --model URI"
-        )
-    missing = [k for k in ("evaluation", "band_quality") if k not in scorer.context]
-    if missing:
-        raise ContractError(
-            f"the model {uri} was trained by an older version of churn-health: its "
-            f"{CONTEXT_FILE} lacks {', '.join(missing)} (the nested backtest's record). "
-            "Retrain it with churn train --data DIR."
-        )
-    for mismatch in version_mismatches((loaded.metadata.metadata or {}).get("requirements", ())):
-        warnings.warn(f"the model {uri} was trained with {mismatch}", stacklevel=2)
-    model_id = getattr(loaded.metadata, "model_id", None)
-    version = registry_version(uri, run_id, model_id)
-    return ScoringModel(scorer, scorer.top_events, scorer.context, version, uri, model_id)
-
-
-def version_mismatches(pins: Sequence[str]) -> list[str]:
-    """The model's pinned requirements (``name==version``) that differ from what is
-    installed here, each as ``"name==x; installed: y"`` (or ``"not installed"``)."""
-    out = []
-    for pin in pins:
-        name, _, wanted = pin.partition("==")
-        try:
-            have = md.version(name)
-        except md.PackageNotFoundError:
-            have = "not installed"
-        if have != wanted:
-            out.append(f"{pin}; installed: {have}")
-    return out
-
-
-def _older_scorer(model: Any, uri: str, run_id: str | None) -> HealthScorer:
-    """The scorer of a model logged before the self-contained one (a pickled
-    ``ChurnModel``): its context and common events are the run's files."""
-    meta = mlflow.artifacts.load_dict(f"runs:/{run_id}/features.json")
-    try:
-        context = mlflow.artifacts.load_dict(f"runs:/{run_id}/{CONTEXT_FILE}")
-    except Exception as err:
-        raise ContractError(
-            f"the run {run_id} of {uri} has no {CONTEXT_FILE} (bands, references, drift "
-            "baseline): it was not logged by churn train; retrain the model"
-        ) from err
-    return HealthScorer.from_model(model, context, PlayConfig(), meta.get("top_events", ()))
-
-
-# ---------------------------------------------------------------- scoring (pure)
 
 
 @dataclass(frozen=True)
@@ -246,7 +66,7 @@ class ScoreOutput:
     outlook: dict[str, Any] = field(default_factory=dict)
 
 
-def check_features_match(sm: ScoringModel, ts: TrainingSet) -> None:
+def check_features_match(sm: ScoringModel, ts: TrainingSet | ScoringSet) -> None:
     """Refuse a model whose features are not the ones built for scoring: the settings or
     the tables differ from training's, a user error (exit 2)."""
     expected = [f.name for f in sm.features]
@@ -339,8 +159,8 @@ def finish(
 
     ``frame`` holds the feature rows (for drift and the waterfalls), ``accounts`` gives
     ``name``, ``segment`` and ``csm`` when present, ``previous`` is the score history
-    (:func:`read_history`). Only its rows of an earlier as-of count as previous scores;
-    its rows of this run's as-of are replaced.
+    (:func:`pipelines.scores_dir.read_history`). Only its rows of an earlier as-of count as
+    previous scores; its rows of this run's as-of are replaced.
     """
     info = accounts.set_index("account_id")
     ids = batch["account_id"]
@@ -464,7 +284,7 @@ def change_text(last: pd.DataFrame, current: pd.DataFrame, sm: ScoringModel) -> 
 
 
 def score_frame(
-    ts: TrainingSet,
+    ts: ScoringSet,
     accounts: pd.DataFrame,
     sm: ScoringModel,
     plays: PlayConfig,
@@ -477,92 +297,6 @@ def score_frame(
     return finish(explain_batch(frame, sm, plays), frame, accounts, sm, previous, waterfalls)
 
 
-# ---------------------------------------------------------------- writing
-
-
-def contract_frame(scores: pd.DataFrame) -> pd.DataFrame:
-    """The scores with the contract's columns first, then the optional extras."""
-    return scores[[*CONTRACT_COLUMNS, *EXTRA_COLUMNS]].copy()
-
-
-def write_scores_dir(
-    out: Path,
-    output: ScoreOutput,
-    report_html: str,
-    crash_after: str | None = None,
-    write_parquet: Callable[[pd.DataFrame, Path], object] | None = None,
-) -> None:
-    """Write scores.parquet, scores.csv, drift.csv, outlook.json and report.html atomically
-    (all or none).
-
-    The score history is not part of it: :func:`write_history` replaces it afterwards.
-
-    ``crash_after`` names a file after which to fail, to test that nothing partial remains.
-    ``write_parquet(table, path)`` writes scores.parquet instead of pandas (the Spark path
-    has Spark write it); it gets the contract table and the file's path in the temporary
-    folder, and must leave one Parquet file there.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        table = contract_frame(output.scores)
-        write_table = write_parquet or (lambda t, p: t.to_parquet(p, index=False))
-        steps: list[tuple[str, Callable[[Path], object]]] = [
-            ("scores.parquet", lambda p: write_table(table, p)),
-            ("scores.csv", lambda p: neutralise_csv(table).to_csv(p, index=False)),
-            ("drift.csv", lambda p: output.drift.to_csv(p, index=False)),
-            (
-                "outlook.json",
-                lambda p: p.write_text(json.dumps(output.outlook, indent=1), encoding="utf-8"),
-            ),
-            ("report.html", lambda p: p.write_text(report_html, encoding="utf-8")),
-        ]
-        for name, write in steps:
-            write(tmp / name)
-            if crash_after == name:
-                raise RuntimeError(f"injected crash after writing {name}")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old.exists():
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-def read_history(path: Path) -> pd.DataFrame | None:
-    """The score history of earlier runs (``scoring.history``), or None before the first."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for a damaged file
-        raise ContractError(
-            f"scoring.history: cannot read the score history {path}: {err}. Move the file "
-            "away to start a new history, or point scoring.history at another file."
-        ) from err
-
-
-def write_history(path: Path, history: pd.DataFrame) -> None:
-    """Replace the score history at ``path`` atomically (a temporary sibling, then a rename).
-
-    Call it only after the scores directory was written, so that a failed run changes
-    neither. A feature column whose runs disagree on its type (text in one, numbers in
-    another) is written as text.
-    """
-    mixed = {
-        c: history[c].map(lambda v: None if pd.isna(v) else str(v)).astype("object")
-        for c in history.columns
-        if c.startswith(FEATURE) and history[c].dtype == object
-    }
-    table = history.assign(**mixed) if mixed else history
-    write_atomically(lambda p: table.to_parquet(p, index=False), Path(path))
-
-
 def accounts_info(tables: Mapping[str, Any]) -> pd.DataFrame:
     """account_id with name, segment and csm when the accounts table has them."""
     acc = tables["accounts"]
@@ -572,6 +306,6 @@ def accounts_info(tables: Mapping[str, Any]) -> pd.DataFrame:
 
 def scoring_set(
     tables: Mapping[str, Any], as_of: date, sm: ScoringModel, cfg: Any, progress: Progress = None
-) -> TrainingSet:
+) -> ScoringSet:
     """The feature rows at ``as_of`` with the model's own list of common events."""
     return build_scoring_set(tables, as_of, cfg.labels, cfg.features, sm.top_events, progress)

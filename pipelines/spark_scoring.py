@@ -1,11 +1,11 @@
 """Batch scoring on Spark: the local scoring path, with the per-row part run per partition.
 
 The feature rows are computed by Spark from the same Ibis expression as on DuckDB
-(:func:`features.training.scoring_query`) and stay on the cluster. Spark then computes the
+(:func:`features.scoring_set.scoring_query`) and stay on the cluster. Spark then computes the
 calibrated probability, bands, SHAP drivers and plays per partition (``mapInPandas``), with
 the very function the local path runs on the whole frame
 (:func:`pipelines.scoring.explain_batch`, i.e. the model's own scorer, what the served model
-runs), after each batch is shaped by :func:`features.training.frame_from_raw`, as the local
+runs), after each batch is shaped by :func:`features.feature_query.frame_from_raw`, as the local
 frame is. (``mlflow.pyfunc.spark_udf`` on the registered model gives the same answers, with
 only the model's requirements on the executors; this path needs the drivers' extra columns
 for the score history, hence its own function.)
@@ -38,16 +38,10 @@ import pyarrow as pa
 from ibis.backends import BaseBackend
 
 from features.catalog import Feature
+from features.feature_query import RAW_COLUMNS, FeatureQuery, frame_from_raw, sort_rows
 from features.progress import Progress
+from features.scoring_set import ScoringSet, scoring_query
 from features.spark import held_on_spark, spark_uri
-from features.training import (
-    RAW_COLUMNS,
-    FeatureQuery,
-    TrainingSet,
-    frame_from_raw,
-    scoring_query,
-    sort_rows,
-)
 from models.plays import PlayConfig
 from pipelines.config import ChurnConfig
 from pipelines.scoring import (
@@ -55,13 +49,13 @@ from pipelines.scoring import (
     FEATURE,
     WATERFALLS,
     ScoreOutput,
-    ScoringModel,
     accounts_info,
     check_features_match,
     explain_batch,
     finish,
     model_families,
 )
+from pipelines.scoring_model import ScoringModel
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkFrame
@@ -90,7 +84,7 @@ def score_on_spark(
 
     ``con`` is the Ibis PySpark backend that ``tables`` were read with, ``cfg`` the run's
     settings (labels, features, plays) and ``previous`` the score history
-    (:func:`pipelines.scoring.read_history`).
+    (:func:`pipelines.scores_dir.read_history`).
     The feature rows are cached on the cluster for the length of the call (one pass for the
     scores, one small one for the waterfalls).
     """
@@ -98,7 +92,7 @@ def score_on_spark(
     # check_features_match reads only the frame's column names.
     query = scoring_query(tables, as_of, cfg.labels, cfg.features, sm.top_events)
     names = pd.DataFrame(columns=[f.name for f in query.features])
-    check_features_match(sm, TrainingSet(names, query.features, query.top_events))
+    check_features_match(sm, ScoringSet(names, query.features, query.top_events))
     with held_on_spark(con) as hold:
         query = scoring_query(tables, as_of, cfg.labels, cfg.features, sm.top_events, hold)
         if progress:
@@ -259,7 +253,7 @@ def _with_waterfall_rows(
 
 
 def parquet_writer(con: BaseBackend) -> Callable[[pd.DataFrame, Path], None]:
-    """A ``write_parquet`` for :func:`pipelines.scoring.write_scores_dir`: the Spark session
+    """A ``write_parquet`` for :func:`pipelines.scores_dir.write_scores_dir`: the Spark session
     of ``con`` writes the contract table as one part file, which is then moved to ``path``
     (a file, as the local path writes it, so that ``pandas.read_parquet`` reads it the same).
 

@@ -195,7 +195,7 @@ def setup_tracking(cfg: TrackingConfig, cwd: Path | None = None) -> Tracking:
 
 class ChurnPyfunc(PythonModel):
     """The pickled pyfunc of models logged before the self-contained model: kept only so
-    that those registered versions still load (:func:`pipelines.scoring.load_scoring_model`
+    that those registered versions still load (:func:`pipelines.scoring_model.load_scoring_model`
     builds their scorer from the run's files). New models are :class:`ChurnHealthModel`."""
 
     def __init__(self, model: ChurnModel) -> None:
@@ -275,7 +275,7 @@ def log_churn_model(
             code_paths=[str(here / "features"), str(here / "models")],
             pip_requirements=pins,
             # The pins again, where loading reads them without scanning every installed
-            # package (pipelines.scoring.version_mismatches).
+            # package (pipelines.scoring_model.version_mismatches).
             metadata={
                 "features": [f.name for f in model.features_],
                 "scorer_format": FORMAT,

@@ -17,9 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import tiny_tables, write_tables
 
-from features.contract import RULES, TABLES, ColumnStats
+from features.contract import TABLES, ColumnStats
 from features.errors import ContractError
-from features.read import connect, parquet_stats, read_data, read_source
+from features.parquet_stats import parquet_stats
+from features.read import connect, read_data, read_source
+from features.rules import RULES
 from features.validate import load, schema_for, validate
 
 Frames = dict[str, pd.DataFrame]

@@ -407,7 +407,7 @@ def scored_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     cfg = quick_config(root / "store", trials=1, scoring={"history": str(root / "h.parquet")})
     clean = load(root / "world")
     ts = build_training_set(clean.tables, cfg.labels, cfg.features, cutoff=date(2025, 6, 1))
-    training.train(ts, cfg, force=True)
+    training.run_training(ts, cfg, force=True)
 
     c = sim.tables["contracts"].copy()
     end = pd.to_datetime(c["end_date"])

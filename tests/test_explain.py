@@ -16,7 +16,6 @@ from models.drift import baseline, drift_table, psi
 from models.explain import (
     ALL_SEGMENTS,
     Driver,
-    change_since,
     contributions,
     describe,
     displayed,
@@ -25,6 +24,7 @@ from models.explain import (
     format_value,
     references,
 )
+from models.explain_change import change_since
 from models.plays import PlayConfig, choose_play, priority
 from models.train import ChurnModel
 from simulator.synthetic import make_planted

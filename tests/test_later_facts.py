@@ -16,7 +16,8 @@ from conftest import tiny_tables, write_tables
 
 from features.config import DataConfig, FeatureConfig, LabelConfig
 from features.errors import ContractError
-from features.training import build_scoring_set, build_training_set
+from features.scoring_set import build_scoring_set
+from features.training import build_training_set
 from features.validate import load
 
 LABELS = LabelConfig(within_days=400)

@@ -20,7 +20,8 @@ from conftest import SPARK, local_spark, tiny_tables, write_tables
 
 from features.config import DataConfig
 from features.errors import ContractError
-from features.read import connect, number_style, read_data, scratch
+from features.number_styles import number_style
+from features.read import connect, read_data, scratch
 from features.validate import load
 
 ACCOUNTS = (

@@ -55,7 +55,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     try:
         # Forced: the notebooks need a champion, and the gate is tested on its own.
-        training.train(load(world), cfg, force=True)
+        training.run_training(load(world), cfg, force=True)
         stages.score(world, AS_OF, root / "scores", cfg)
     finally:
         mlflow.set_tracking_uri(before[0])

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from test_report import five_accounts, render
 
-from models.backtest import BacktestResult, estimate_summary, estimates_on_folds
+from models.backtest import BacktestResult
 from models.cbpe import expected_auc
+from models.fold_estimates import estimate_summary, estimates_on_folds
 from models.plays import DEFAULT_PLAYS, MeasuredPlay, PlayConfig, choose_play
 from pipelines.outlook import earlier_against_outcomes, expected, renewal_outcomes
 from pipelines.plays import activity_plays, treatments
@@ -279,20 +280,6 @@ def test_the_report_shows_the_expected_outcome_and_the_plays_in_words() -> None:
     assert outlook_view({}) is None
     bare = render(scores)
     assert 'id="outlook"' not in bare and 'id="plays"' not in bare
-
-
-def test_a_feature_family_without_a_play_or_words_is_an_error_at_import() -> None:
-    from typing import get_args
-
-    from features.catalog import Family
-    from models.explain import FAMILY_NAMES
-    from models.plays import check_families
-
-    assert set(get_args(Family)) <= set(DEFAULT_PLAYS) and set(get_args(Family)) <= set(
-        FAMILY_NAMES
-    )
-    with pytest.raises(ImportError, match=r"families meetings .* have no entry"):
-        check_families((*get_args(Family), "meetings"), DEFAULT_PLAYS, "models.plays.DEFAULT_PLAYS")
 
 
 def test_plays_cannot_be_measured_without_activities_or_against_inactivity() -> None:

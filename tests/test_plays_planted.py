@@ -102,7 +102,7 @@ def test_training_logs_the_plays_and_the_champion_routes_by_them(
     assert metrics["cbpe_auc_abs_error"] == pytest.approx(
         (replay["auc"] - replay["auc_realized"]).abs().mean()
     )
-    from pipelines.scoring import default_model_uri, load_scoring_model
+    from pipelines.scoring_model import default_model_uri, load_scoring_model
 
     before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(store(planted))

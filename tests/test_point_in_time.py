@@ -20,7 +20,8 @@ import pytest
 
 from features.config import FeatureConfig, LabelConfig
 from features.read import connect
-from features.training import build_scoring_set, build_training_set
+from features.scoring_set import build_scoring_set
+from features.training import build_training_set
 
 CASES = 6
 FEATURES = FeatureConfig(top_events=5)

@@ -27,7 +27,8 @@ from models.train import ChurnModel
 from pipelines import stages, training
 from pipelines.config import ChurnConfig
 from pipelines.report import BACKTEST_FIGURES
-from pipelines.scoring import CONTRACT_COLUMNS, load_scoring_model, write_scores_dir
+from pipelines.scores_dir import CONTRACT_COLUMNS, write_scores_dir
+from pipelines.scoring_model import load_scoring_model
 from simulator import SimConfig, simulate, write_world
 
 AS_OF = date(2025, 7, 1)
@@ -97,7 +98,7 @@ def trained(world, cfg):  # type: ignore[no-untyped-def]
     ts = build_training_set(clean.tables, cfg.labels, cfg.features, cutoff=date(2025, 6, 1))
     # Forced: these tests score with the champion, and the gate is tested on its own
     # (tests/test_training_pipeline.py); a 500-account world need not beat the baselines.
-    return training.train(ts, cfg, force=True)
+    return training.run_training(ts, cfg, force=True)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +180,7 @@ def test_hostile_names_come_out_inert(scored) -> None:  # type: ignore[no-untype
 
 def test_a_damaged_score_history_names_the_setting(tmp_path: Path) -> None:
     from features.errors import ContractError
-    from pipelines.scoring import read_history
+    from pipelines.scores_dir import read_history
 
     damaged = tmp_path / "score-history.parquet"
     damaged.write_bytes(b"not parquet")

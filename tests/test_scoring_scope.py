@@ -19,7 +19,7 @@ import pytest
 from features.build import feature_table
 from features.config import FeatureConfig, LabelConfig
 from features.read import connect
-from features.training import build_scoring_set, scoring_snapshots
+from features.scoring_set import build_scoring_set, scoring_snapshots
 from features.usage import lookback_days
 
 LABELS = LabelConfig(within_days=400)

@@ -46,7 +46,8 @@ from features.validate import load
 from models.scorer import ANSWER, FILES, PROTECTIVE, HealthScorer, request_rows
 from pipelines import stages, training
 from pipelines.config import ChurnConfig
-from pipelines.scoring import load_scoring_model, scoring_set
+from pipelines.scoring import scoring_set
+from pipelines.scoring_model import load_scoring_model
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +75,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> ChurnConfig:
 def trained(world: Path, cfg: ChurnConfig) -> training.TrainResult:
     ts = build_training_set(load(world).tables, cfg.labels, cfg.features, cutoff=CUTOFF)
     # Forced: the served champion is what is tested, not the gate.
-    return training.train(ts, cfg, force=True)
+    return training.run_training(ts, cfg, force=True)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ from conftest import SPARK
 
 from features.config import FeatureConfig, LabelConfig
 from features.read import connect
-from features.training import TrainingSet, build_scoring_set, build_training_set, data_end_day
+from features.scoring_set import ScoringSet, build_scoring_set
+from features.training import TrainingSet, build_training_set, data_end_day
 from features.validate import CleanData, load
 
 pytestmark = SPARK
@@ -75,7 +76,7 @@ def duckdb_data(world: Path) -> CleanData:
     return load(world, connect("duckdb", threads=1))
 
 
-def assert_same_frames(spark: TrainingSet, duckdb: TrainingSet) -> None:
+def assert_same_frames(spark: TrainingSet | ScoringSet, duckdb: TrainingSet | ScoringSet) -> None:
     """Same columns and rows; floats equal to 1e-9; missing values in the same cells."""
     assert spark.feature_names == duckdb.feature_names
     assert {"tier", "days_since_onboarded_at"} <= set(duckdb.feature_names)

@@ -24,7 +24,8 @@ from features.training import build_training_set
 from features.validate import load
 from pipelines import stages, training
 from pipelines.config import ChurnConfig
-from pipelines.scoring import ScoreOutput, write_scores_dir
+from pipelines.scores_dir import write_scores_dir
+from pipelines.scoring import ScoreOutput
 
 pytestmark = SPARK
 
@@ -54,7 +55,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> ChurnConfig:
 @pytest.fixture(scope="module")
 def trained(world: Path, cfg: ChurnConfig) -> training.TrainResult:
     ts = build_training_set(load(world).tables, cfg.labels, cfg.features, cutoff=CUTOFF)
-    return training.train(ts, cfg)
+    return training.run_training(ts, cfg)
 
 
 @pytest.fixture(scope="module")

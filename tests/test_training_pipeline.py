@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from models.config import ModelConfig
 from pipelines.config import ChurnConfig, TrackingConfig
-from pipelines.training import backtest, fingerprint, train
+from pipelines.training import fingerprint, run_backtest, run_training
 from simulator.synthetic import make_planted
 
 SEED = int(os.environ.get("CHURN_TEST_SEED", "42"))  # as the ``seed`` fixture (module scope)
@@ -53,7 +53,9 @@ def cfg(store):
 def first(planted, store, tmp_path_factory):
     """A first model that ranks worse than the logistic baseline: refused as champion."""
     out = tmp_path_factory.mktemp("out")
-    return train(planted, _cfg(store, **CRIPPLED), out_dir=out, oracle=planted.frame["oracle"]), out
+    return run_training(
+        planted, _cfg(store, **CRIPPLED), out_dir=out, oracle=planted.frame["oracle"]
+    ), out
 
 
 def _champion(cfg: ChurnConfig) -> str | None:
@@ -107,12 +109,12 @@ def test_train_logs_params_metrics_intervals_artifacts_and_the_data_fingerprint(
 @pytest.fixture(scope="module")
 def sequence(first, planted, store, cfg):  # type: ignore[no-untyped-def]
     """After the refused first model: forced, a sound model, the same again, crippled again."""
-    forced = train(planted, _cfg(store, **CRIPPLED), force=True)
+    forced = run_training(planted, _cfg(store, **CRIPPLED), force=True)
     forced_champion = _champion(cfg)
-    better = train(planted, cfg)
+    better = run_training(planted, cfg)
     better_champion = _champion(cfg)
-    again = train(planted, cfg)
-    worse = train(planted, _cfg(store, **CRIPPLED))
+    again = run_training(planted, cfg)
+    worse = run_training(planted, _cfg(store, **CRIPPLED))
     return forced, forced_champion, better, better_champion, again, worse
 
 
@@ -138,7 +140,7 @@ def test_an_interrupted_tuning_resumes_its_study(sequence, planted, store, cfg):
     # budget in the settings (as `churn train --trials 3` gives) continues the same study.
     more = cfg.model_copy(update={"model": cfg.model.model_copy(update={"trials": 3})})
     assert fingerprint(planted, more.model) == fingerprint(planted, cfg.model)
-    train(planted, more)
+    run_training(planted, more)
     storage = f"sqlite:///{store}/optuna.db"
     study = optuna.load_study(
         study_name=f"churn-{fingerprint(planted, cfg.model)}", storage=storage
@@ -158,7 +160,7 @@ def test_the_run_seed_is_the_model_seed_unless_set():
 
 
 def test_backtest_stage_logs_a_nested_backtest(first, planted, cfg):
-    run = backtest(planted, cfg)
+    run = run_backtest(planted, cfg)
     logged = MlflowClient().get_run(run.run_id)
     assert logged.data.tags["stage"] == "backtest"
     assert logged.data.tags["evaluation_kind"] == "out_of_time"

@@ -13,11 +13,12 @@ import mlflow
 import numpy as np
 import pytest
 
-from features.training import build_scoring_set
+from features.scoring_set import build_scoring_set
 from features.validate import load
 from models.config import ModelConfig
 from pipelines.config import ChurnConfig, TrackingConfig
-from pipelines.training import train, training_set
+from pipelines.training import run_training
+from pipelines.training_inputs import as_training_set
 from simulator import SimConfig, simulate, write_world
 
 SEED = int(os.environ.get("CHURN_TEST_SEED", "42"))  # as the ``seed`` fixture (module scope)
@@ -39,11 +40,11 @@ def trained(world):
         tracking=TrackingConfig(uri=f"sqlite:///{root}/mlruns/mlflow.db"),
         model=ModelConfig(trials=2, backtest_trials=1, seed=SEED, num_threads=1),
     )
-    ts = training_set(clean, cfg)
+    ts = as_training_set(clean, cfg)
     truth = sim.truth.set_index("contract_id")["true_churn_probability"]
     oracle = ts.frame["contract_id"].map(truth).to_numpy(float)
     before = mlflow.get_tracking_uri()
-    result = train(ts, cfg, oracle=oracle)
+    result = run_training(ts, cfg, oracle=oracle)
     yield cfg, ts, oracle, result
     mlflow.set_tracking_uri(before)
 

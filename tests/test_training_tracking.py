@@ -129,7 +129,7 @@ class _Zeros(mlflow.pyfunc.PythonModel):
 
 def test_a_model_scoring_cannot_use_is_a_user_error_that_says_what_to_do(store, fitted):
     from features.errors import ContractError
-    from pipelines.scoring import load_scoring_model
+    from pipelines.scoring_model import load_scoring_model
     from pipelines.tracking import ChurnPyfunc
 
     tracking, _ = store
@@ -159,7 +159,7 @@ def test_a_model_of_the_first_pickled_pyfunc_still_scores(store, fitted):
     """Versions registered before the self-contained model (a pickled ``ChurnPyfunc``, the
     context in the run's ``scoring.json``) still load, with the run's files and the default
     plays, and score as the fitted model does."""
-    from pipelines.scoring import load_scoring_model
+    from pipelines.scoring_model import load_scoring_model
     from pipelines.tracking import ChurnPyfunc
 
     tracking, _ = store
@@ -242,7 +242,7 @@ def test_the_model_carries_its_pins_and_loading_names_what_differs(store, fitted
     package); the pins the model carries are compared with what is installed instead."""
     import importlib.metadata as md
 
-    from pipelines.scoring import version_mismatches
+    from pipelines.scoring_model import version_mismatches
     from pipelines.tracking import REQUIREMENTS
 
     tracking, _ = store

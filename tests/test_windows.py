@@ -19,10 +19,11 @@ from conftest import write_tables
 from test_features_golden import GOLDEN, golden_tables, with_champion
 
 from features import windows
-from features.build import ZERO_WHEN_ABSENT
+from features.catalog import zero_when_absent
 from features.config import FeatureConfig, LabelConfig
+from features.feature_query import _with_ids
 from features.snapshots import day_number
-from features.training import _with_ids, build_training_set, data_end_day, training_snapshots
+from features.training import build_training_set, data_end_day, training_snapshots
 from features.usage import (
     common_events,
     concentration_features,
@@ -42,7 +43,7 @@ def _finish(snaps: ir.Table, parts: list[ir.Table]) -> pd.DataFrame:
         part = part.rename(_sid="snapshot_id")
         base = base.left_join(part, base.snapshot_id == part._sid).drop("_sid")
     base = base.mutate(
-        **{c: base[c].fill_null(0) for c in base.columns if c.startswith(ZERO_WHEN_ABSENT)}
+        **{c: base[c].fill_null(0) for c in base.columns if c.startswith(zero_when_absent())}
     )
     base = base.mutate(top_user_share_30d=ratio(base._top_n30, base._n30))
     frame = base.drop("_top_n30", "_n30").to_pyarrow().to_pandas()

@@ -1,0 +1,84 @@
+"""What a Parquet source's own statistics say, read from its footers without its rows.
+
+:mod:`features.validate` settles the rules these statistics answer (no empty cell, no value
+below zero) without counting rows, and reads the time column's bounds from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import ibis.expr.types as ir
+from ibis.backends import BaseBackend
+
+from features.conform import cannot_fail
+from features.contract import ColumnStats, TableSpec
+
+
+@dataclass(frozen=True)
+class TableStats:
+    """What a Parquet source's own statistics say, without reading its rows.
+
+    ``columns``: the contract columns read as stored (a cast could change what the
+    statistics describe). ``first`` and ``last``: the bounds of a timestamp time column,
+    ``None`` when some row group does not give them.
+    """
+
+    rows: int
+    columns: dict[str, ColumnStats]
+    first: datetime | None = None
+    last: datetime | None = None
+
+
+def parquet_glob(path: Path) -> str:
+    """The Parquet files of a source: the file itself, or every part of a folder at any depth."""
+    return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+
+
+def parquet_stats(
+    con: BaseBackend, spec: TableSpec, path: Path, raw: ir.Table
+) -> TableStats | None:
+    """The row count and the row groups' statistics of a Parquet source, read from its
+    footers (DuckDB's ``parquet_metadata``); ``None`` for CSV or another engine.
+
+    Only contract columns stored in their contract type (any timestamp for a timestamp) are
+    described: their values are the typed table's. A column's count or bound is ``None``
+    unless every row group gives it.
+    """
+    if con.name != "duckdb" or path.suffix == ".csv":
+        return None
+    stored = [
+        c for c in spec.columns if c.name in raw.columns and cannot_fail(raw[c.name].type(), c.kind)
+    ]
+    meta = "parquet_metadata('{}')".format(parquet_glob(path).replace("'", "''"))
+    groups = f"SELECT DISTINCT file_name, row_group_id, row_group_num_rows FROM {meta}"
+    rows = con.raw_sql(f"SELECT coalesce(sum(row_group_num_rows), 0) FROM ({groups})").fetchone()
+
+    def every(value: str, agg: str, cast: str) -> str:
+        """``agg`` of a statistic over the row groups, NULL unless every one gives it."""
+        v = f"TRY_CAST({value} AS {cast})"
+        return f"CASE WHEN count({v}) = count(*) THEN {agg}({v}) END"
+
+    per = con.raw_sql(
+        f"SELECT path_in_schema AS col, {every('stats_null_count', 'sum', 'BIGINT')} AS nulls, "
+        f"{every('stats_min_value', 'min', 'DOUBLE')} AS low, "
+        f"{every('stats_min_value', 'min', 'TIMESTAMPTZ')} AS first, "
+        f"{every('stats_max_value', 'max', 'TIMESTAMPTZ')} AS last FROM {meta} GROUP BY 1"
+    ).fetch_arrow_table()  # as Arrow: a Python datetime with a zone would need pytz
+    found = {r["col"]: r for r in per.to_pylist()}
+    columns: dict[str, ColumnStats] = {}
+    bounds: tuple[datetime | None, datetime | None] = (None, None)
+    for col in (c for c in stored if c.name in found):
+        r = found[col.name]
+        numeric = col.kind in ("float", "integer")
+        nulls = None if r["nulls"] is None else int(r["nulls"])
+        columns[col.name] = ColumnStats(nulls, r["low"] if numeric else None)
+        if (
+            col.name == spec.time_column
+            and col.kind == "timestamp"
+            and None not in (r["first"], r["last"])
+        ):
+            bounds = (r["first"], r["last"])
+    return TableStats(int(rows[0]), columns, *bounds)
