@@ -172,7 +172,7 @@ def measure(a: argparse.Namespace, work: Path) -> str:
 
     from features.validate import load
     from models.scorer import request_rows
-    from pipelines import stages, training
+    from pipelines import model_stages, stages, training
     from pipelines.config import load_config
     from pipelines.scoring import scoring_set
     from pipelines.scoring_model import load_scoring_model
@@ -190,7 +190,7 @@ def measure(a: argparse.Namespace, work: Path) -> str:
     trained = training.run_training(stages.training_set(clean, cfg), cfg, force=True)
     as_of: date = SimConfig().end
     t = time.perf_counter()
-    stages.score(world, as_of, work / "scores", cfg)
+    model_stages.score(world, as_of, work / "scores", cfg)
     t_batch = time.perf_counter() - t
     scores = pd.read_parquet(work / "scores" / "scores.parquet").set_index("account_id")
     sm = load_scoring_model(trained.model_uri)

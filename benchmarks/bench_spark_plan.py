@@ -39,12 +39,12 @@ def main() -> None:
     a = p.parse_args()
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{(a.store / 'mlruns/mlflow.db').resolve()}"
 
-    from pipelines import stages
+    from pipelines import model_stages, stages
     from pipelines.config import ChurnConfig
 
     base = ChurnConfig()
     cfg = base.model_copy(update={"engine": base.engine.model_copy(update={"name": "spark"})})
-    sm, cfg = stages._scoring_model(cfg, None)
+    sm, cfg = model_stages._scoring_model(cfg, None)
     clean = stages.open_clean(a.data, cfg)
     con, session = clean.con, clean.con._session
 

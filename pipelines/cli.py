@@ -64,6 +64,7 @@ def demo(
 ) -> None:
     """The whole pipeline on a simulated world: simulate, validate, train with backtest and
     champion gate, then score the renewals of the next 120 days and write the report."""
+    from pipelines import model_stages
     from pipelines.training import run_training
     from simulator import SimConfig
     from simulator.write import simulate_to
@@ -97,7 +98,7 @@ def demo(
             f"scores with it anyway ({model}) to show the report.[/]"
         )
     with progress_bar() as progress:
-        output = stages.score(data, today, scores_dir, cfg, model, progress)
+        output = model_stages.score(data, today, scores_dir, cfg, model, progress)
     bands = output.scores["band"].value_counts()
     console.print(
         f"Scored {len(output.scores):,} accounts: "

@@ -37,10 +37,12 @@ def score(
     after_end: AfterEndOpt = False,
 ) -> None:
     """Score every account renewing within --within days of --as-of; write scores and report."""
+    from pipelines import model_stages  # loads MLflow: only in the commands that need it
+
     cfg = config_with_options(config, within=within, engine=engine, active_days=active_days)
     folder, scores = stages.data_location(data, cfg), stages.output_location(out)
     with progress_bar() as progress:
-        output = stages.score(
+        output = model_stages.score(
             folder, as_of.date(), scores, cfg, model, progress, after_end=after_end
         )
     bands = output.scores["band"].value_counts()
@@ -62,9 +64,11 @@ def explain(
     after_end: AfterEndOpt = False,
 ) -> None:
     """One account's score, band, drivers, play, score history and SHAP waterfall."""
+    from pipelines import model_stages  # loads MLflow: only in the commands that need it
+
     cfg = config_with_options(config)
     folder = stages.data_location(data, cfg)
-    e = stages.explain_account(
+    e = model_stages.explain_account(
         folder, account_id, as_of.date(), cfg, model, out, after_end=after_end
     )
     r = e.row
@@ -108,13 +112,14 @@ def plays(
 ) -> None:
     """Did each play work? Its effect on churn at the next renewal for accounts at similar
     risk (doubly robust, cross-fitted), beside the naive treated-minus-untreated figure."""
+    from pipelines import model_stages
     from pipelines.files import write_atomically
     from pipelines.plays import measured_table, units_table
 
     cfg = config_with_options(config)
     folder = stages.data_location(data, cfg)
     with progress_bar() as progress:
-        units, effects, measured = stages.measure_plays(folder, cfg, model, progress)
+        units, effects, measured = model_stages.measure_plays(folder, cfg, model, progress)
     n = len(units.frame)
     table = Table(
         title=f"Plays run in the {cfg.plays.lead_days} days before {n:,} renewals "

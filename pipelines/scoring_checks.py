@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ibis.expr.types as ir
 
@@ -18,7 +19,9 @@ from features.scoring_set import scoring_snapshots
 from features.snapshots import day_number, terms
 from features.validate import CleanData
 from pipelines.config import ChurnConfig
-from pipelines.scoring_model import ScoringModel
+
+if TYPE_CHECKING:
+    from pipelines.scoring_model import ScoringModel
 
 
 def check_within_data(clean: CleanData, as_of: date, after_end: bool) -> None:

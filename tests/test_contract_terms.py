@@ -398,7 +398,7 @@ E2E_AS_OF = date(2025, 7, 1)
 def scored_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     """A small simulated world, trained on before 2025-06-01 and scored on 2025-07-01 after
     two edits of its contracts: one renewal left overdue, one account given an add-on."""
-    from pipelines import stages, training
+    from pipelines import model_stages, training
     from simulator import SimConfig, simulate, write_world
 
     root = tmp_path_factory.mktemp("contract-terms")
@@ -432,7 +432,7 @@ def scored_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     edited = type(sim)(**{**sim.__dict__, "tables": {**sim.tables, "contracts": c}})
     write_world(edited, root / "edited")
     out = root / "scores"
-    stages.score(root / "edited", E2E_AS_OF, out, cfg)
+    model_stages.score(root / "edited", E2E_AS_OF, out, cfg)
     return out, {"late": late, "main": main, "addon": addon}
 
 

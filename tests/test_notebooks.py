@@ -21,7 +21,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from features.validate import load
-from pipelines import stages, training
+from pipelines import model_stages, training
 from simulator import SimConfig, simulate, write_world
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     try:
         # Forced: the notebooks need a champion, and the gate is tested on its own.
         training.run_training(load(world), cfg, force=True)
-        stages.score(world, AS_OF, root / "scores", cfg)
+        model_stages.score(world, AS_OF, root / "scores", cfg)
     finally:
         mlflow.set_tracking_uri(before[0])
         mlflow.set_registry_uri(before[1])

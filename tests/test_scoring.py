@@ -24,7 +24,7 @@ from features.validate import load
 from models.bands import assign_bands
 from models.explain import FAMILY_NAMES
 from models.train import ChurnModel
-from pipelines import stages, training
+from pipelines import model_stages, training
 from pipelines.config import ChurnConfig
 from pipelines.report import BACKTEST_FIGURES
 from pipelines.scores_dir import CONTRACT_COLUMNS, write_scores_dir
@@ -105,7 +105,7 @@ def trained(world, cfg):  # type: ignore[no-untyped-def]
 def scored(world, cfg, trained, tmp_path_factory):  # type: ignore[no-untyped-def]
     data, _ = world
     out = tmp_path_factory.mktemp("out") / "scores"
-    stages.score(data, AS_OF, out, cfg)
+    model_stages.score(data, AS_OF, out, cfg)
     return out
 
 
@@ -159,7 +159,7 @@ def test_bands_follow_the_thresholds(scored, trained) -> None:  # type: ignore[n
 def test_same_inputs_same_bytes(world, cfg, scored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data, _ = world
     again = tmp_path / "again"
-    stages.score(data, AS_OF, again, cfg)
+    model_stages.score(data, AS_OF, again, cfg)
     for name in ("scores.parquet", "scores.csv"):
         assert (again / name).read_bytes() == (scored / name).read_bytes(), name
 
@@ -264,10 +264,10 @@ def test_a_failed_run_leaves_the_history_untouched(world, cfg, trained, tmp_path
     data, _ = world
     history = tmp_path / "history.parquet"
     run = with_history(cfg, history)
-    stages.score(data, AS_OF, tmp_path / "a", run)
+    model_stages.score(data, AS_OF, tmp_path / "a", run)
     before = history.read_bytes()
     with pytest.raises(RuntimeError, match="injected crash"):
-        stages.score(data, LATER, tmp_path / "b", run, crash_after="scores.csv")
+        model_stages.score(data, LATER, tmp_path / "b", run, crash_after="scores.csv")
     assert history.read_bytes() == before, "the failed run changed the history"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "history.parquet"], (
         "no partial scores directory, no temporary file left"
@@ -280,14 +280,14 @@ def test_a_model_with_other_features_is_refused(world, cfg, trained, tmp_path: P
         update={"features": cfg.features.model_copy(update={"windows": (14, 30)})}
     )
     with pytest.raises(ValueError, match="expects features that were not built"):
-        stages.score(data, AS_OF, tmp_path / "x", other)
+        model_stages.score(data, AS_OF, tmp_path / "x", other)
 
 
 def test_top_driver_matches_the_true_reason(world, cfg, trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data, truth = world
     # Renewals of the next 180 days: more churners with one dominant cause to compare.
     wide = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"within_days": 180})})
-    s = stages.score(data, AS_OF, tmp_path / "wide", wide).scores
+    s = model_stages.score(data, AS_OF, tmp_path / "wide", wide).scores
     t = truth.set_index("contract_id")
     contrib = t[[c for c in t.columns if c.startswith("contrib_") and c != "contrib_noise"]]
     positive = contrib.clip(lower=0)
@@ -315,12 +315,12 @@ def test_a_previous_score_of_another_model_is_rescored_with_todays(  # type: ign
     data, _ = world
     history = tmp_path / "history.parquet"
     run = with_history(cfg, history)
-    first = stages.score(data, AS_OF, tmp_path / "a", run).scores.set_index("account_id")
+    first = model_stages.score(data, AS_OF, tmp_path / "a", run).scores.set_index("account_id")
     recorded = pd.read_parquet(history)
     version = trained.version
 
     recorded.assign(model_version="0").to_parquet(history, index=False)
-    later = stages.score(data, LATER, tmp_path / "b", run).scores.set_index("account_id")
+    later = model_stages.score(data, LATER, tmp_path / "b", run).scores.set_index("account_id")
     rows = pd.read_parquet(history).set_index(["account_id", "as_of"])
     both = later.index.intersection(first.index)
     assert len(both) > 10
@@ -342,7 +342,7 @@ def test_a_previous_score_of_another_model_is_rescored_with_todays(  # type: ign
     recorded.drop(columns="feat_events_30d").assign(
         model_version="0", model_features=lacking
     ).to_parquet(history, index=False)
-    later = stages.score(data, LATER, tmp_path / "c", run).scores.set_index("account_id")
+    later = model_stages.score(data, LATER, tmp_path / "c", run).scores.set_index("account_id")
     for acc in both:
         was, now = first.loc[acc, "churn_probability"], later.loc[acc, "churn_probability"]
         assert later.loc[acc, "change"] == (
@@ -386,13 +386,13 @@ def test_explain_reads_one_account_and_gives_the_batch_score(  # type: ignore[no
     before is that day's whole-book score."""
     data, _ = world
     batch = pd.read_parquet(scored / "scores.parquet").set_index("account_id")
-    month_before = stages.score(data, date(2025, 6, 1), tmp_path / "june", cfg).scores
+    month_before = model_stages.score(data, date(2025, 6, 1), tmp_path / "june", cfg).scores
     month_before = month_before.set_index("account_id")
     same = ["churn_probability", "health_score", "band", "play", "drivers", "priority"]
     shared = [a for a in batch.index if a in month_before.index]
     assert len(shared) >= 3, "some accounts are scored in both months"
     for acc in [batch.index[0], batch.index[-1], *shared[:2]]:
-        e = stages.explain_account(data, acc, AS_OF, cfg, trained.model_uri, tmp_path)
+        e = model_stages.explain_account(data, acc, AS_OF, cfg, trained.model_uri, tmp_path)
         for col in same:
             assert e.row[col] == batch.loc[acc, col], (acc, col)
         june = e.history.set_index(e.history["as_of"].dt.date).loc[date(2025, 6, 1)]
@@ -431,11 +431,11 @@ def test_a_model_change_is_split_into_the_models_part_and_the_accounts(  # type:
     old, new = f"models:/{name}/{trained.version}", f"models:/{name}/{second}"
 
     run = with_history(cfg, tmp_path / "history.parquet")
-    first = stages.score(data, AS_OF, tmp_path / "a", run, model_uri=old).scores
-    later = stages.score(data, LATER, tmp_path / "b", run, model_uri=new).scores
+    first = model_stages.score(data, AS_OF, tmp_path / "a", run, model_uri=old).scores
+    later = model_stages.score(data, LATER, tmp_path / "b", run, model_uri=new).scores
     # The new model on the values of AS_OF, computed on its own: its score of AS_OF.
     alone = with_history(cfg, tmp_path / "alone.parquet")
-    stages.score(data, AS_OF, tmp_path / "c", alone, model_uri=new)
+    model_stages.score(data, AS_OF, tmp_path / "c", alone, model_uri=new)
     then_rows = pd.read_parquet(tmp_path / "alone.parquet").set_index("account_id")
     today_rows = pd.read_parquet(tmp_path / "history.parquet")
     today_rows = today_rows[today_rows["as_of"].dt.date == LATER].set_index("account_id")

@@ -44,7 +44,7 @@ from mlflow import MlflowClient
 from features.training import build_training_set
 from features.validate import load
 from models.scorer import ANSWER, FILES, PROTECTIVE, HealthScorer, request_rows
-from pipelines import stages, training
+from pipelines import model_stages, training
 from pipelines.config import ChurnConfig
 from pipelines.scoring import scoring_set
 from pipelines.scoring_model import load_scoring_model
@@ -84,7 +84,7 @@ def scored(
 ) -> pd.DataFrame:
     """``churn score``'s scores (the champion, the default model), by account."""
     out = tmp_path_factory.mktemp("scores") / "scores"
-    stages.score(world, AS_OF, out, cfg)
+    model_stages.score(world, AS_OF, out, cfg)
     return pd.read_parquet(out / "scores.parquet").set_index("account_id")
 
 
@@ -368,7 +368,7 @@ def test_scores_and_history_record_the_registry_version_and_the_model_id(
     experiments = [e.experiment_id for e in client.search_experiments()]
     logged = len(client.search_logged_models(experiment_ids=experiments))
     for i, uri in enumerate(uris):
-        scores = stages.score(world, AS_OF, tmp_path / f"s{i}", run, model_uri=uri).scores
+        scores = model_stages.score(world, AS_OF, tmp_path / f"s{i}", run, model_uri=uri).scores
         assert (scores["model_version"] == trained.version).all(), uri
         assert (scores["model_id"] == trained.model_id).all(), uri
         written = pd.read_parquet(tmp_path / f"s{i}" / "scores.parquet")

@@ -1,7 +1,7 @@
 """Scoring on Spark gives the scores of the local (DuckDB) path: one scoring code, two engines.
 
 A model is trained on a small simulated past; the same ``as_of`` is then scored by
-``stages.score`` on DuckDB and on local Spark (``local[2]``: features by Spark through the
+``model_stages.score`` on DuckDB and on local Spark (``local[2]``: features by Spark through the
 same Ibis expression, probabilities, drivers and plays per partition by ``mapInPandas`` with
 the scorer the registered model carries, ``models.scorer``). DuckDB is the reference: its
 scores are checked in ``test_scoring.py``.
@@ -22,7 +22,7 @@ from ibis.backends import BaseBackend
 
 from features.training import build_training_set
 from features.validate import load
-from pipelines import stages, training
+from pipelines import model_stages, training
 from pipelines.config import ChurnConfig
 from pipelines.scores_dir import write_scores_dir
 from pipelines.scoring import ScoreOutput
@@ -60,7 +60,7 @@ def trained(world: Path, cfg: ChurnConfig) -> training.TrainResult:
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[BaseBackend]:
-    """Local Spark for this module; ``stages.score`` reuses the session it finds running."""
+    """Local Spark for this module; ``model_stages.score`` reuses the session it finds running."""
     with local_spark(2, **SPARK_OPTIONS) as con:
         yield con
 
@@ -84,8 +84,8 @@ def both(
                     "scoring": cfg.scoring.model_copy(update=history)}
         )  # fmt: skip
 
-    stages.score(world, AS_OF, out / "duckdb", run("duckdb"), model_uri=trained.model_uri)
-    stages.score(world, AS_OF, out / "spark", run("spark"), model_uri=trained.model_uri)
+    model_stages.score(world, AS_OF, out / "duckdb", run("duckdb"), model_uri=trained.model_uri)
+    model_stages.score(world, AS_OF, out / "spark", run("spark"), model_uri=trained.model_uri)
     return out / "duckdb", out / "spark"
 
 
