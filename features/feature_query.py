@@ -41,6 +41,22 @@ ROW_ORDER = ("as_of", "account_id", "contract_id")
 
 
 @dataclass(frozen=True)
+class FeatureRows:
+    """Feature rows of snapshots: the frame (ids, cohorts, label columns and the declared
+    features, in that order), the features' declarations, and the events that have a
+    column each. :class:`features.training.TrainingSet` and
+    :class:`features.scoring_set.ScoringSet` are the two kinds."""
+
+    frame: pd.DataFrame
+    features: tuple[Feature, ...]
+    top_events: tuple[str, ...]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+@dataclass(frozen=True)
 class FeatureQuery:
     """A training or scoring set not yet run: the Ibis expression and its declarations.
 

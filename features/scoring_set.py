@@ -13,12 +13,10 @@ from datetime import date
 
 import ibis
 import ibis.expr.types as ir
-import pandas as pd
 
-from features.catalog import Feature
 from features.config import FeatureConfig, LabelConfig
 from features.errors import ContractError
-from features.feature_query import FeatureQuery, feature_query, query_frame
+from features.feature_query import FeatureQuery, FeatureRows, feature_query, query_frame
 from features.progress import Progress
 from features.snapshots import day_number, epoch_day, inactivity_snapshots, open_term_snapshots
 from features.training import NO_CONTRACTS
@@ -26,18 +24,10 @@ from features.usage import common_events, lookback_days, rollups
 
 
 @dataclass(frozen=True)
-class ScoringSet:
+class ScoringSet(FeatureRows):
     """One row per eligible account (or open term) and as-of day: ids, cohorts and the
     declared features, in the columns and order of a training set; its label columns are
     empty (nothing is known yet)."""
-
-    frame: pd.DataFrame
-    features: tuple[Feature, ...]
-    top_events: tuple[str, ...]
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f.name for f in self.features]
 
 
 def build_scoring_set(

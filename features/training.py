@@ -21,7 +21,7 @@ import pandas as pd
 from features.catalog import Feature, dictionary
 from features.config import FeatureConfig, LabelConfig
 from features.errors import ContractError
-from features.feature_query import feature_query, query_frame
+from features.feature_query import FeatureRows, feature_query, query_frame
 from features.progress import Progress
 from features.snapshots import (
     calendar_days,
@@ -34,16 +34,8 @@ from features.windows import account_splits
 
 
 @dataclass(frozen=True)
-class TrainingSet:
-    """One row per snapshot: ids, label, cohorts and the declared features, in that order."""
-
-    frame: pd.DataFrame
-    features: tuple[Feature, ...]
-    top_events: tuple[str, ...]
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f.name for f in self.features]
+class TrainingSet(FeatureRows):
+    """One row per labelled snapshot: ids, label, cohorts and the declared features."""
 
 
 #: Messages of the user errors below and of :mod:`features.scoring_set` (exit 2 at the CLI).

@@ -29,9 +29,9 @@ import pandas as pd
 
 from features.catalog import Feature
 from features.errors import ContractError
+from features.feature_query import FeatureRows
 from features.progress import Progress
 from features.scoring_set import ScoringSet, build_scoring_set
-from features.training import TrainingSet
 from models.columns import matrix
 from models.drift import drift_table
 from models.explain import FAMILY_NAMES, contributions, family_contributions
@@ -66,7 +66,7 @@ class ScoreOutput:
     outlook: dict[str, Any] = field(default_factory=dict)
 
 
-def check_features_match(sm: ScoringModel, ts: TrainingSet | ScoringSet) -> None:
+def check_features_match(sm: ScoringModel, ts: FeatureRows) -> None:
     """Refuse a model whose features are not the ones built for scoring: the settings or
     the tables differ from training's, a user error (exit 2)."""
     expected = [f.name for f in sm.features]
