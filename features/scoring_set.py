@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-import ibis
 import ibis.expr.types as ir
 
 from features.config import FeatureConfig, LabelConfig
@@ -54,7 +53,7 @@ def build_scoring_set(
     days = [as_of] if isinstance(as_of, date) else sorted(set(as_of))
     if accounts is not None:
         tables = only_accounts(tables, accounts)
-    snaps = ibis.union(*(scoring_snapshots(tables, day, labels) for day in days))
+    snaps = scoring_snapshots(tables, days, labels)
     if top_events is None:
         top_events = common_events(
             rollups(tables["events"], features)[1], features.top_events, day_number(days[-1])
@@ -116,16 +115,19 @@ def scoring_query(
     return feature_query(scored, snaps, features, top_events, hold=hold)
 
 
-def scoring_snapshots(tables: Mapping[str, ir.Table], as_of: date, labels: LabelConfig) -> ir.Table:
+def scoring_snapshots(
+    tables: Mapping[str, ir.Table], as_of: date | Sequence[date], labels: LabelConfig
+) -> ir.Table:
     """The snapshots :func:`build_scoring_set` builds features for (one per eligible
-    account at ``as_of``), as an expression: counted before building to refuse an empty run."""
-    day = day_number(as_of)
+    account at ``as_of``, or at each of several days), as an expression: counted before
+    building to refuse an empty run."""
+    days = [day_number(d) for d in ([as_of] if isinstance(as_of, date) else as_of)]
     if labels.label == "renewal":
         if "contracts" not in tables:
             raise ContractError(NO_CONTRACTS.format(what="renewal scoring"))
         return open_term_snapshots(
-            tables["contracts"], day, labels.within_days, labels.return_grace_days
+            tables["contracts"], days, labels.within_days, labels.return_grace_days
         )
     return inactivity_snapshots(
-        tables["events"], tables.get("contracts"), labels, [day], labelled=False
+        tables["events"], tables.get("contracts"), labels, days, labelled=False
     )

@@ -7,6 +7,7 @@ use only data strictly before ``as_of``. Times are handled as integer day number
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 import ibis
@@ -218,6 +219,26 @@ def renewal_snapshots(
     return r.select(*SNAPSHOT_COLUMNS)
 
 
+def _on_days(t: ir.Table, as_of_days: Sequence[int]) -> ir.Table:
+    """``t``'s rows once per snapshot day, with the day as ``as_of_day``."""
+    days = ibis.memtable({"as_of_day": list(as_of_days)}, schema={"as_of_day": "int64"})
+    return t.cross_join(days)
+
+
+def _overdue(td: ir.Table) -> ir.Table:
+    """The rows of ``td`` (terms on snapshot days, :func:`_on_days`) overdue on their
+    ``as_of_day``, with ``days_overdue`` (see :func:`overdue_terms`)."""
+    ended = td.filter((td.end_day <= td.as_of_day) & td.outcome.isnull())
+    later = td.select(_acc="account_id", _start="start_day", _day="as_of_day")
+    later = later.filter(later._start < later._day)
+    overdue = ended.anti_join(
+        later,
+        [ended.account_id == later._acc, ended.as_of_day == later._day,
+         later._start >= ended.end_day],
+    )  # fmt: skip
+    return overdue.mutate(days_overdue=(overdue.as_of_day - overdue.end_day).cast("int64"))
+
+
 def overdue_terms(contracts: ir.Table, as_of_day: int, return_grace_days: int = 0) -> ir.Table:
     """Overdue renewals at ``as_of_day``: terms past their end with no outcome recorded.
 
@@ -228,20 +249,18 @@ def overdue_terms(contracts: ir.Table, as_of_day: int, return_grace_days: int = 
     plus ``days_overdue`` (``as_of_day - end_day``, 0 on the renewal day itself); count
     them with ``overdue_terms(...).count()``.
     """
-    t = terms(contracts, return_grace_days)
-    ended = t.filter(t.end_day <= as_of_day)
-    ended = ended.filter(ended.outcome.isnull())
-    later = t.select(_acc="account_id", _start="start_day").filter(lambda x: x._start < as_of_day)
-    overdue = ended.anti_join(
-        later, [ended.account_id == later._acc, later._start >= ended.end_day]
-    )
-    return overdue.mutate(days_overdue=(as_of_day - overdue.end_day).cast("int64"))
+    td = _on_days(terms(contracts, return_grace_days), [as_of_day])
+    return _overdue(td).drop("as_of_day")
 
 
 def open_term_snapshots(
-    contracts: ir.Table, as_of_day: int, within_days: int, return_grace_days: int = 0
+    contracts: ir.Table,
+    as_of_day: int | Sequence[int],
+    within_days: int,
+    return_grace_days: int = 0,
 ) -> ir.Table:
-    """Scoring snapshots of renewal mode: one row per account with a renewal to score.
+    """Scoring snapshots of renewal mode: one row per account with a renewal to score, on
+    ``as_of_day`` (or on each of several days, in one expression).
 
     An account is scored when it has an open term ending within the horizon (started before
     the snapshot day, not yet ended: ``start < as_of < end <= as_of + within_days``; a term
@@ -258,18 +277,25 @@ def open_term_snapshots(
     Training rolls up only the terms that end on one day (:func:`renewal_snapshots`); an
     account holding terms that end on different days within the horizon has them all in
     its ARR and seats here, since all of them are at stake.
+
+    Several days are one expression over the terms and a table of the days, not a union of
+    one expression per day: an account's explanation (seven months) compiled and ran in
+    1.1-1.3 s against 1.8-1.9 s.
     """
-    t = terms(contracts, return_grace_days)
-    open_ = t.filter(
-        (t.start_day < as_of_day) & (t.end_day > as_of_day) & (t.end_day <= as_of_day + within_days)
+    days = [as_of_day] if isinstance(as_of_day, int) else list(as_of_day)
+    td = _on_days(terms(contracts, return_grace_days), days)
+    open_ = td.filter(
+        (td.start_day < td.as_of_day)
+        & (td.end_day > td.as_of_day)
+        & (td.end_day <= td.as_of_day + within_days)
     )
-    cols = ["account_id", "contract_id", "start_day", "end_day", "term_number", "seats", "arr",
-            "prev_arr"]  # fmt: skip
-    due = overdue_terms(contracts, as_of_day, return_grace_days).select(*cols)
-    s = open_.select(*cols).union(due)
+    cols = ["account_id", "as_of_day", "contract_id", "start_day", "end_day", "term_number",
+            "seats", "arr", "prev_arr"]  # fmt: skip
+    s = open_.select(*cols).union(_overdue(td).select(*cols))
     order = [s.end_day, s.start_day, s.contract_id]
-    s = s.mutate(_first=ibis.row_number().over(group_by=s.account_id, order_by=order) == 0)
-    r = s.group_by("account_id").aggregate(
+    first = ibis.row_number().over(group_by=[s.account_id, s.as_of_day], order_by=order) == 0
+    s = s.mutate(_first=first)
+    r = s.group_by(["account_id", "as_of_day"]).aggregate(
         contract_id=_first_of(s, "contract_id", s._first),
         term_number=_first_of(s, "term_number", s._first),
         prev_arr=_first_of(s, "prev_arr", s._first),
@@ -278,8 +304,7 @@ def open_term_snapshots(
         renewal_day=s.end_day.min(),
     )
     return r.mutate(
-        as_of_day=ibis.literal(as_of_day, "int64"),
-        lead_days=(r.renewal_day - as_of_day).cast("int64"),
+        lead_days=(r.renewal_day - r.as_of_day).cast("int64"),
         label=ibis.null("int8"),
         expansion=ibis.null("int8"),
         label_known_day=r.renewal_day,

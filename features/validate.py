@@ -307,11 +307,19 @@ def _overdue_note(contracts: ir.Table, end: DataEnd) -> tuple[str, ...]:
     """How many renewals are overdue at the end of the data: scored and flagged, never
     dropped, and said here so that their outcomes get recorded."""
     last = day_number(end.day - timedelta(days=1))
-    late = overdue_terms(contracts, last).order_by("end_day", "contract_id")
-    n = int(late.count().to_pyarrow().as_py())
-    if not n:
+    late = overdue_terms(contracts, last)
+    # One query: the first few and, on each row, how many there are.
+    first = (
+        late.select("contract_id", "end_day", _n=late.end_day.count().over(ibis.window()))
+        .order_by("end_day", "contract_id")
+        .limit(EXAMPLES)
+        .to_pyarrow()
+        .to_pylist()
+    )
+    if not first:
         return ()
-    shown = ", ".join(late.limit(EXAMPLES).contract_id.to_pyarrow().to_pylist())
+    n = int(first[0]["_n"])
+    shown = ", ".join(r["contract_id"] for r in first)
     return (
         f"Overdue renewals: {n:,} contract term{'s' if n != 1 else ''} ended without a "
         f"recorded outcome and no later term ({shown}); scoring scores them and flags them "

@@ -124,6 +124,26 @@ def test_scoring_never_reads_the_outcome_of_a_term_ending_after_as_of() -> None:
     assert accounts == {"B", "C", "E"}
 
 
+def test_several_days_in_one_expression_give_each_days_own_rows() -> None:
+    """On 2026-02-05 C1 is renewed (C2 started 2026-02-01, after C1's end, before the
+    day) and C2 ends beyond the 120 days; A2 is overdue by 2026-01-01 -> 2026-02-05 = 35
+    days, E1 by 2026-01-10 -> 2026-02-05 = 26; B2 ends in 28 - 5 + 1 = 24 days. C1 stays
+    overdue on 2026-01-10: the other day's C2 must not renew it."""
+    later = "2026-02-05"
+    both = open_term_snapshots(book(OVERDUE_BOOK), [d(AS_OF), d(later)], 120).to_pandas()
+    leads = {(r.account_id, r.as_of_day): r.lead_days for r in both.itertuples()}
+    assert leads == {
+        ("A", d(AS_OF)): -9, ("B", d(AS_OF)): 50, ("C", d(AS_OF)): -223, ("E", d(AS_OF)): 0,
+        ("A", d(later)): -35, ("B", d(later)): 24, ("E", d(later)): -26,
+    }  # fmt: skip
+    for day in (AS_OF, later):
+        alone = open_term_snapshots(book(OVERDUE_BOOK), d(day), 120).to_pandas()
+        pd.testing.assert_frame_equal(
+            both[both["as_of_day"] == d(day)].sort_values("account_id").reset_index(drop=True),
+            alone.sort_values("account_id").reset_index(drop=True),
+        )
+
+
 # ------------------------------------------------------------------ several open terms
 
 PARALLEL_BOOK: list[Row] = [
