@@ -120,19 +120,24 @@ def test_the_lookback_is_exact_where_it_is_decided(
     assert full.loc[row, moved].item() != short.loc[row, moved].item(), f"{name}: {moved}"
 
 
+@pytest.mark.parametrize(
+    "labels", [LABELS, LabelConfig(label="inactivity")], ids=["renewal", "inactivity"]
+)
 def test_one_account_and_several_days_give_the_whole_books_rows(
-    sim_frames: dict[str, pd.DataFrame],
+    sim_frames: dict[str, pd.DataFrame], labels: LabelConfig
 ) -> None:
+    """Several days are one query (one snapshot expression over a table of the days): the
+    rows of each day are those of that day alone, and one account's are the book's."""
     tables = _tables(sim_frames)
     cfg = CONFIGS["default"]
     days = _days(sim_frames)[:3]
-    books = [build_scoring_set(tables, d, LABELS, cfg, TOP).frame for d in days]
+    books = [build_scoring_set(tables, d, labels, cfg, TOP).frame for d in days]
     book = pd.concat(books).sort_values(["as_of", "account_id", "contract_id"])
-    together = build_scoring_set(tables, days, LABELS, cfg, TOP).frame
+    together = build_scoring_set(tables, days, labels, cfg, TOP).frame
     pd.testing.assert_frame_equal(together, book.reset_index(drop=True), check_categorical=False)
     some = sorted(set(books[0]["account_id"]) & set(books[-1]["account_id"]))[:2]
     assert len(some) == 2
-    alone = build_scoring_set(tables, days, LABELS, cfg, TOP, accounts=some).frame
+    alone = build_scoring_set(tables, days, labels, cfg, TOP, accounts=some).frame
     expected = book[book["account_id"].isin(some)].reset_index(drop=True)
     pd.testing.assert_frame_equal(alone, expected, check_categorical=False)
     assert alone["as_of"].nunique() == len(days)
