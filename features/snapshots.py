@@ -220,7 +220,11 @@ def renewal_snapshots(
 
 
 def _on_days(t: ir.Table, as_of_days: Sequence[int]) -> ir.Table:
-    """``t``'s rows once per snapshot day, with the day as ``as_of_day``."""
+    """``t``'s rows once per snapshot day, with the day as ``as_of_day``. One day (every
+    ``churn score``) stays a constant, as before several days were one expression: no table
+    to register, and the engine folds it into the filters."""
+    if len(as_of_days) == 1:
+        return t.mutate(as_of_day=ibis.literal(as_of_days[0], "int64"))
     days = ibis.memtable({"as_of_day": list(as_of_days)}, schema={"as_of_day": "int64"})
     return t.cross_join(days)
 
