@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,24 @@ def test_the_data_commands_start_without_mlflow_or_lightgbm() -> None:
     ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "[]"
+
+
+def test_a_command_leaves_no_temporary_folder_behind(sim_dir: Path, tmp_path: Path) -> None:
+    """Each DuckDB connection has a scratch folder (UTF-8 copies, spilled data) in the
+    system's temporary folder; it goes when the command exits, although the command skips
+    the collector's passes at exit (``pipelines.cli.main``)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    exe = Path(sys.executable).with_name("churn")
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    ran = subprocess.run([str(exe), "validate", "--data", str(sim_dir)], capture_output=True,
+                         text=True, timeout=300, env=env)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert list(scratch.iterdir()) == []
+    # The control: a process that skips the exit hooks leaves its connection's folder there.
+    control = tmp_path / "control"
+    control.mkdir()
+    skip = "import os; from features.read import connect; con = connect(); os._exit(0)"
+    subprocess.run([sys.executable, "-c", skip], check=True, timeout=300,
+                   env={**env, "TMPDIR": str(control)})  # fmt: skip
+    assert [p.name[:6] for p in control.iterdir()] == ["churn-"]
