@@ -5,8 +5,7 @@ A model is trained on a small simulated past and scores its renewals with ``chur
 stage. Then a new virtual environment is made from the model's own ``requirements.txt``
 only (``python -m venv`` without the system's packages, ``pip install --no-compile -r
 requirements.txt -c constraints.txt``; this project is not installed there), and, from a
-folder outside the
-repository and without ``PYTHONPATH``:
+folder outside the repository and without ``PYTHONPATH``:
 
 - ``mlflow.pyfunc.load_model`` on the model downloaded to a local folder predicts the same
   rows;
