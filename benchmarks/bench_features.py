@@ -80,6 +80,9 @@ def _ours_path(data: Path) -> Path:
 def _connect(a: argparse.Namespace) -> Any:
     from features.read import connect
 
+    # Each run compiles its queries as a first run would: SQL remembered by earlier runs
+    # (features.compiled) would hide that cost. CHURN_SQL_CACHE=<folder> measures warm runs.
+    os.environ.setdefault("CHURN_SQL_CACHE", "off")
     # engine.memory_limit of churn.yaml; DuckDB spills to its temp directory beyond it.
     con = connect("duckdb", threads=a.threads, memory_limit=a.memory_limit or None)
     con.raw_sql("SET enable_progress_bar = false")

@@ -31,6 +31,7 @@ import ibis
 import ibis.expr.types as ir
 from ibis.backends import BaseBackend
 
+from features.compiled import default_folder, remember_compiled
 from features.config import DataConfig
 from features.conform import conform
 from features.contract import TABLES, TableSpec
@@ -74,7 +75,9 @@ def connect(
     ``memory_limit`` caps DuckDB's memory (e.g. ``"3GB"``; default :data:`MEMORY_LIMIT`, so
     that a run fits a 4 GiB budget on any machine rather than DuckDB's 80% of RAM): beyond
     it, joins, sorts and aggregates spill to a temporary folder that lives as long as the
-    connection, slower but within the cap. For
+    connection, slower but within the cap. A DuckDB connection compiles each distinct
+    query once (:mod:`features.compiled`), remembering its SQL in the user's cache folder
+    (``CHURN_SQL_CACHE``: another folder, or ``off``). For
     Spark, ``options`` go to :func:`features.spark.spark_connect` (``master``, Spark
     settings such as ``spark.driver.memory``), and ``threads`` without a ``master`` runs
     local Spark on that many cores.
@@ -85,6 +88,7 @@ def connect(
         con.raw_sql(f"SET threads = {int(threads or free_cores())}")
         con.raw_sql(f"SET memory_limit = '{memory_limit or MEMORY_LIMIT}'")
         con.raw_sql(f"SET temp_directory = '{scratch(con)}'")
+        remember_compiled(con, default_folder())
         return con
     if engine == "spark":
         from features.spark import spark_connect  # pyspark is an optional extra

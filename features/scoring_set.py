@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+import ibis
 import ibis.expr.types as ir
 
 from features.config import FeatureConfig, LabelConfig
@@ -73,9 +74,15 @@ def build_scoring_set(
 
 def only_accounts(tables: Mapping[str, ir.Table], accounts: Sequence[str]) -> dict[str, ir.Table]:
     """Every table restricted to the rows of ``accounts`` (all contract tables carry
-    ``account_id``)."""
-    ids = [str(a) for a in accounts]
-    return {name: t.filter(t.account_id.cast("string").isin(ids)) for name, t in tables.items()}
+    ``account_id``).
+
+    The ids are a table, not literals in the query, so that every account's query has the
+    same shape and is compiled once (:mod:`features.compiled`)."""
+    ids = ibis.memtable({"account_id": [str(a) for a in accounts]}, schema={"account_id": "string"})
+    return {
+        name: t.filter(t.account_id.cast("string").isin(ids.account_id))
+        for name, t in tables.items()
+    }
 
 
 def scored_events(

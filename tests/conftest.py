@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,11 @@ from ibis.backends import BaseBackend
 # each keeps them fast and deterministic, for this process and the commands it starts.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("CHURN_MAX_THREADS", "1")
+# SQL remembered across processes (features.compiled) lives in a folder of this run's own,
+# removed at the end: a cache left by an earlier run would hide the cost of compiling.
+if "CHURN_SQL_CACHE" not in os.environ:
+    os.environ["CHURN_SQL_CACHE"] = tempfile.mkdtemp(prefix="churn-sql-")
+    atexit.register(shutil.rmtree, os.environ["CHURN_SQL_CACHE"], ignore_errors=True)
 
 
 #: Marks of the tests that run local Spark: skipped only where pyspark or Java is missing.
