@@ -32,6 +32,7 @@ from pipelines.cli_options import (
 )
 from pipelines.cli_score import explain, plays, score
 from pipelines.cli_train import backtest, print_train_result, train
+from pipelines.startup import loading, own_process
 
 app = typer.Typer(
     name="churn",
@@ -51,7 +52,8 @@ def simulate(
     ] = "parquet",
 ) -> None:
     """Write a simulated B2B SaaS world; its ground truth goes to OUT-truth.parquet beside it."""
-    from simulator.write import simulate_to  # test data: only this verb and the demo
+    with loading():
+        from simulator.write import simulate_to  # test data: only this verb and the demo
 
     with progress_bar() as progress:
         summary = simulate_to(out, accounts=accounts, seed=seed, fmt=fmt, progress=progress)
@@ -66,10 +68,11 @@ def demo(
 ) -> None:
     """The whole pipeline on a simulated world: simulate, validate, train with backtest and
     champion gate, then score the renewals of the next 120 days and write the report."""
-    from pipelines import model_stages
-    from pipelines.training import run_training
-    from simulator import SimConfig
-    from simulator.write import simulate_to
+    with loading():
+        from pipelines import model_stages
+        from pipelines.training import run_training
+        from simulator import SimConfig
+        from simulator.write import simulate_to
 
     cfg = config_with_trials(config, trials)
     if "history" not in cfg.scoring.model_fields_set:
@@ -156,4 +159,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    own_process()
     main()

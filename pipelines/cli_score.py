@@ -23,6 +23,7 @@ from pipelines.cli_options import (
     console,
     progress_bar,
 )
+from pipelines.startup import loading
 
 
 def score(
@@ -37,7 +38,8 @@ def score(
     after_end: AfterEndOpt = False,
 ) -> None:
     """Score every account renewing within --within days of --as-of; write scores and report."""
-    from pipelines import model_stages  # loads MLflow: only in the commands that need it
+    with loading():  # MLflow, LightGBM: only in the commands that need them
+        from pipelines import model_stages
 
     cfg = config_with_options(config, within=within, engine=engine, active_days=active_days)
     folder, scores = stages.data_location(data, cfg), stages.output_location(out)
@@ -64,7 +66,8 @@ def explain(
     after_end: AfterEndOpt = False,
 ) -> None:
     """One account's score, band, drivers, play, score history and SHAP waterfall."""
-    from pipelines import model_stages  # loads MLflow: only in the commands that need it
+    with loading():  # MLflow, LightGBM: only in the commands that need them
+        from pipelines import model_stages
 
     cfg = config_with_options(config)
     folder = stages.data_location(data, cfg)
@@ -112,9 +115,10 @@ def plays(
 ) -> None:
     """Did each play work? Its effect on churn at the next renewal for accounts at similar
     risk (doubly robust, cross-fitted), beside the naive treated-minus-untreated figure."""
-    from pipelines import model_stages
-    from pipelines.files import write_atomically
-    from pipelines.plays import measured_table, units_table
+    with loading():
+        from pipelines import model_stages
+        from pipelines.files import write_atomically
+        from pipelines.plays import measured_table, units_table
 
     cfg = config_with_options(config)
     folder = stages.data_location(data, cfg)

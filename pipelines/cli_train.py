@@ -24,6 +24,7 @@ from pipelines.cli_options import (
     progress_bar,
 )
 from pipelines.config import ChurnConfig
+from pipelines.startup import loading
 
 if TYPE_CHECKING:  # the training stage imports MLflow and LightGBM: only when it runs
     from pipelines.training import TrainResult
@@ -62,7 +63,8 @@ def train(
     from_run: FromRunOpt = None,
 ) -> None:
     """Backtest the procedure against the baselines, train, log to MLflow, gate the champion."""
-    from pipelines.training import run_training
+    with loading():
+        from pipelines.training import run_training
 
     cfg = config_with_trials(config, trials, label=label, horizon=horizon, active_days=active_days)
     folder = None if data is None else stages.data_location(data, cfg)
@@ -91,8 +93,9 @@ def train(
 def _from_run(run_id: str, cfg: ChurnConfig, data: Path | None) -> tuple[ChurnConfig, Path]:
     """The settings a run recorded (this machine's engine and store kept) and the data
     folder to retrain on: ``data``, else the run's own; says which input files changed."""
-    from pipelines.provenance import data_differences, run_record, settings_from_run
-    from pipelines.tracking import open_tracking
+    with loading():
+        from pipelines.provenance import data_differences, run_record, settings_from_run
+        from pipelines.tracking import open_tracking
 
     record = run_record(run_id, open_tracking(cfg.tracking))
     folder = data if data is not None else Path(record["data"]["path"])
@@ -181,7 +184,8 @@ def backtest(
     ] = None,
 ) -> None:
     """Nested backtest of the training procedure against the baselines, logged to MLflow."""
-    from pipelines.training import run_backtest
+    with loading():
+        from pipelines.training import run_backtest
 
     cfg = config_with_trials(
         config, trials, "backtest_trials", label=label, horizon=horizon, active_days=active_days
