@@ -46,8 +46,11 @@ postgresql: ## Install Debian's postgresql for the team tracking server's test (
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y postgresql; \
 	}
 
+# --no-loadscope-reorder: keep the order of tests/conftest.py (the slowest files first);
+# xdist's default puts the files with the most tests first, which left the Spark cluster and
+# the team server for last on one worker while the other sat idle for 3 minutes.
 test: install-dev chromium postgresql ## Run the test suite (what CI runs), a file per worker on 2 workers
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 format: install-dev ## Format the code with ruff
 	$(BIN)/ruff format .
