@@ -9,8 +9,6 @@ simulator (the import contract in ``pyproject.toml`` names this module).
 
 from __future__ import annotations
 
-import atexit
-import gc
 import sys
 import traceback
 from pathlib import Path
@@ -125,14 +123,6 @@ for verb in (simulate, validate, features, train, backtest, score, explain, play
 
 def main() -> None:
     """Entry point: map bad input to exit code 2 and anything unexpected to 1."""
-    # At exit, Python's shutdown runs the cycle collector over every object the libraries
-    # made, in several full passes: 1.0-1.3 s of `churn explain`'s 8 s on the demo world.
-    # Freezing the objects first (an exit hook) skips those passes. Nothing a command
-    # leaves needs them: its files are closed by then, and the scratch folders (DuckDB's
-    # spilled data) are removed by their own exit hooks, which run whatever the collector
-    # does (tests/test_cli.py checks that none is left behind).
-    atexit.unregister(gc.freeze)
-    atexit.register(gc.freeze)
     try:
         app(standalone_mode=False)
     except ContractError as err:

@@ -149,7 +149,7 @@ def test_the_data_commands_start_without_mlflow_or_lightgbm() -> None:
 def test_a_command_leaves_no_temporary_folder_behind(sim_dir: Path, tmp_path: Path) -> None:
     """Each DuckDB connection has a scratch folder (UTF-8 copies, spilled data) in the
     system's temporary folder; it goes when the command exits, although the command skips
-    the collector's passes at exit (``pipelines.cli.main``)."""
+    the collector's passes at exit (``pipelines.startup.own_process``)."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     exe = Path(sys.executable).with_name("churn")

@@ -23,8 +23,10 @@ def test_the_churn_script_starts_through_the_startup_module() -> None:
 
 def test_a_churn_process_freezes_what_it_loaded_and_still_collects_new_garbage() -> None:
     code = (
-        "import gc\n"
+        "import atexit, gc\n"
         "from pipelines import startup\n"
+        # Registered first, so it runs last: after the exit hook own_process registers.
+        "atexit.register(lambda: print('at exit', any(o is c for o in gc.get_objects())))\n"
         "startup.own_process()\n"
         "with startup.loading():\n"
         "    import pipelines.cli\n"
@@ -33,10 +35,16 @@ def test_a_churn_process_freezes_what_it_loaded_and_still_collects_new_garbage()
         "a.append(b); b.append(a)\n"  # a cycle only the collector can free
         "del a, b\n"
         "print(frozen, gc.isenabled(), gc.collect())\n"
+        "c = [[]]; c[0].append(c)\n"  # a live object made after loading, frozen only at exit
+        "print('before exit', any(o is c for o in gc.get_objects()))\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    frozen, enabled, collected = run.stdout.split()
+    loaded, before_exit, at_exit = run.stdout.splitlines()
+    frozen, enabled, collected = loaded.split()
+    # At exit, everything is frozen (out of the collector's generations) before Python's
+    # shutdown would collect it; until then, what the command made is collectable.
+    assert (before_exit, at_exit) == ("before exit True", "at exit False")
     # Importing the CLI makes hundreds of thousands of objects; all of them are frozen.
     assert int(frozen) > 100_000
     assert enabled == "True"
