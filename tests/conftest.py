@@ -52,7 +52,7 @@ def quick_config(store: Path, trials: int, model: dict[str, Any] | None = None,
                 "monotone": "on", "num_threads": 1, "bootstrap": 100} | (model or {})  # fmt: skip
     if "seed" in more:
         settings["seed"] = more["seed"]
-    # Five waterfalls, not fifty: each is a matplotlib PNG (0.2 s), and no test needs more.
+    # Five waterfalls, not fifty: each is a matplotlib PNG (about 0.1 s), and no test needs more.
     scoring = {"waterfalls": 5} | more.pop("scoring", {})
     return load_config(
         None,

@@ -1,0 +1,70 @@
+"""The SHAP waterfall's picture: every text inside it, and no margin wider than the gap.
+
+``models.waterfall`` places the axes from one measure of its texts instead of
+``tight_layout``. A text cut at the edge of the picture leaves dark pixels on its border;
+a margin sized for nothing leaves a wide white band. Both are read from the PNG itself.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from features.catalog import Feature
+from models.waterfall import waterfall_png
+
+#: tight_layout's gap between the outermost text and the edge: 1.08 times the font size
+#: (10 points at 90 dots per inch, 72 points per inch), in pixels.
+GAP = 1.08 * 10 * 90 / 72
+
+
+def picture(contrib: list[float], labels: dict[str, str] | None = None, top: int = 8) -> np.ndarray:
+    names = [f"f{i}" for i in range(len(contrib) - 1)]
+    features = [
+        Feature(n, "frequency", (labels or {}).get(n, n), "events", 30, "higher", "a test feature")
+        for n in names
+    ]
+    png = waterfall_png(
+        pd.Series(contrib, index=["bias", *names]),
+        features,
+        pd.Series(np.arange(len(names), dtype=float) * 1234.5, index=names),
+        "A-00042: why this score",
+        top=top,
+    )
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+
+
+CASES = {
+    "mixed": [-1.2, 0.8, -0.5, 0.3, 0.25, -0.2, 0.1, -0.05, 0.04, 0.02, -0.01],
+    # The drivers' values sit beyond the bars' ends, at both sides of the axis.
+    "one huge driver each way": [0.0, 9.0, -14.0, 0.01],
+    "all raise the risk": [-3.0, *np.full(12, 0.4)],
+    "a long label": [0.5, -0.9, 0.7, 0.2],
+}
+LABELS = {
+    "a long label": {"f0": "Share of seats active in the last 30 days, against the plan's seats"}
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_text_is_inside_the_picture(case: str) -> None:
+    pixels = picture(CASES[case], LABELS.get(case))
+    border = np.concatenate([pixels[:2].ravel(), pixels[-2:].ravel(),
+                             pixels[:, :2].ravel(), pixels[:, -2:].ravel()])  # fmt: skip
+    assert border.min() == 255, "a text reaches the edge of the picture"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_margins_are_the_gap_and_no_wider(case: str) -> None:
+    pixels = picture(CASES[case], LABELS.get(case))
+    drawn = np.argwhere(pixels < 250)  # anti-aliased text is grey at its edges
+    top, left = drawn.min(axis=0)
+    bottom = pixels.shape[0] - 1 - drawn[:, 0].max()
+    # The labels' column, the title above and the axis label below end one gap (and less
+    # than two pixels of a glyph's own blank edge) from the border.
+    for side, gap in {"left": left, "top": top, "bottom": bottom}.items():
+        assert GAP - 1 <= gap <= GAP + 3, f"{side} margin {gap} px, the gap is {GAP:.1f} px"
