@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,3 +69,21 @@ def test_the_margins_are_the_gap_and_no_wider(case: str) -> None:
     # than two pixels of a glyph's own blank edge) from the border.
     for side, gap in {"left": left, "top": top, "bottom": bottom}.items():
         assert GAP - 1 <= gap <= GAP + 3, f"{side} margin {gap} px, the gap is {GAP:.1f} px"
+
+
+@pytest.mark.parametrize(
+    "style",
+    [
+        {"font.size": 14, "axes.titlepad": 30.0},
+        {"xtick.major.size": 9.0, "xtick.major.pad": 9.0, "ytick.major.pad": 12.0},
+        {"axes.labelpad": 30.0, "xtick.labelsize": 13},
+    ],
+    ids=["larger font", "longer ticks", "wider axis label gap"],
+)
+def test_a_notebooks_own_style_keeps_every_text_inside(style: dict[str, float]) -> None:
+    """A notebook may change matplotlib's settings; the margins follow them."""
+    with matplotlib.rc_context(style):
+        pixels = picture(CASES["mixed"])
+    border = np.concatenate([pixels[:2].ravel(), pixels[-2:].ravel(),
+                             pixels[:, :2].ravel(), pixels[:, -2:].ravel()])  # fmt: skip
+    assert border.min() == 255, f"a text reaches the edge under {style}"
