@@ -8,6 +8,7 @@ a margin sized for nothing leaves a wide white band. Both are read from the PNG 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -80,7 +81,7 @@ def test_the_margins_are_the_gap_and_no_wider(case: str) -> None:
     ],
     ids=["larger font", "longer ticks", "wider axis label gap"],
 )
-def test_a_notebooks_own_style_keeps_every_text_inside(style: dict[str, float]) -> None:
+def test_a_notebooks_own_style_keeps_every_text_inside(style: Any) -> None:
     """A notebook may change matplotlib's settings; the margins follow them."""
     with matplotlib.rc_context(style):
         pixels = picture(CASES["mixed"])
