@@ -199,3 +199,33 @@ def test_one_accounts_explanation_reuses_anothers_query(
     expected = book[book["account_id"] == some[1]].reset_index(drop=True)
     assert len(expected) == len(days)
     pd.testing.assert_frame_equal(alone, expected, check_categorical=False)
+
+
+def test_the_next_days_explanation_reuses_the_query_and_reads_more_events_safely(
+    sim_frames: dict[str, pd.DataFrame], con: ibis.BaseBackend
+) -> None:
+    """The first day of events a scoring set reads is rounded down to a multiple of
+    ``START_STEP`` days (older events move no feature): an explanation a day later, in the
+    same step, compiles nothing, and each gives the whole book's rows of its days."""
+    from features.config import FeatureConfig, LabelConfig
+    from features.scoring_set import START_STEP, build_scoring_set
+    from features.snapshots import day_number
+    from features.usage import lookback_days
+
+    memo = _memo(con)
+    tables = {name: con.create_table(name, frame) for name, frame in sim_frames.items()}
+    labels, cfg, top = LabelConfig(within_days=3650), FeatureConfig(top_events=1), ("login",)
+    last = sim_frames["events"]["ts"].max().date() - timedelta(days=40)
+    # The first day of a step: the day after stays in it.
+    first = last - timedelta(days=(day_number(last) - lookback_days(cfg)) % START_STEP)
+    runs = []
+    for shift in (0, 1):
+        days = [first + timedelta(days=shift + k) for k in (0, 30)]
+        book = build_scoring_set(tables, days, labels, cfg, top).frame
+        account = sorted(set(book["account_id"]))[0]
+        before = memo.compiled
+        alone = build_scoring_set(tables, days, labels, cfg, top, accounts=[account]).frame
+        runs.append(memo.compiled - before)
+        expected = book[book["account_id"] == account].reset_index(drop=True)
+        pd.testing.assert_frame_equal(alone, expected, check_categorical=False)
+    assert runs == [1, 0], "the first explanation compiles its query, the next day's reuses it"
