@@ -44,6 +44,8 @@ CASES = {
     "mixed": [-1.2, 0.8, -0.5, 0.3, 0.25, -0.2, 0.1, -0.05, 0.04, 0.02, -0.01],
     # The drivers' values sit beyond the bars' ends, at both sides of the axis.
     "one huge driver each way": [0.0, 9.0, -14.0, 0.01],
+    "log-odds no model reaches": [0.0, 123.45, -456.78, 0.01],
+    "drivers near nothing": [0.0, 0.001, -0.002, 0.0],
     "all raise the risk": [-3.0, *np.full(12, 0.4)],
     "a long label": [0.5, -0.9, 0.7, 0.2],
 }
