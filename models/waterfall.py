@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import rcParams
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from PIL import Image
@@ -76,7 +76,8 @@ def waterfall_png(
         fontsize=8,
     )
     ax.set_title(title, fontsize=10)
-    canvas = _fit_margins(fig, ax)
+    canvas = FigureCanvasAgg(fig)
+    _fit_margins(fig, ax, canvas.get_renderer())
     canvas.draw()
     # A waterfall is a few flat colours and their anti-aliasing: a 256-colour palette shows
     # the same picture at a third of the size (what the report did to each picture after
@@ -90,9 +91,9 @@ def waterfall_png(
     return buf.getvalue()
 
 
-def _fit_margins(fig: Figure, ax: Axes) -> FigureCanvasAgg:
-    """Margins that hold the chart's texts, with tight_layout's gap to the edge (1.08 times
-    the font size); the canvas that measured them, to draw on.
+def _fit_margins(fig: Figure, ax: Axes, renderer: RendererAgg) -> None:
+    """Margins that hold the chart's texts, measured by ``renderer``, with tight_layout's
+    gap to the edge (1.08 times the font size).
 
     What ``fig.tight_layout()`` gives for this chart, from one measure of each text: the
     tight layout measured every artist of the axes again (a third of a picture's time, 50
@@ -100,8 +101,6 @@ def _fit_margins(fig: Figure, ax: Axes) -> FigureCanvasAgg:
     values need no margin: they sit in the axes' own padding (15 % of the range, at least
     50 pixels), wider than a value's text.
     """
-    canvas = FigureCanvasAgg(fig)
-    renderer = canvas.get_renderer()
     width, height = fig.bbox.width, fig.bbox.height
     px = fig.dpi / 72  # pixels per point
     pad = 1.08 * float(rcParams["font.size"]) * px
@@ -120,7 +119,6 @@ def _fit_margins(fig: Figure, ax: Axes) -> FigureCanvasAgg:
     top = pad + size([ax.title], "height") + float(rcParams["axes.titlepad"]) * px
     right = pad + size(ax.get_xticklabels(), "width") / 2  # the last tick's label, centred
     fig.subplots_adjust(left / width, bottom / height, 1 - right / width, 1 - top / height)
-    return canvas
 
 
 def _fmt(v: object) -> str:

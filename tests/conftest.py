@@ -201,8 +201,6 @@ def sim_frames(sim_dir: Path) -> dict[str, pd.DataFrame]:
     return frames
 
 
-#: The longest test files, started first: ``make test`` hands whole files to two workers
-#: (``--dist loadfile``), and a long file started last would leave one worker idle.
 @contextmanager
 def local_spark(cores: int, **options: str) -> Iterator[BaseBackend]:
     """Local Spark for a test module, stopped at the end; ``churn`` reuses the session it
@@ -224,8 +222,9 @@ def local_spark(cores: int, **options: str) -> Iterator[BaseBackend]:
             session.stop()
 
 
-#: The files in order of their measured time, longest first (one run of 2026-12-07,
-#: timestamps per worker): started first, they do not leave one worker alone at the end.
+#: The longest test files, started first: ``make test`` hands whole files to two workers
+#: (``--dist loadfile``), and a long file started last would leave one worker idle. In order
+#: of their measured time, longest first (one run of 2026-12-07, timestamps per worker);
 #: ``make test`` keeps this order (``--no-loadscope-reorder``).
 SLOW_FIRST = (
     "test_spark_cluster.py", "test_serving.py", "test_young_books.py", "test_scoring.py",

@@ -42,6 +42,12 @@ def picture(contrib: list[float], labels: dict[str, str] | None = None, top: int
     return np.asarray(Image.open(io.BytesIO(png)).convert("L"))
 
 
+def border(pixels: np.ndarray) -> np.ndarray:
+    """The grey levels of a picture's outer two pixels, all four sides."""
+    return np.concatenate([pixels[:2].ravel(), pixels[-2:].ravel(),
+                           pixels[:, :2].ravel(), pixels[:, -2:].ravel()])  # fmt: skip
+
+
 CASES = {
     "mixed": [-1.2, 0.8, -0.5, 0.3, 0.25, -0.2, 0.1, -0.05, 0.04, 0.02, -0.01],
     # The drivers' values sit beyond the bars' ends, at both sides of the axis.
@@ -58,10 +64,9 @@ LABELS = {
 
 @pytest.mark.parametrize("case", CASES)
 def test_every_text_is_inside_the_picture(case: str) -> None:
-    pixels = picture(CASES[case], LABELS.get(case))
-    border = np.concatenate([pixels[:2].ravel(), pixels[-2:].ravel(),
-                             pixels[:, :2].ravel(), pixels[:, -2:].ravel()])  # fmt: skip
-    assert border.min() >= BLANK, "a text reaches the edge of the picture"
+    assert border(picture(CASES[case], LABELS.get(case))).min() >= BLANK, (
+        "a text reaches the edge of the picture"
+    )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -89,9 +94,7 @@ def test_a_notebooks_own_style_keeps_every_text_inside(style: Any) -> None:
     """A notebook may change matplotlib's settings; the margins follow them."""
     with matplotlib.rc_context(style):
         pixels = picture(CASES["mixed"])
-    border = np.concatenate([pixels[:2].ravel(), pixels[-2:].ravel(),
-                             pixels[:, :2].ravel(), pixels[:, -2:].ravel()])  # fmt: skip
-    assert border.min() >= BLANK, f"a text reaches the edge under {style}"
+    assert border(pixels).min() >= BLANK, f"a text reaches the edge under {style}"
 
 
 def test_the_picture_has_a_palette_and_the_report_keeps_it_as_drawn() -> None:
