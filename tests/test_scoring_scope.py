@@ -141,3 +141,20 @@ def test_one_account_and_several_days_give_the_whole_books_rows(
     expected = book[book["account_id"].isin(some)].reset_index(drop=True)
     pd.testing.assert_frame_equal(alone, expected, check_categorical=False)
     assert alone["as_of"].nunique() == len(days)
+    # Without the model's events, the most common ones are still the book's, not those of
+    # the account asked for: one whose own most common events differ from the book's.
+    ev = sim_frames["events"]
+    ev = ev[ev["ts"] < pd.Timestamp(days[-1], tz="UTC")]
+
+    def top(frame: pd.DataFrame) -> list[str]:  # most events first, ties by name
+        counts = frame["event"].value_counts().rename_axis("event").reset_index()
+        return counts.sort_values(["count", "event"], ascending=[False, True])["event"].tolist()[:4]
+
+    wide = FeatureConfig(top_events=4)
+    whole = build_scoring_set(tables, days, labels, wide).frame
+    odd = next(
+        a for a in sorted(set(whole["account_id"])) if top(ev[ev["account_id"] == a]) != top(ev)
+    )
+    mine = build_scoring_set(tables, days, labels, wide, accounts=[odd]).frame
+    expected = whole[whole["account_id"] == odd].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, expected, check_categorical=False)
