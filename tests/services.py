@@ -237,7 +237,9 @@ def mlflow_server(
     backend_uri: str, artifacts: Path, log: Path, logs: Sequence[Path], wait: float = 240.0
 ) -> Iterator[str]:
     """``mlflow server`` on ``backend_uri``, serving the artifacts of ``artifacts`` on a free
-    port of 127.0.0.1, with one worker; yields its URL once ``/health`` answers."""
+    port of 127.0.0.1, with one worker and, as the README runs it, without MLflow's job
+    runners (seven more processes, which churn never uses); yields its URL once ``/health``
+    answers."""
     try:
         import psycopg2  # noqa: F401  (MLflow's PostgreSQL store needs it)
     except ImportError as err:
@@ -246,6 +248,7 @@ def mlflow_server(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in MLFLOW_STATE}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     artifacts.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         server = subprocess.Popen(
