@@ -17,23 +17,33 @@ the command leaves needs those passes: its files are closed by then, and the scr
 does (``tests/test_cli.py`` checks that none is left behind).
 
 In any other process (a notebook, the tests) :func:`loading` only pauses the collector
-while modules load: freezing would keep that process's garbage forever.
+while modules load: freezing would keep that process's garbage forever. A ``churn`` process
+also keeps MLflow's artifact progress bars out of its output (:data:`QUIET_MLFLOW`).
 """
 
 from __future__ import annotations
 
 import atexit
 import gc
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 _own_process = False
 
+#: MLflow draws a progress bar for each artifact it reads back while it checks a logged
+#: model (three one-file "Downloading artifacts" bars in every ``churn train``), between
+#: churn's own lines. A ``churn`` process turns them off unless the variable is set.
+QUIET_MLFLOW = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
 
 def own_process() -> None:
     """Say that this process runs one ``churn`` command and exits (the entry points): what
-    :func:`loading` loads is frozen, and so is everything at exit."""
+    :func:`loading` loads is frozen, and so is everything at exit; :data:`QUIET_MLFLOW`
+    applies where the environment does not say otherwise."""
     global _own_process
+    for key, value in QUIET_MLFLOW.items():
+        os.environ.setdefault(key, value)
     _own_process = True
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
