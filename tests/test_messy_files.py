@@ -11,6 +11,7 @@ import gc
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from features.config import DataConfig
 from features.errors import ContractError
 from features.number_styles import number_style
 from features.read import connect, read_data, scratch
-from features.validate import load
+from features.validate import load, validate
 
 ACCOUNTS = (
     "account_id{d}created_at{d}name{d}segment\n"
@@ -422,6 +423,30 @@ def test_spark_reads_the_same_messy_files(tmp_path: Path, spark_con: object) -> 
                 assert list(got[col]) == list(want[col]), (name, col)
     accounts = on_spark.tables["accounts"].to_pandas().sort_values("account_id")
     assert list(accounts["name"]) == ["Café €", "Globex"]
+
+
+@_spark
+def test_spark_settles_the_same_rules_from_the_parquet_footers(
+    tmp_path: Path, spark_con: object
+) -> None:
+    """The footers are the files' own: on Spark they describe every Parquet table as on
+    DuckDB, and the report they give (a value below 0, an empty user_id) is the one that
+    counting Spark's rows gives."""
+    tables = tiny_tables()
+    events = tables["events"].astype({"user_id": object})
+    events.loc[1, "value"] = -4.0
+    events.loc[2, "user_id"] = None
+    tables["events"] = events
+    data_dir = write_tables(tables, tmp_path / "d")
+    on_spark = read_data(data_dir, spark_con)  # type: ignore[arg-type]
+    assert set(on_spark.stats) == set(on_spark.tables), "every Parquet table is described"
+    assert on_spark.stats == read_data(data_dir).stats
+    report = validate(on_spark)
+    assert report == validate(replace(on_spark, stats={}))
+    assert {(p.table, p.column, p.rows) for p in report.problems} >= {
+        ("events", "value", 1),
+        ("events", "user_id", 1),
+    }
 
 
 def test_each_connection_keeps_its_own_temporary_folder() -> None:
