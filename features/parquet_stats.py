@@ -46,7 +46,8 @@ def parquet_stats(
 ) -> TableStats | None:
     """The row count and the row groups' statistics of a Parquet source, read from its
     footers (DuckDB's ``parquet_metadata``: ``con`` when it is DuckDB, else
-    :func:`_footer_reader`); ``None`` for CSV.
+    :func:`_footer_reader`); ``None`` for CSV, and for a folder that another engine reads
+    without some of the files DuckDB's glob finds (:func:`_skips_some`).
 
     Only contract columns stored in their contract type (any timestamp for a timestamp) are
     described: their values are the typed table's. A column's count or bound is ``None``
@@ -55,6 +56,8 @@ def parquet_stats(
     if path.suffix == ".csv":
         return None
     if con.name != "duckdb":
+        if _skips_some(path):
+            return None
         con = _footer_reader()
     stored = [
         c for c in spec.columns if c.name in raw.columns and cannot_fail(raw[c.name].type(), c.kind)
@@ -89,6 +92,15 @@ def parquet_stats(
         ):
             bounds = (r["first"], r["last"])
     return TableStats(int(rows[0]), columns, *bounds)
+
+
+def _skips_some(folder: Path) -> bool:
+    """Whether Spark reads ``folder`` without some of the Parquet files DuckDB's glob finds
+    in it: Spark skips every file or folder whose name starts with ``_`` or ``.``."""
+    return folder.is_dir() and any(
+        part.startswith(("_", ".")) for f in folder.rglob("*.parquet")
+        for part in f.relative_to(folder).parts
+    )  # fmt: skip
 
 
 @cache

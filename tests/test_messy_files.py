@@ -449,6 +449,25 @@ def test_spark_settles_the_same_rules_from_the_parquet_footers(
     }
 
 
+@_spark
+def test_spark_counts_a_folder_whose_hidden_parts_it_skips(
+    tmp_path: Path, spark_con: object
+) -> None:
+    """Spark skips a folder's files whose names start with ``_`` or ``.``, which DuckDB's glob
+    reads: such a folder is counted on the rows Spark reads, the other tables still from
+    their footers."""
+    tables = tiny_tables()
+    events = tables.pop("events")
+    data_dir = write_tables(tables, tmp_path / "d")
+    (data_dir / "events").mkdir()
+    events.to_parquet(data_dir / "events" / "part-0.parquet", index=False)
+    events.head(2).to_parquet(data_dir / "events" / "_rejected.parquet", index=False)
+    on_spark = read_data(data_dir, spark_con)  # type: ignore[arg-type]
+    assert set(on_spark.stats) == set(tables), "all but the events from their footers"
+    rows = {s.table: s.rows for s in validate(on_spark).summaries}
+    assert rows["events"] == len(events)
+
+
 def test_each_connection_keeps_its_own_temporary_folder() -> None:
     """UTF-8 copies and DuckDB's spilled data live in a folder of each connection's own,
     removed with it and not before (Ibis backends compare equal by database: a folder keyed
