@@ -36,9 +36,30 @@ class TableStats:
     last: datetime | None = None
 
 
-def parquet_glob(path: Path) -> str:
-    """The Parquet files of a source: the file itself, or every part of a folder at any depth."""
-    return str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+def hidden(name: str) -> bool:
+    """Whether a file or folder name is one of Hadoop's hidden ones, which Spark skips when
+    it reads a folder: it starts with ``.``, or with ``_`` and is no ``key=value`` partition
+    (``_SUCCESS``, the ``_temporary/`` of an unfinished or failed write)."""
+    return name.startswith(".") or (name.startswith("_") and "=" not in name)
+
+
+def parquet_parts(path: Path) -> tuple[list[Path], list[Path]]:
+    """The Parquet files of a source, and those it leaves out: the file itself, or the
+    ``.parquet`` files of a folder at any depth but the :func:`hidden` ones (Spark reads
+    the same), each list sorted."""
+    if not path.is_dir():
+        return [path], []
+    read: list[Path] = []
+    skipped: list[Path] = []
+    for f in sorted(path.rglob("*.parquet")):
+        hides = any(hidden(part) for part in f.relative_to(path).parts)
+        (skipped if hides else read).append(f)
+    return read, skipped
+
+
+def sql_files(files: list[Path]) -> str:
+    """``files`` as a DuckDB list of quoted paths."""
+    return "[{}]".format(", ".join("'{}'".format(str(f).replace("'", "''")) for f in files))
 
 
 def parquet_stats(
@@ -46,8 +67,7 @@ def parquet_stats(
 ) -> TableStats | None:
     """The row count and the row groups' statistics of a Parquet source, read from its
     footers (DuckDB's ``parquet_metadata``: ``con`` when it is DuckDB, else
-    :func:`_footer_reader`); ``None`` for CSV, and for a folder that another engine reads
-    without some of the files DuckDB's glob finds (:func:`_skips_some`).
+    :func:`_footer_reader`), the files of :func:`parquet_parts`; ``None`` for CSV.
 
     Only contract columns stored in their contract type (any timestamp for a timestamp) are
     described: their values are the typed table's. A column's count or bound is ``None``
@@ -56,13 +76,11 @@ def parquet_stats(
     if path.suffix == ".csv":
         return None
     if con.name != "duckdb":
-        if _skips_some(path):
-            return None
         con = _footer_reader()
     stored = [
         c for c in spec.columns if c.name in raw.columns and cannot_fail(raw[c.name].type(), c.kind)
     ]
-    meta = "parquet_metadata('{}')".format(parquet_glob(path).replace("'", "''"))
+    meta = f"parquet_metadata({sql_files(parquet_parts(path)[0])})"
     groups = f"SELECT DISTINCT file_name, row_group_id, row_group_num_rows FROM {meta}"
     rows = con.raw_sql(f"SELECT coalesce(sum(row_group_num_rows), 0) FROM ({groups})").fetchone()
 
@@ -92,15 +110,6 @@ def parquet_stats(
         ):
             bounds = (r["first"], r["last"])
     return TableStats(int(rows[0]), columns, *bounds)
-
-
-def _skips_some(folder: Path) -> bool:
-    """Whether Spark reads ``folder`` without some of the Parquet files DuckDB's glob finds
-    in it: Spark skips every file or folder whose name starts with ``_`` or ``.``."""
-    return folder.is_dir() and any(
-        part.startswith(("_", ".")) for f in folder.rglob("*.parquet")
-        for part in f.relative_to(folder).parts
-    )  # fmt: skip
 
 
 @cache

@@ -38,7 +38,7 @@ from features.contract import TABLES, TableSpec
 from features.date_zones import date_zones, local_dates
 from features.errors import ContractError, Problem
 from features.number_styles import number_styles, style_notes
-from features.parquet_stats import TableStats, parquet_glob, parquet_stats
+from features.parquet_stats import TableStats, parquet_parts, parquet_stats
 from features.resources import free_cores
 from features.sniff import Dialect, not_empty, shown, sniff, transcode
 
@@ -122,6 +122,13 @@ def file_uri_path(uri: str, setting: str) -> Path:
     return Path(url2pathname(parsed.path))
 
 
+#: Why a folder's Parquet files are left out (:func:`features.parquet_stats.hidden`).
+HIDDEN = (
+    "whose names start with _ or . (Hadoop's hidden files, such as an unfinished write's "
+    "_temporary/; Spark skips them too)"
+)
+
+
 def find_sources(data_dir: Path) -> dict[str, Path]:
     """Map each contract table present in ``data_dir`` to its file or folder."""
     if not data_dir.is_dir():
@@ -139,9 +146,11 @@ def find_sources(data_dir: Path) -> dict[str, Path]:
                 f"{name}: found {listed} in {data_dir}; keep one file (or one folder) per table"
             )
         if found:
-            if found[0].is_dir() and not any(found[0].rglob("*.parquet")):
+            parts, hidden = parquet_parts(found[0])
+            if not parts:
+                why = f": its {len(hidden)} are files {HIDDEN}" if hidden else ""
                 raise ContractError(
-                    f"{name}: the folder {found[0]} holds no .parquet parts; "
+                    f"{name}: the folder {found[0]} holds no .parquet parts to read{why}; "
                     "a table given as a folder must be a set of Parquet files"
                 )
             sources[name] = found[0]
@@ -194,7 +203,7 @@ def read_source(
                 recursiveFileLookup="true", pathGlobFilter="*.parquet",
             )  # fmt: skip
         return read_spark(con, "parquet", spark_uri(path))
-    return con.read_parquet(parquet_glob(path))
+    return con.read_parquet([str(f) for f in parquet_parts(path)[0]])
 
 
 #: The attribute of a connection that holds its temporary folder (UTF-8 copies of non-UTF-8
@@ -317,6 +326,13 @@ def read_data(
         problems.extend(found)
         if assumed:
             notes.append(f"{path.name}: " + "; ".join(assumed))
+        skipped = parquet_parts(path)[1]
+        if skipped:
+            shown = ", ".join(str(f.relative_to(path)) for f in skipped[:3])
+            more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            notes.append(
+                f"{path.name}/: {len(skipped)} Parquet file(s) not read, {HIDDEN}: {shown}{more}"
+            )
     return DataSet(con, tables, sources, tuple(problems), stats, tuple(notes))
 
 

@@ -449,23 +449,54 @@ def test_spark_settles_the_same_rules_from_the_parquet_footers(
     }
 
 
-@_spark
-def test_spark_counts_a_folder_whose_hidden_parts_it_skips(
-    tmp_path: Path, spark_con: object
-) -> None:
-    """Spark skips a folder's files whose names start with ``_`` or ``.``, which DuckDB's glob
-    reads: such a folder is counted on the rows Spark reads, the other tables still from
-    their footers."""
+def _with_hidden_parts(tmp_path: Path) -> Path:
+    """The tiny tables with the events as a folder: ``part-0.parquet`` (all 5 rows), and 5 more
+    rows in files whose names start with ``_`` or ``.``, as an export or a failed write
+    leaves them."""
     tables = tiny_tables()
     events = tables.pop("events")
     data_dir = write_tables(tables, tmp_path / "d")
-    (data_dir / "events").mkdir()
-    events.to_parquet(data_dir / "events" / "part-0.parquet", index=False)
-    events.head(2).to_parquet(data_dir / "events" / "_rejected.parquet", index=False)
+    folder = data_dir / "events"
+    (folder / "_temporary" / "0").mkdir(parents=True)
+    events.to_parquet(folder / "part-0.parquet", index=False)
+    events.head(2).to_parquet(folder / "_rejected.parquet", index=False)
+    events.head(2).to_parquet(folder / "_temporary" / "0" / "part-1.parquet", index=False)
+    events.head(1).to_parquet(folder / ".part-2.parquet", index=False)
+    return data_dir
+
+
+def test_a_folders_hidden_parquet_files_are_not_read_and_the_report_says_so(
+    tmp_path: Path,
+) -> None:
+    data_dir = _with_hidden_parts(tmp_path)
+    data = read_data(data_dir)
+    rows = {s.table: s.rows for s in validate(data).summaries}
+    assert rows["events"] == len(tiny_tables()["events"]) == 5
+    assert data.notes == (
+        "events/: 3 Parquet file(s) not read, whose names start with _ or . (Hadoop's hidden "
+        "files, such as an unfinished write's _temporary/; Spark skips them too): "
+        ".part-2.parquet, _rejected.parquet, _temporary/0/part-1.parquet",
+    )
+    for f in (data_dir / "events").glob("part-*.parquet"):
+        f.unlink()
+    with pytest.raises(ContractError, match=r"events: the folder .* holds no \.parquet parts to "
+                       r"read: its 3 are files whose names start with _ or \."):  # fmt: skip
+        read_data(data_dir)
+
+
+@_spark
+def test_spark_reads_the_parts_of_a_folder_that_duckdb_reads(
+    tmp_path: Path, spark_con: object
+) -> None:
+    """Both engines leave out a folder's hidden Parquet files (``_rejected.parquet``,
+    ``_temporary/``): the same rows, the same footers, the same notes."""
+    data_dir = _with_hidden_parts(tmp_path)
     on_spark = read_data(data_dir, spark_con)  # type: ignore[arg-type]
-    assert set(on_spark.stats) == set(tables), "all but the events from their footers"
-    rows = {s.table: s.rows for s in validate(on_spark).summaries}
-    assert rows["events"] == len(events)
+    on_duckdb = read_data(data_dir)
+    assert on_spark.notes == on_duckdb.notes and len(on_spark.notes) == 1
+    assert on_spark.stats == on_duckdb.stats and "events" in on_spark.stats
+    assert validate(on_spark).summaries == validate(on_duckdb).summaries
+    assert validate(replace(on_spark, stats={})) == validate(on_spark)
 
 
 def test_each_connection_keeps_its_own_temporary_folder() -> None:
