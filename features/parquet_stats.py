@@ -57,7 +57,7 @@ def parquet_parts(path: Path) -> tuple[list[Path], list[Path]]:
     return read, skipped
 
 
-def sql_files(files: list[Path]) -> str:
+def _sql_files(files: list[Path]) -> str:
     """``files`` as a DuckDB list of quoted paths."""
     return "[{}]".format(", ".join("'{}'".format(str(f).replace("'", "''")) for f in files))
 
@@ -80,7 +80,7 @@ def parquet_stats(
     stored = [
         c for c in spec.columns if c.name in raw.columns and cannot_fail(raw[c.name].type(), c.kind)
     ]
-    meta = f"parquet_metadata({sql_files(parquet_parts(path)[0])})"
+    meta = f"parquet_metadata({_sql_files(parquet_parts(path)[0])})"
     groups = f"SELECT DISTINCT file_name, row_group_id, row_group_num_rows FROM {meta}"
     rows = con.raw_sql(f"SELECT coalesce(sum(row_group_num_rows), 0) FROM ({groups})").fetchone()
 
