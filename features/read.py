@@ -328,10 +328,10 @@ def read_data(
             notes.append(f"{path.name}: " + "; ".join(assumed))
         skipped = parquet_parts(path)[1]
         if skipped:
-            shown = ", ".join(str(f.relative_to(path)) for f in skipped[:3])
+            first = ", ".join(str(f.relative_to(path)) for f in skipped[:3])
             more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
             notes.append(
-                f"{path.name}/: {len(skipped)} Parquet file(s) not read, {HIDDEN}: {shown}{more}"
+                f"{path.name}/: {len(skipped)} Parquet file(s) not read, {HIDDEN}: {first}{more}"
             )
     return DataSet(con, tables, sources, tuple(problems), stats, tuple(notes))
 
