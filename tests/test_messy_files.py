@@ -450,8 +450,8 @@ def test_spark_settles_the_same_rules_from_the_parquet_footers(
 
 
 def _with_hidden_parts(tmp_path: Path) -> Path:
-    """The tiny tables with the events as a folder: ``part-0.parquet`` (all 5 rows), and 5 more
-    rows in files whose names start with ``_`` or ``.``, as an export or a failed write
+    """The tiny tables with the events as a folder: ``part-0.parquet`` (all 5 rows), and 6 more
+    rows in four files whose names start with ``_`` or ``.``, as an export or a failed write
     leaves them."""
     tables = tiny_tables()
     events = tables.pop("events")
@@ -462,6 +462,7 @@ def _with_hidden_parts(tmp_path: Path) -> Path:
     events.head(2).to_parquet(folder / "_rejected.parquet", index=False)
     events.head(2).to_parquet(folder / "_temporary" / "0" / "part-1.parquet", index=False)
     events.head(1).to_parquet(folder / ".part-2.parquet", index=False)
+    events.head(1).to_parquet(folder / ".part-3.parquet", index=False)
     return data_dir
 
 
@@ -473,14 +474,14 @@ def test_a_folders_hidden_parquet_files_are_not_read_and_the_report_says_so(
     rows = {s.table: s.rows for s in validate(data).summaries}
     assert rows["events"] == len(tiny_tables()["events"]) == 5
     assert data.notes == (
-        "events/: 3 Parquet file(s) not read, whose names start with _ or . (Hadoop's hidden "
+        "events/: 4 Parquet file(s) not read, whose names start with _ or . (Hadoop's hidden "
         "files, such as an unfinished write's _temporary/; Spark skips them too): "
-        ".part-2.parquet, _rejected.parquet, _temporary/0/part-1.parquet",
+        ".part-2.parquet, .part-3.parquet, _rejected.parquet and 1 more",
     )
     for f in (data_dir / "events").glob("part-*.parquet"):
         f.unlink()
     with pytest.raises(ContractError, match=r"events: the folder .* holds no \.parquet parts to "
-                       r"read: its 3 are files whose names start with _ or \."):  # fmt: skip
+                       r"read: its 4 are files whose names start with _ or \."):  # fmt: skip
         read_data(data_dir)
 
 
