@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import textwrap
 from collections.abc import Sequence
 
@@ -16,6 +15,7 @@ from matplotlib.text import Text
 from PIL import Image
 
 from features.catalog import Feature
+from models.palette import palette_png
 
 #: A driver's label on at most three lines of 40 characters: a long event name from the
 #: user's data would otherwise squeeze the bars and push the axis label off the picture.
@@ -82,13 +82,7 @@ def waterfall_png(
     # A waterfall is a few flat colours and their anti-aliasing: a 256-colour palette shows
     # the same picture at a third of the size (what the report did to each picture after
     # matplotlib had encoded it; encoding once saves 20-30 ms a picture).
-    rgba = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba())
-    palette = rgba.convert("RGB").quantize(
-        256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
-    )
-    buf = io.BytesIO()
-    palette.save(buf, format="PNG")
-    return buf.getvalue()
+    return palette_png(Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()))
 
 
 def _fit_margins(fig: Figure, ax: Axes, renderer: RendererAgg) -> None:

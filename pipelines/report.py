@@ -45,6 +45,7 @@ import pandas as pd
 from markupsafe import Markup
 from PIL import Image
 
+from models.palette import palette_png
 from models.plays import MeasuredPlay
 from pipelines.files import write_atomically
 from pipelines.report_accounts import (
@@ -153,11 +154,7 @@ def compact_png(png: bytes) -> bytes:
         transparent = "transparency" in image.info or alpha[0] != 255
         if transparent:
             return png
-        rgb = image.convert("RGB")
-    palette = rgb.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
-    out = io.BytesIO()
-    palette.save(out, format="PNG")
-    small = out.getvalue()
+        small = palette_png(image)
     return small if len(small) < len(png) else png
 
 
