@@ -151,7 +151,8 @@ def find_sources(data_dir: Path) -> dict[str, Path]:
                 why = f": its {len(hidden)} are files {HIDDEN}" if hidden else ""
                 raise ContractError(
                     f"{name}: the folder {found[0]} holds no .parquet parts to read{why}; "
-                    "a table given as a folder must be a set of Parquet files"
+                    "a table given as a folder must be a set of Parquet files, named without "
+                    "a leading _ or ."
                 )
             sources[name] = found[0]
     missing = [t.name for t in TABLES.values() if t.required and t.name not in sources]

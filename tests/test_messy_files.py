@@ -481,7 +481,8 @@ def test_a_folders_hidden_parquet_files_are_not_read_and_the_report_says_so(
     for f in (data_dir / "events").glob("part-*.parquet"):
         f.unlink()
     with pytest.raises(ContractError, match=r"events: the folder .* holds no \.parquet parts to "
-                       r"read: its 4 are files whose names start with _ or \."):  # fmt: skip
+                       r"read: its 4 are files whose names start with _ or \..*named without "
+                       r"a leading _ or \."):  # fmt: skip
         read_data(data_dir)
 
 
