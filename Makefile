@@ -6,17 +6,22 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 TEST_WORKERS ?= 2
-PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+# pip installs only uv (pinned in constraints.txt); uv installs the rest, byte-compiled as pip
+# does: on a new clone install-dev took 48 s against 87 s with pip (benchmarks/README.md).
+UV := $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.base: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) -e .
+$(BIN)/uv: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
+
+$(VENV)/.base: $(BIN)/uv pyproject.toml constraints.txt
+	$(UV) -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) -e ".[dev,spark]"
+	$(UV) -e ".[dev,spark]"
 	touch $@
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
