@@ -8,20 +8,30 @@ BIN := $(VENV)/bin
 TEST_WORKERS ?= 2
 # pip installs only uv (pinned in constraints.txt); uv installs the rest, byte-compiled as pip
 # does: on a new clone install-dev took 48 s against 87 s with pip (benchmarks/README.md).
-UV := $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt
+# uv reads neither pip.conf nor PIP_INDEX_URL: behind a package mirror set UV_DEFAULT_INDEX,
+# or install with pip alone (make install INSTALLER=pip).
+INSTALLER ?= uv
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+ifeq ($(INSTALLER),pip)
+INSTALL_WITH := $(BIN)/python
+INSTALL := $(PIP)
+else
+INSTALL_WITH := $(BIN)/uv
+INSTALL := $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt
+endif
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(BIN)/uv: $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt uv
+	$(PIP) uv
 
-$(VENV)/.base: $(BIN)/uv pyproject.toml constraints.txt
-	$(UV) -e .
+$(VENV)/.base: $(INSTALL_WITH) pyproject.toml constraints.txt
+	$(INSTALL) -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(UV) -e ".[dev,spark]"
+	$(INSTALL) -e ".[dev,spark]"
 	touch $@
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
