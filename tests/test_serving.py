@@ -139,7 +139,7 @@ def fresh_python(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], P
         if text in made:
             return made[text]
         folder = tmp_path_factory.mktemp("fresh-env")
-        env, python = outside_env(), folder / "venv" / "bin" / "python"
+        env, python, installer = outside_env(), folder / "venv" / "bin" / "python", uv()
         started = time.perf_counter()
         # uv, not pip: the same pinned packages in 1.5 s against 24 s (pip, --no-compile),
         # linked from the cache that make install-dev filled. Modules are not byte-compiled:
@@ -150,7 +150,7 @@ def fresh_python(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], P
              "-c", str(ROOT / "constraints.txt")],
         ):  # fmt: skip
             run = subprocess.run(
-                [str(uv()), *args], env=env, cwd=folder, capture_output=True, text=True,
+                [str(installer), *args], env=env, cwd=folder, capture_output=True, text=True,
                 timeout=INSTALL_SECONDS,
             )  # fmt: skip
             assert run.returncode == 0, (
